@@ -1,0 +1,24 @@
+#pragma once
+// Models with random weights, in the exact GGUF layout llama.cpp writes, for tests and benchmarks.
+#include <cstdint>
+#include <string>
+
+#include "ruvdllm/core/tensor_type.h"
+#include "ruvdllm/model/config.h"
+
+namespace ruvdllm {
+
+// Named shapes: "test" (tiny), "160m", "1b", "8b" (LLaDA-8B), for arch llada or dream
+// (and llada-moe with "test"). Error for an unknown name.
+ModelConfig shape_config(Arch arch, const std::string& shape);
+
+struct InitOptions {
+  TensorType type = TensorType::F16;  // type of 2-D weight matrices; norms stay F32
+  uint64_t seed = 1;
+  bool write_vocab = true;  // a byte-level placeholder vocabulary in tokenizer.ggml.*
+};
+// Writes a random-weight model (GGUF, atomically) with std-0.02-style init scaled for depth.
+void write_random_model(const ModelConfig& config, const InitOptions& options,
+                        const std::string& path);
+
+}  // namespace ruvdllm

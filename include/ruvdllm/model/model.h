@@ -1,0 +1,77 @@
+#pragma once
+// A loaded transformer (weights in place in the mapped file) and its forward pass.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ruvdllm/core/tensor.h"
+#include "ruvdllm/core/thread_pool.h"
+#include "ruvdllm/model/config.h"
+
+namespace ruvdllm {
+
+// Keys and values of positions already computed (a prompt prefix, finished blocks).
+// Layout per layer: n_tokens × n_head_kv × head_dim floats for K, the same for V.
+struct KVCache {
+  int64_t n_tokens = 0;
+  std::vector<std::vector<float>> k;  // one per layer
+  std::vector<std::vector<float>> v;
+  void clear();
+};
+
+struct ForwardOptions {
+  int64_t n_seq = 1;                 // tokens hold n_seq sequences of equal length, one after another
+  MaskMode mask = MaskMode::Full;    // attention within each sequence
+  int64_t block_len = 0;             // for MaskMode::BlockCausal
+  // With a cache (n_seq must be 1): this pass's tokens follow the cached ones (positions
+  // continue from cache->n_tokens) and attend to them; when append_to_cache is set, this pass's
+  // K/V are appended afterwards.
+  KVCache* cache = nullptr;
+  bool append_to_cache = false;
+};
+
+// The per-layer tensors of a transformer. Absent optional tensors have data == nullptr.
+struct LayerWeights {
+  TensorView attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm;
+  TensorView ffn_norm, ffn_gate, ffn_up, ffn_down;                 // dense FFN
+  TensorView ffn_gate_inp, ffn_gate_exps, ffn_up_exps, ffn_down_exps;  // MoE
+};
+struct ModelWeights {
+  TensorView token_embd, output_norm, output;  // output == token_embd when tied
+  std::vector<LayerWeights> layers;
+};
+
+// Vocabulary strings and special ids as stored in the file (the tokenizer layer builds on it).
+struct VocabInfo {
+  std::string model;  // tokenizer.ggml.model: "gpt2", "llama", ... ; "hf" for tokenizer.json
+  std::string pre;    // tokenizer.ggml.pre
+  std::vector<std::string> tokens;
+  size_t n_merges = 0;
+  std::string chat_template;
+};
+
+class Model {
+ public:
+  // PATH: a .gguf file, a .safetensors file, a *.safetensors.index.json, or a Hugging Face
+  // directory (config.json + safetensors [+ tokenizer.json]). Throws Error("PATH: PROBLEM").
+  static std::unique_ptr<Model> load(const std::string& path);
+  virtual ~Model() = default;
+
+  virtual const ModelConfig& config() const = 0;
+  virtual const ModelWeights& weights() const = 0;
+  virtual const VocabInfo& vocab() const = 0;
+  virtual const std::string& format() const = 0;  // "gguf" or "safetensors"
+  virtual std::vector<TensorView> all_tensors() const = 0;
+  virtual size_t weight_bytes() const = 0;
+
+  // logits: tokens.size() × vocab_size floats. Dream-style shifted models return logits
+  // already shifted, so row i always scores the token at position i.
+  virtual void forward(std::span<const int32_t> tokens, const ForwardOptions& options,
+                       float* logits, ThreadPool& pool) = 0;
+  // Bytes of activations forward() needs for n tokens (for `info` and memory checks).
+  virtual size_t activation_bytes(int64_t n_tokens) const = 0;
+};
+
+}  // namespace ruvdllm
