@@ -116,6 +116,10 @@ class GgufWriter {
   void add_tensor(const TensorView& view) {
     add_tensor(view.name, view.type, view.shape, view.data, view.nbytes);
   }
+  // For tensors too large to hold all at once (an 8B model): fill(dst) is called during
+  // write() and must write exactly the tensor's byte size to dst.
+  void add_tensor_lazy(const std::string& name, TensorType type, std::vector<int64_t> shape,
+                       std::function<void(void* dst)> fill);
   // Writes PATH atomically (temporary file, then rename). `progress` is called after each
   // tensor with (tensors written, total) when given.
   void write(const std::string& path,
@@ -126,8 +130,9 @@ class GgufWriter {
     std::string name;
     TensorType type;
     std::vector<int64_t> shape;
-    const void* data;
+    const void* data;  // null for lazy tensors
     size_t nbytes;
+    std::function<void(void*)> fill;
   };
   std::vector<std::pair<std::string, GgufValue>> metadata_;
   std::vector<PendingTensor> tensors_;
