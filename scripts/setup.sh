@@ -24,3 +24,5 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 echo "setup: all ${#PACKAGES[@]} packages present"
+# >>> npm tooling
+# <<< npm tooling

@@ -1,6 +1,7 @@
 #pragma once
 // Models with random weights, in the exact GGUF layout llama.cpp writes, for tests and benchmarks.
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "ruvdllm/core/tensor_type.h"
@@ -16,6 +17,7 @@ struct InitOptions {
   TensorType type = TensorType::F16;  // type of 2-D weight matrices; norms stay F32
   uint64_t seed = 1;
   bool write_vocab = true;  // a byte-level placeholder vocabulary in tokenizer.ggml.*
+  std::function<void(size_t, size_t)> progress;  // (tensors written, total), when set
 };
 // Writes a random-weight model (GGUF, atomically) with std-0.02-style init scaled for depth.
 void write_random_model(const ModelConfig& config, const InitOptions& options,

@@ -1,0 +1,12 @@
+#pragma once
+// Each subcommand registers its options on the app and runs when selected.
+#include <CLI/CLI.hpp>
+
+namespace ruvdllm::cli {
+
+void register_info(CLI::App& app);
+void register_logits(CLI::App& app);
+void register_init(CLI::App& app);
+void register_quantize(CLI::App& app);
+
+}  // namespace ruvdllm::cli
