@@ -39,7 +39,8 @@ class GgufValue {
   static GgufValue boolean(bool v);
   static GgufValue string(std::string v);
   static GgufValue string_array(std::vector<std::string> v);
-  static GgufValue int_array(GgufType element_type, std::vector<int64_t> v);  // any integer type
+  // Any integer type, or BOOL (0/1). UINT64 elements keep their bit pattern in the int64.
+  static GgufValue int_array(GgufType element_type, std::vector<int64_t> v);
   static GgufValue float_array(GgufType element_type, std::vector<double> v);  // FLOAT32/64
   static GgufValue nested_array(std::vector<GgufValue> v);  // arrays of arrays (rare)
 
