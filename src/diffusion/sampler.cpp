@@ -1,0 +1,123 @@
+// One step's choice of positions: score candidates in parallel, then commit the chosen ones.
+#include "ruvdllm/diffusion/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "ruvdllm/core/error.h"
+#include "ruvdllm/diffusion/rng.h"
+#include "ruvdllm/diffusion/row_kernels.h"
+
+namespace ruvdllm {
+
+void choose_top(std::span<const Proposal> proposals, int64_t count, float alg_temp, uint64_t seed,
+                int64_t step, std::vector<size_t>* chosen) {
+  chosen->clear();
+  const auto n = static_cast<int64_t>(proposals.size());
+  count = std::clamp<int64_t>(count, 0, n);
+  if (count == 0) return;
+  struct Keyed {
+    double key;
+    int64_t position;
+    size_t index;
+  };
+  std::vector<Keyed> keyed(proposals.size());
+  for (size_t i = 0; i < proposals.size(); ++i) {
+    double key = proposals[i].score;
+    if (std::isnan(key)) key = -std::numeric_limits<double>::infinity();
+    if (alg_temp > 0) {
+      // Gumbel-top-k: the top `count` of score/τ + Gumbel noise are distributed as `count`
+      // draws without replacement from softmax(score/τ).
+      const double u = random_uniform(
+          random_key(seed, step, proposals[i].position, RandomStream::PositionChoice));
+      key = key / alg_temp - std::log(-std::log(std::max(u, 1e-300)));
+    }
+    keyed[i] = {key, proposals[i].position, i};
+  }
+  auto better = [](const Keyed& a, const Keyed& b) {
+    return a.key > b.key || (a.key == b.key && a.position < b.position);
+  };
+  if (count < n) std::nth_element(keyed.begin(), keyed.begin() + count, keyed.end(), better);
+  for (int64_t i = 0; i < count; ++i) chosen->push_back(keyed[static_cast<size_t>(i)].index);
+  std::sort(chosen->begin(), chosen->end(),
+            [&](size_t a, size_t b) { return proposals[a].position < proposals[b].position; });
+}
+
+Sampler::Sampler(int64_t vocab, const SamplingOptions& options) : vocab_(vocab), options_(options) {
+  if (vocab <= 0) fail("sampler: vocabulary size must be positive, got {}", vocab);
+  validate_sampling(options);
+}
+
+void Sampler::sample_rows(float* logits, const float* uncond, std::span<const int64_t> positions,
+                          int64_t step, int64_t first_row, ThreadPool& pool,
+                          std::vector<Proposal>* out) {
+  out->resize(positions.size());
+  if (scratch_.size() < static_cast<size_t>(pool.size()))
+    scratch_.resize(static_cast<size_t>(pool.size()));
+  const bool guided = uncond != nullptr && options_.cfg_scale > 0;
+  pool.parallel_for(static_cast<int64_t>(positions.size()), [&](int64_t r, int thread) {
+    const int64_t position = positions[static_cast<size_t>(r)];
+    const int64_t offset = (position - first_row) * vocab_;
+    float* row = logits + offset;
+    if (guided) cfg_combine(row, uncond + offset, vocab_, options_.cfg_scale);
+    if (options_.mask_id >= 0 && options_.mask_id < vocab_) {
+      row[options_.mask_id] = -std::numeric_limits<float>::infinity();
+    }
+    (*out)[static_cast<size_t>(r)] = sample_position(row, vocab_, options_, step, position,
+                                                     scratch_[static_cast<size_t>(thread)]);
+  });
+}
+
+const std::vector<Proposal>& Sampler::step(float* logits, const float* uncond,
+                                           std::span<const int64_t> candidates,
+                                           const Transfer& transfer, int64_t step, ThreadPool& pool,
+                                           int64_t first_row) {
+  committed_.clear();
+  if (candidates.empty()) return committed_;
+  const auto n = static_cast<int64_t>(candidates.size());
+
+  switch (options_.rule) {
+    case Unmasking::Origin: {
+      // Which positions move is independent of the logits, so only they are sampled.
+      positions_.clear();
+      for (int64_t p : candidates) {
+        const bool move = transfer.probability >= 1.0 ||
+                          random_uniform(random_key(options_.seed, step, p,
+                                                    RandomStream::Transfer)) < transfer.probability;
+        if (move) positions_.push_back(p);
+      }
+      std::sort(positions_.begin(), positions_.end());
+      sample_rows(logits, uncond, positions_, step, first_row, pool, &committed_);
+      return committed_;
+    }
+    case Unmasking::Random: {
+      proposals_.resize(candidates.size());
+      for (size_t i = 0; i < candidates.size(); ++i) {
+        proposals_[i].position = candidates[i];
+        proposals_[i].score = static_cast<float>(random_uniform(
+            random_key(options_.seed, step, candidates[i], RandomStream::RandomScore)));
+      }
+      choose_top(proposals_, std::min(transfer.count, n), options_.alg_temp, options_.seed, step,
+                 &chosen_);
+      positions_.clear();
+      for (size_t i : chosen_) positions_.push_back(proposals_[i].position);
+      sample_rows(logits, uncond, positions_, step, first_row, pool, &committed_);
+      for (size_t i = 0; i < chosen_.size(); ++i)
+        committed_[i].score = proposals_[chosen_[i]].score;
+      return committed_;
+    }
+    case Unmasking::Confidence:
+    case Unmasking::Margin:
+    case Unmasking::Entropy: {
+      sample_rows(logits, uncond, candidates, step, first_row, pool, &proposals_);
+      choose_top(proposals_, std::min(transfer.count, n), options_.alg_temp, options_.seed, step,
+                 &chosen_);
+      for (size_t i : chosen_) committed_.push_back(proposals_[i]);
+      return committed_;
+    }
+  }
+  return committed_;
+}
+
+}  // namespace ruvdllm
