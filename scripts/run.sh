@@ -14,4 +14,5 @@ mkdir -p "$BUILD/models"
 [[ -f "$MODEL" ]] || "$RUVDLLM" init --arch llada --shape 160m --type q8_0 --seed 1 "$MODEL"
 "$RUVDLLM" info "$MODEL" | grep -v '^blk\.'
 TOKENS=$(seq -s, 1 256)
-time "$RUVDLLM" logits "$MODEL" --tokens "$TOKENS" -o "$BUILD/models/logits.npy"
+"$RUVDLLM" logits "$MODEL" --tokens "$TOKENS" -o "$BUILD/models/logits.npy"
+"$RUVDLLM" bench forward "$MODEL" --positions 256 --repetitions 5

@@ -8,5 +8,7 @@ void register_info(CLI::App& app);
 void register_logits(CLI::App& app);
 void register_init(CLI::App& app);
 void register_quantize(CLI::App& app);
+void register_bench(CLI::App& app);
+void register_tokenize(CLI::App& app);
 
 }  // namespace ruvdllm::cli

@@ -17,6 +17,8 @@ int main(int argc, char** argv) {
   ruvdllm::cli::register_logits(app);
   ruvdllm::cli::register_init(app);
   ruvdllm::cli::register_quantize(app);
+  ruvdllm::cli::register_bench(app);
+  ruvdllm::cli::register_tokenize(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

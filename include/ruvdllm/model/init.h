@@ -16,6 +16,9 @@ ModelConfig shape_config(Arch arch, const std::string& shape);
 struct InitOptions {
   TensorType type = TensorType::F16;  // type of 2-D weight matrices; norms stay F32
   uint64_t seed = 1;
+  // Standard deviation of the 2-D weights before depth scaling. Tests raise it so attention
+  // is sharp and every part of the forward pass moves the logits measurably.
+  float init_std = 0.02f;
   bool write_vocab = true;  // a byte-level placeholder vocabulary in tokenizer.ggml.*
   std::function<void(size_t, size_t)> progress;  // (tensors written, total), when set
 };

@@ -18,6 +18,9 @@ struct KVCache {
   int64_t n_tokens = 0;
   std::vector<std::vector<float>> k;  // one per layer
   std::vector<std::vector<float>> v;
+  // Final-normed hidden state of the last cached position (n_embd floats): a shifted-logits
+  // model (Dream) scores the first position after the cache with it.
+  std::vector<float> last_hidden;
   void clear();
 };
 
@@ -67,7 +70,8 @@ class Model {
   virtual size_t weight_bytes() const = 0;
 
   // logits: tokens.size() × vocab_size floats. Dream-style shifted models return logits
-  // already shifted, so row i always scores the token at position i.
+  // already shifted, so row i always scores the token at position i. Not re-entrant: scratch
+  // buffers belong to the model, so run one forward at a time per model.
   virtual void forward(std::span<const int32_t> tokens, const ForwardOptions& options,
                        float* logits, ThreadPool& pool) = 0;
   // Bytes of activations forward() needs for n tokens (for `info` and memory checks).
