@@ -19,6 +19,17 @@ int main(int argc, char** argv) {
   ruvdllm::cli::register_quantize(app);
   ruvdllm::cli::register_bench(app);
   ruvdllm::cli::register_tokenize(app);
+  // CLI11 reports an unknown command as "a subcommand is required"; name it instead.
+  auto is_command = [&](const char* name) {
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      if (sub->get_name() == name) return true;
+    }
+    return false;
+  };
+  if (argc > 1 && argv[1][0] != '-' && !is_command(argv[1])) {
+    std::fprintf(stderr, "ruvdllm: error: unknown command '%s' (see ruvdllm --help)\n", argv[1]);
+    return 2;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
