@@ -6,6 +6,7 @@
 #include <string>
 
 #include "ruvdllm/core/error.h"
+#include "ruvdllm/core/strings.h"
 
 namespace ruvdllm {
 namespace {
@@ -45,14 +46,9 @@ const TypeTraits& type_traits(TensorType type) {
 bool is_supported_type(uint32_t ggml_type) { return lookup(ggml_type) != nullptr; }
 
 std::optional<TensorType> type_from_name(std::string_view name) {
-  std::string lower(name);
-  std::transform(lower.begin(), lower.end(), lower.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  const std::string lower = ascii_lower(name);
   for (const auto& e : kTypes) {
-    std::string candidate(e.traits.name);
-    std::transform(candidate.begin(), candidate.end(), candidate.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    if (candidate == lower) return e.type;
+    if (ascii_lower(e.traits.name) == lower) return e.type;
   }
   return std::nullopt;
 }

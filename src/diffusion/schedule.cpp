@@ -7,6 +7,7 @@
 #include <string>
 
 #include "ruvdllm/core/error.h"
+#include "ruvdllm/core/strings.h"
 
 namespace ruvdllm {
 namespace {
@@ -14,17 +15,11 @@ namespace {
 // Diffusion-LM's offset keeps √ differentiable at t = 0.
 constexpr double kSqrtOffset = 1e-4;
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 }  // namespace
 
 NoiseSchedule parse_schedule(std::string_view name) {
-  const std::string n = lower(name);
+  const std::string n = ascii_lower(name);
   if (n == "linear" || n == "log-linear" || n == "loglinear") return NoiseSchedule::Linear;
   if (n == "cosine") return NoiseSchedule::Cosine;
   if (n == "sqrt") return NoiseSchedule::Sqrt;

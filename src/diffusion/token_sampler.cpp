@@ -8,6 +8,7 @@
 #include <string>
 
 #include "ruvdllm/core/error.h"
+#include "ruvdllm/core/strings.h"
 #include "ruvdllm/diffusion/rng.h"
 #include "ruvdllm/diffusion/row_kernels.h"
 #include "ruvdllm/diffusion/sampler.h"
@@ -176,17 +177,11 @@ Proposal degenerate_row(const RowTop2& top, Unmasking rule, int64_t position) {
   return p;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return out;
-}
 
 }  // namespace
 
 Unmasking parse_unmasking(std::string_view name) {
-  const std::string n = lower(name);
+  const std::string n = ascii_lower(name);
   if (n == "origin") return Unmasking::Origin;
   if (n == "confidence" || n == "low_confidence" || n == "maskgit_plus")
     return Unmasking::Confidence;
