@@ -16,7 +16,7 @@ fuzzers=(fuzz_gguf fuzz_safetensors)
 
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DRUVDLLM_BUILD_FUZZ=ON -DRUVDLLM_BUILD_TESTS=OFF -DRUVDLLM_BUILD_BENCH=OFF \
+  -DRUVDLLM_BUILD_FUZZ=ON -DRUVDLLM_BUILD_TESTS=OFF -DRUVDLLM_BUILD_BENCH=OFF -DRUVDLLM_CUDA=OFF \
   -DRUVDLLM_SOURCE_FILTER='src/(core|io)/' >/dev/null
 work="$(mktemp -d "${TMPDIR:-/tmp}/ruvdllm-fuzz-XXXXXX")"
 if ! nice cmake --build "$build" -j2 --target "${fuzzers[@]}" >"$work/build.log" 2>&1; then

@@ -10,5 +10,10 @@ void register_init(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_tokenize(CLI::App& app);
+void register_generate(CLI::App& app);
+void register_tokenizer(CLI::App& app);  // `tokenizer train`
+void register_pack(CLI::App& app);
+void register_train(CLI::App& app);
+void register_eval(CLI::App& app);
 
 }  // namespace ruvdllm::cli

@@ -19,6 +19,11 @@ int main(int argc, char** argv) {
   ruvdllm::cli::register_quantize(app);
   ruvdllm::cli::register_bench(app);
   ruvdllm::cli::register_tokenize(app);
+  ruvdllm::cli::register_generate(app);
+  ruvdllm::cli::register_tokenizer(app);
+  ruvdllm::cli::register_pack(app);
+  ruvdllm::cli::register_train(app);
+  ruvdllm::cli::register_eval(app);
   // CLI11 reports an unknown command as "a subcommand is required"; name it instead.
   auto is_command = [&](const char* name) {
     for (const CLI::App* sub : app.get_subcommands({})) {

@@ -15,6 +15,7 @@
 #include "ruvdllm/core/thread_pool.h"
 #include "ruvdllm/io/gguf.h"
 #include "ruvdllm/kernels/quant.h"
+#include "ruvdllm/model/gguf_metadata.h"
 
 namespace ruvdllm {
 namespace {
@@ -83,14 +84,6 @@ uint64_t row_seed(uint64_t seed, uint64_t tensor, uint64_t row) {
 
 enum class Fill { Normal, NormWeight };
 
-// llama.cpp's quantizer also falls back for rows its type cannot hold: K-quants need rows of
-// 256, so a tiny model's 64-wide rows go to Q8_0 (or F16 when not even 32 fits).
-TensorType storable_type(TensorType wanted, int64_t row_len) {
-  const TypeTraits& t = type_traits(wanted);
-  if (row_len % t.block_size == 0) return wanted;
-  return t.quantized && row_len % 32 == 0 ? TensorType::Q8_0 : TensorType::F16;
-}
-
 // GPT-2's byte-level alphabet: printable bytes stand for themselves, the others are moved to
 // code points from 256 up, so every byte has a visible one-character token.
 std::string byte_token(int byte) {
@@ -126,36 +119,7 @@ class RandomModelWriter {
   }
 
  private:
-  void set_u32(const std::string& key, int64_t v) { writer_.set(key, GgufValue::u32(static_cast<uint32_t>(v))); }
-  std::string key(const char* suffix) const { return fmt::format("{}.{}", arch_name(c_.arch), suffix); }
-
-  void metadata() {
-    writer_.set("general.architecture", GgufValue::string(arch_name(c_.arch)));
-    writer_.set("general.name", GgufValue::string(fmt::format("ruvdllm random {}", arch_name(c_.arch))));
-    set_u32(key("context_length"), c_.context_length);
-    set_u32(key("embedding_length"), c_.n_embd);
-    set_u32(key("block_count"), c_.n_layer);
-    set_u32(key("feed_forward_length"), c_.n_ff);
-    set_u32(key("attention.head_count"), c_.n_head);
-    set_u32(key("attention.head_count_kv"), c_.n_head_kv);
-    set_u32(key("attention.key_length"), c_.head_dim);
-    set_u32(key("attention.value_length"), c_.head_dim);
-    set_u32(key("rope.dimension_count"), c_.head_dim);
-    writer_.set(key("rope.freq_base"), GgufValue::f32(c_.rope_base));
-    writer_.set(key("attention.layer_norm_rms_epsilon"), GgufValue::f32(c_.rms_eps));
-    writer_.set(key("attention.causal"), GgufValue::boolean(c_.causal));
-    set_u32(key("vocab_size"), c_.vocab_size);
-    if (c_.is_moe()) {
-      set_u32(key("expert_count"), c_.n_expert);
-      set_u32(key("expert_used_count"), c_.n_expert_used);
-      set_u32(key("expert_feed_forward_length"), c_.n_ff_expert);
-      writer_.set(key("expert_weights_norm"), GgufValue::boolean(c_.expert_weights_norm));
-    }
-    writer_.set("diffusion.shift_logits", GgufValue::boolean(c_.shift_logits));
-    if (c_.mask_token_id >= 0) set_u32("tokenizer.ggml.mask_token_id", c_.mask_token_id);
-    if (c_.bos_token_id >= 0) set_u32("tokenizer.ggml.bos_token_id", c_.bos_token_id);
-    if (c_.eos_token_id >= 0) set_u32("tokenizer.ggml.eos_token_id", c_.eos_token_id);
-  }
+  void metadata() { write_model_metadata(c_, fmt::format("ruvdllm random {}", arch_name(c_.arch)), writer_); }
 
   void vocab() {
     const int64_t V = c_.vocab_size;
@@ -178,51 +142,31 @@ class RandomModelWriter {
   }
 
   void tensors() {
-    const int64_t E = c_.n_embd, V = c_.vocab_size;
-    const int64_t q_dim = c_.n_head * c_.head_dim, kv_dim = c_.n_head_kv * c_.head_dim;
     const float std = o_.init_std;
     // GPT-2 style depth scaling of the projections that write into the residual stream.
     const float out_std = std / std::sqrt(2.0f * static_cast<float>(c_.n_layer));
-    add("token_embd.weight", o_.type, {E, V}, Fill::Normal, std);
-    add("output_norm.weight", TensorType::F32, {E}, Fill::NormWeight, 0);
-    if (!c_.tied_output) add("output.weight", o_.type, {E, V}, Fill::Normal, std);
-    for (int64_t il = 0; il < c_.n_layer; ++il) {
-      auto name = [il](const char* suffix) { return fmt::format("blk.{}.{}", il, suffix); };
-      add(name("attn_norm.weight"), TensorType::F32, {E}, Fill::NormWeight, 0);
-      add(name("attn_q.weight"), o_.type, {E, q_dim}, Fill::Normal, std);
-      add(name("attn_k.weight"), o_.type, {E, kv_dim}, Fill::Normal, std);
-      add(name("attn_v.weight"), o_.type, {E, kv_dim}, Fill::Normal, std);
-      if (c_.qkv_bias) {
-        add(name("attn_q.bias"), TensorType::F32, {q_dim}, Fill::Normal, std);
-        add(name("attn_k.bias"), TensorType::F32, {kv_dim}, Fill::Normal, std);
-        add(name("attn_v.bias"), TensorType::F32, {kv_dim}, Fill::Normal, std);
-      }
-      if (c_.qk_norm) {
-        add(name("attn_q_norm.weight"), TensorType::F32, {c_.head_dim}, Fill::NormWeight, 0);
-        add(name("attn_k_norm.weight"), TensorType::F32, {c_.head_dim}, Fill::NormWeight, 0);
-      }
-      add(name("attn_output.weight"), o_.type, {q_dim, E}, Fill::Normal, out_std);
-      add(name("ffn_norm.weight"), TensorType::F32, {E}, Fill::NormWeight, 0);
-      if (c_.is_moe()) {
-        const int64_t F = c_.n_ff_expert, X = c_.n_expert;
-        // llama.cpp's quantizer leaves the router in F32 too: routing is a discrete choice.
-        add(name("ffn_gate_inp.weight"), TensorType::F32, {E, X}, Fill::Normal, std);
-        add(name("ffn_gate_exps.weight"), o_.type, {E, F, X}, Fill::Normal, std);
-        add(name("ffn_up_exps.weight"), o_.type, {E, F, X}, Fill::Normal, std);
-        add(name("ffn_down_exps.weight"), o_.type, {F, E, X}, Fill::Normal, out_std);
-      } else {
-        add(name("ffn_gate.weight"), o_.type, {E, c_.n_ff}, Fill::Normal, std);
-        add(name("ffn_up.weight"), o_.type, {E, c_.n_ff}, Fill::Normal, std);
-        add(name("ffn_down.weight"), o_.type, {c_.n_ff, E}, Fill::Normal, out_std);
+    for (TensorSpec& spec : model_tensor_specs(c_)) {
+      const TensorType type = storable_type(o_.type, spec);
+      switch (spec.role) {
+        case TensorRole::Norm:
+          add(spec.name, type, std::move(spec.shape), Fill::NormWeight, 0);
+          break;
+        case TensorRole::ResidualOutput:
+          add(spec.name, type, std::move(spec.shape), Fill::Normal, out_std);
+          break;
+        case TensorRole::Matrix:
+        case TensorRole::Router:
+        case TensorRole::Bias:
+          add(spec.name, type, std::move(spec.shape), Fill::Normal, std);
+          break;
       }
     }
   }
 
-  void add(const std::string& name, TensorType wanted, std::vector<int64_t> shape, Fill fill, float stddev) {
+  void add(const std::string& name, TensorType type, std::vector<int64_t> shape, Fill fill, float stddev) {
     const int64_t row_len = shape[0];
     int64_t rows = 1;
     for (size_t i = 1; i < shape.size(); ++i) rows *= shape[i];
-    const TensorType type = storable_type(wanted, row_len);
     const size_t stride = row_bytes(type, row_len);
     const uint64_t tensor_id = next_tensor_id_++;
     const uint64_t seed = o_.seed;
@@ -275,8 +219,7 @@ ModelConfig shape_config(Arch arch, const std::string& shape) {
   c.mask_token_id = s.mask;
   c.bos_token_id = s.bos;
   c.eos_token_id = s.eos;
-  const bool neox = arch == Arch::Dream || arch == Arch::Qwen2 || arch == Arch::LLaDAMoE;
-  c.rope_order = neox ? RopeOrder::NeoX : RopeOrder::Normal;
+  c.rope_order = gguf_rope_order(arch);
   c.qkv_bias = arch == Arch::Dream || arch == Arch::Qwen2;
   c.shift_logits = arch == Arch::Dream;
   c.causal = arch == Arch::Llama || arch == Arch::Qwen2;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 
@@ -235,6 +236,20 @@ std::optional<int32_t> Tokenizer::pad_id() const { return model_->pad; }
 std::optional<int32_t> Tokenizer::mask_id() const { return model_->mask; }
 bool Tokenizer::adds_bos() const { return model_->add_bos; }
 bool Tokenizer::adds_eos() const { return model_->add_eos; }
+
+std::vector<std::pair<std::string, std::string>> Tokenizer::merges() const {
+  const TokenizerModel& m = *model_;
+  std::vector<std::pair<int32_t, uint64_t>> by_rank;
+  by_rank.reserve(m.merges.size());
+  for (const auto& [key, rule] : m.merges) by_rank.emplace_back(rule.rank, key);
+  std::sort(by_rank.begin(), by_rank.end());
+  std::vector<std::pair<std::string, std::string>> out;
+  out.reserve(by_rank.size());
+  for (const auto& [rank, key] : by_rank) {
+    out.emplace_back(m.tokens[static_cast<size_t>(key >> 32)].text, m.tokens[static_cast<size_t>(key & 0xFFFFFFFFu)].text);
+  }
+  return out;
+}
 
 std::string describe_tokens(const Tokenizer& tokenizer, std::span<const int32_t> ids) {
   std::string out;

@@ -71,6 +71,7 @@ class JsonReader {
     if (spec_.kind == TokenizerKind::ByteLevelBpe) {
       read_normalizer(root_.value("normalizer", json()), "normalizer");
       read_byte_level_pre_tokenizer(root_.value("pre_tokenizer", json()), "pre_tokenizer");
+      name_preset_split();
     } else {
       read_normalizer(root_.value("normalizer", json()), "normalizer");
       read_metaspace(root_.value("pre_tokenizer", json()), "pre_tokenizer");
@@ -224,6 +225,37 @@ class JsonReader {
       spec_.texts[static_cast<size_t>(id)] = content;
       spec_.types[static_cast<size_t>(id)] = entry.value("special", false) ? TokenType::Control : TokenType::UserDefined;
       spec_.added.push_back({id, entry.value("lstrip", false), entry.value("rstrip", false)});
+      read_roles(entry, id, path);
+    }
+  }
+
+  // Our writer (tokenizer_io.cpp) marks which added token is BOS, EOS, ... with a field that
+  // Hugging Face ignores: tokenizer.json has no other place for it outside a template.
+  void read_roles(const json& entry, int32_t id, const std::string& path) {
+    if (!entry.contains("ruvdllm_roles")) return;
+    const json& roles = entry["ruvdllm_roles"];
+    if (!roles.is_array()) fail("{}: {}.ruvdllm_roles is not an array", spec_.source, path);
+    for (const json& role : roles) {
+      const std::string name = role.is_string() ? role.get<std::string>() : std::string();
+      if (name == "bos") spec_.bos = id;
+      else if (name == "eos") spec_.eos = id;
+      else if (name == "unk") spec_.unk = id;
+      else if (name == "pad") spec_.pad = id;
+      else if (name == "mask") spec_.mask = id;
+      else fail("{}: {}.ruvdllm_roles has unknown role {}", spec_.source, path, role.dump());
+    }
+  }
+
+  // A Split regex that is exactly one of the named GGUF presets takes that name, so a
+  // vocabulary written out by tokenizer_to_json keeps it.
+  void name_preset_split() {
+    if (spec_.pre_name != "custom") return;
+    for (const char* name : {"llama-bpe", "qwen2"}) {
+      auto preset = text_detail::pre_tokenizer_preset(name);
+      if (preset->patterns == spec_.split_patterns && preset->ignore_merges == spec_.ignore_merges) {
+        spec_.pre_name = name;
+        return;
+      }
     }
   }
 

@@ -131,6 +131,13 @@ struct TokenizerModel {
 
 std::shared_ptr<const TokenizerModel> build_model(VocabSpec spec);
 
+// The trainer and the writers build a Tokenizer from a model and read a Tokenizer's model; the
+// public header keeps both out of reach of everyone else.
+struct TokenizerAccess {
+  static Tokenizer make(std::shared_ptr<const TokenizerModel> model) { return Tokenizer(std::move(model)); }
+  static const TokenizerModel& model(const Tokenizer& tokenizer) { return *tokenizer.model_; }
+};
+
 // BPE of one pre-tokenized piece (raw bytes; SentencePiece pieces already spell "▁").
 void encode_piece(const TokenizerModel& model, std::string_view piece, std::vector<int32_t>& out);
 

@@ -293,7 +293,14 @@ std::shared_ptr<const TokenizerModel> build_model(VocabSpec spec) {
       model->merges.emplace(key, MergeRule{static_cast<int32_t>(rank), result});  // first rank wins
     }
   } else if (byte_level) {
-    fail("{}: a byte-level BPE vocabulary needs merges", spec.source);
+    // No merges is a plain byte tokenizer (each byte one token), which random test models use;
+    // it only works when every byte has a token.
+    for (int b = 0; b < 256; ++b) {
+      if (model->byte_ids[static_cast<size_t>(b)] < 0) {
+        fail("{}: a byte-level BPE vocabulary without merges needs a token for every byte (0x{:02X} "
+             "has none)", spec.source, b);
+      }
+    }
   } else {
     if (spec.scores.empty()) fail("{}: a SentencePiece vocabulary without merges needs token scores", spec.source);
     model->merge_by_score = true;

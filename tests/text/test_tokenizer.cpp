@@ -458,7 +458,14 @@ TEST(Errors, MalformedTokenizerJson) {
                         "names 'zzzq', which is not a token");
   EXPECT_ERROR_CONTAINS(json_variant([](json& r) { r["model"]["merges"][0] = "abc"; }), "model.merges[0]");
   EXPECT_ERROR_CONTAINS(json_variant([](json& r) { r["model"]["merges"][0] = 7; }), "model.merges[0]");
-  EXPECT_ERROR_CONTAINS(json_variant([](json& r) { r["model"]["merges"] = json::array(); }), "needs merges");
+  // Without merges a byte-level vocabulary is a plain byte tokenizer, as long as no byte lacks a token.
+  EXPECT_EQ(json_variant([](json& r) { r["model"]["merges"] = json::array(); }).encode("hi"),
+            (std::vector<int32_t>{'h', 'i'}));
+  EXPECT_ERROR_CONTAINS(json_variant([](json& r) {
+                          r["model"]["merges"] = json::array();
+                          r["model"]["vocab"].erase(text_detail::byte_level_encode("\x07"));
+                        }),
+                        "without merges needs a token for every byte (0x07 has none)");
   EXPECT_ERROR_CONTAINS(json_variant([](json& r) { r["model"]["type"] = "WordPiece"; }), "'WordPiece' is not supported");
   EXPECT_ERROR_CONTAINS(json_variant([](json& r) { r["model"]["vocab"]["!"] = -3; }), "not a plausible token id");
   EXPECT_ERROR_CONTAINS(json_variant([](json& r) { r["model"]["vocab"]["zzzq"] = 5; }), "gives id 5 to both");

@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace ruvdllm {
@@ -33,6 +34,7 @@ enum class TokenizerKind : uint8_t { ByteLevelBpe, SentencePieceBpe };
 
 namespace text_detail {
 struct TokenizerModel;
+struct TokenizerAccess;  // lets the text layer's trainer and writers build and read the model
 }
 
 class Tokenizer {
@@ -84,8 +86,12 @@ class Tokenizer {
   std::optional<int32_t> mask_id() const;
   bool adds_bos() const;
   bool adds_eos() const;
+  // Merge rules in rank order, as stored token texts ("Ġ", "t" -> "Ġt"); empty for a
+  // SentencePiece vocabulary merged by score.
+  std::vector<std::pair<std::string, std::string>> merges() const;
 
  private:
+  friend struct text_detail::TokenizerAccess;
   explicit Tokenizer(std::shared_ptr<const text_detail::TokenizerModel> model);
   void check_id(int32_t id) const;
   // Shared and immutable (its piece cache is internally locked), so copies are cheap and one

@@ -1,0 +1,271 @@
+// Training throughput of the CUDA engine at the default model's shape (LLaDA, 384 wide,
+// 6 layers, 6 heads of 64, FFN 1024, vocabulary 8192; 16 sequences of 512 with half the
+// positions scored), and the cuBLAS products of that step in TF32, BF16 and F32 to show which
+// precision pays at these shapes.
+//   bench_cuda_train --benchmark_min_time=2x --benchmark_repetitions=3
+//                    --benchmark_report_aggregates_only=true
+// Step arguments: precision (0 f32, 1 tf32, 2 bf16: MatmulPrecision's order), host gradients
+// (1: download and add into host arrays, as training does; 0: every tensor frozen, the device
+// work alone).
+#include <benchmark/benchmark.h>
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/cuda_check.h"
+#include "cuda/device_buffer.h"
+#include "ruvdllm/core/half.h"
+#include "ruvdllm/cuda/device.h"
+#include "ruvdllm/cuda/train_engine.h"
+
+namespace ruvdllm::cuda {
+namespace {
+
+constexpr int64_t kSeqs = 16, kSeqLen = 512, kTokens = kSeqs * kSeqLen;
+
+ModelConfig default_shape() {
+  ModelConfig c;
+  c.arch = Arch::LLaDA;
+  c.vocab_size = 8192;
+  c.n_embd = 384;
+  c.n_layer = 6;
+  c.n_head = 6;
+  c.n_head_kv = 6;
+  c.head_dim = 64;
+  c.n_ff = 1024;
+  c.context_length = 512;
+  c.mask_token_id = 8191;
+  return c;
+}
+
+struct HostModel {
+  std::vector<std::string> names;
+  std::vector<std::vector<int64_t>> shapes;
+  std::vector<std::vector<float>> values, grads;
+
+  void add(std::string name, std::vector<int64_t> shape, float stddev, float mean,
+           std::mt19937_64& rng) {
+    size_t n = 1;
+    for (int64_t d : shape) n *= static_cast<size_t>(d);
+    std::normal_distribution<float> dist(mean, stddev);
+    std::vector<float> v(n);
+    for (float& x : v) x = dist(rng);
+    names.push_back(std::move(name));
+    shapes.push_back(std::move(shape));
+    values.push_back(std::move(v));
+    grads.emplace_back(n, 0.0f);
+  }
+
+  std::vector<HostTensor> tensors(bool with_grads) {
+    std::vector<HostTensor> out;
+    for (size_t i = 0; i < names.size(); ++i) {
+      out.push_back(
+          {names[i], shapes[i], values[i].data(), with_grads ? grads[i].data() : nullptr});
+    }
+    return out;
+  }
+};
+
+HostModel& host_model() {
+  static HostModel m = [] {
+    const ModelConfig c = default_shape();
+    HostModel h;
+    std::mt19937_64 rng(1);
+    const int64_t E = c.n_embd, F = c.n_ff, qd = c.n_head * c.head_dim,
+                  kvd = c.n_head_kv * c.head_dim;
+    h.add("token_embd.weight", {E, c.vocab_size}, 0.02f, 0.0f, rng);
+    h.add("output_norm.weight", {E}, 0.1f, 1.0f, rng);
+    h.add("output.weight", {E, c.vocab_size}, 0.02f, 0.0f, rng);
+    for (int64_t l = 0; l < c.n_layer; ++l) {
+      auto n = [l](const char* s) { return "blk." + std::to_string(l) + "." + s; };
+      h.add(n("attn_norm.weight"), {E}, 0.1f, 1.0f, rng);
+      h.add(n("attn_q.weight"), {E, qd}, 0.02f, 0.0f, rng);
+      h.add(n("attn_k.weight"), {E, kvd}, 0.02f, 0.0f, rng);
+      h.add(n("attn_v.weight"), {E, kvd}, 0.02f, 0.0f, rng);
+      h.add(n("attn_output.weight"), {qd, E}, 0.02f, 0.0f, rng);
+      h.add(n("ffn_norm.weight"), {E}, 0.1f, 1.0f, rng);
+      h.add(n("ffn_gate.weight"), {E, F}, 0.02f, 0.0f, rng);
+      h.add(n("ffn_up.weight"), {E, F}, 0.02f, 0.0f, rng);
+      h.add(n("ffn_down.weight"), {F, E}, 0.02f, 0.0f, rng);
+    }
+    return h;
+  }();
+  return m;
+}
+
+struct BatchData {
+  std::vector<int32_t> inputs, targets;
+  std::vector<float> weights;
+  int64_t scored = 0;
+};
+
+const BatchData& batch() {
+  static BatchData b = [] {
+    BatchData d;
+    std::mt19937_64 rng(2);
+    std::uniform_int_distribution<int32_t> token(0, 8190);
+    for (int64_t i = 0; i < kTokens; ++i) {
+      const int32_t t = token(rng);
+      const bool scored = rng() % 2 == 0;
+      d.inputs.push_back(scored ? 8191 : t);  // scored positions read the mask token
+      d.targets.push_back(t);
+      d.weights.push_back(scored ? 1.0f : 0.0f);
+      d.scored += scored;
+    }
+    return d;
+  }();
+  return b;
+}
+
+// Matrix-product FLOPs of one forward pass: the layers' linears, attention's two products and
+// the head on the scored rows. A training step does three times this.
+double forward_flops(const ModelConfig& c, int64_t scored) {
+  const double T = static_cast<double>(kTokens), E = static_cast<double>(c.n_embd);
+  const double qd = static_cast<double>(c.n_head * c.head_dim),
+               kvd = static_cast<double>(c.n_head_kv * c.head_dim);
+  const double F = static_cast<double>(c.n_ff), L = static_cast<double>(kSeqLen);
+  const double per_layer = 2 * T * E * (qd + 2 * kvd) + 2 * T * qd * E + 2 * T * E * 3 * F +
+                           2 * 2 * T * L * qd;  // QKᵀ and P·V
+  return per_layer * static_cast<double>(c.n_layer) +
+         2 * static_cast<double>(scored) * E * static_cast<double>(c.vocab_size);
+}
+
+void report(benchmark::State& state, double flops_per_iteration) {
+  const double it = static_cast<double>(state.iterations());
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(kTokens) * it, benchmark::Counter::kIsRate);
+  state.counters["TFLOP/s"] =
+      benchmark::Counter(flops_per_iteration * 1e-12 * it, benchmark::Counter::kIsRate);
+}
+
+void BM_TrainStep(benchmark::State& state) {
+  const auto precision = static_cast<MatmulPrecision>(state.range(0));
+  const bool host_grads = state.range(1) != 0;
+  const ModelConfig c = default_shape();
+  CudaTrainEngine engine(c, host_model().tensors(host_grads), 0, precision);
+  const BatchData& b = batch();
+  for (auto _ : state) {
+    const double loss =
+        engine.forward_backward(kSeqs, kSeqLen, b.inputs, b.targets, b.weights,
+                                1.0f / static_cast<float>(b.scored), MaskMode::Full);
+    benchmark::DoNotOptimize(loss);
+  }
+  report(state, 3 * forward_flops(c, b.scored));
+  state.counters["device_GiB"] = static_cast<double>(engine.device_bytes()) / (1u << 30);
+}
+BENCHMARK(BM_TrainStep)
+    ->ArgsProduct({{0, 1, 2}, {0, 1}})
+    ->ArgNames({"precision", "host_grads"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_ForwardLoss(benchmark::State& state) {
+  const ModelConfig c = default_shape();
+  CudaTrainEngine engine(c, host_model().tensors(false), 0, MatmulPrecision::TF32);
+  const BatchData& b = batch();
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(
+        engine.forward_loss(kSeqs, kSeqLen, b.inputs, b.targets, b.weights, MaskMode::Full));
+  }
+  report(state, forward_flops(c, b.scored));
+}
+BENCHMARK(BM_ForwardLoss)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ----------------------------------------------------------------------- single products
+// args: m, n, k (row-major C[m×n] = A[m×k]·B[k×n]), type (0 f32, 1 tf32, 2 bf16 operands in
+// memory, 3 f32 operands rounded to bf16 inside cuBLAS, as MatmulPrecision::BF16 does).
+void BM_Gemm(benchmark::State& state) {
+  const int m = static_cast<int>(state.range(0)), n = static_cast<int>(state.range(1)),
+            k = static_cast<int>(state.range(2));
+  const int type = static_cast<int>(state.range(3));
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  std::vector<float> a(static_cast<size_t>(m) * k), bm(static_cast<size_t>(k) * n);
+  for (float& x : a) x = dist(rng);
+  for (float& x : bm) x = dist(rng);
+  const bool bf16 = type == 2;
+  const size_t elem = bf16 ? 2 : 4;
+  DeviceArray<char> da(a.size() * elem), db(bm.size() * elem);
+  DeviceArray<float> dc(static_cast<size_t>(m) * n);
+  if (bf16) {
+    std::vector<uint16_t> ha(a.size()), hb(bm.size());
+    for (size_t i = 0; i < a.size(); ++i) ha[i] = f32_to_bf16(a[i]);
+    for (size_t i = 0; i < bm.size(); ++i) hb[i] = f32_to_bf16(bm[i]);
+    check_cuda(cudaMemcpy(da.data(), ha.data(), ha.size() * 2, cudaMemcpyHostToDevice),
+               "cudaMemcpy");
+    check_cuda(cudaMemcpy(db.data(), hb.data(), hb.size() * 2, cudaMemcpyHostToDevice),
+               "cudaMemcpy");
+  } else {
+    check_cuda(cudaMemcpy(da.data(), a.data(), a.size() * 4, cudaMemcpyHostToDevice), "cudaMemcpy");
+    check_cuda(cudaMemcpy(db.data(), bm.data(), bm.size() * 4, cudaMemcpyHostToDevice),
+               "cudaMemcpy");
+  }
+  cublasHandle_t handle;
+  check_cublas(cublasCreate(&handle), "cublasCreate");
+  const cudaDataType_t in_type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  const cublasComputeType_t compute = type == 1   ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                      : type == 3 ? CUBLAS_COMPUTE_32F_FAST_16BF
+                                                  : CUBLAS_COMPUTE_32F;
+  const float alpha = 1.0f, beta = 0.0f;
+  auto gemm = [&] {  // row-major C = A·B as column-major Cᵀ = Bᵀ·Aᵀ
+    check_cublas(cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, m, k, &alpha, db.data(), in_type,
+                              n, da.data(), in_type, k, &beta, dc.data(), CUDA_R_32F, n, compute,
+                              CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx");
+  };
+  gemm();
+  cudaEvent_t start, stop;
+  check_cuda(cudaEventCreate(&start), "cudaEventCreate");
+  check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
+  constexpr int kRepeat = 10;  // products per timed iteration; the time reported is per product
+  for (auto _ : state) {
+    check_cuda(cudaEventRecord(start), "cudaEventRecord");
+    for (int r = 0; r < kRepeat; ++r) gemm();
+    check_cuda(cudaEventRecord(stop), "cudaEventRecord");
+    check_cuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float ms = 0;
+    check_cuda(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    state.SetIterationTime(ms * 1e-3 / kRepeat);
+  }
+  state.counters["TFLOP/s"] =
+      benchmark::Counter(2.0 * m * n * k * 1e-12 * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cublasDestroy(handle);
+}
+// The step's shapes: q|k|v, gate|up and down projections, the head on 4096 scored rows, and a
+// weight gradient (K = all 8192 tokens).
+BENCHMARK(BM_Gemm)
+    ->ArgsProduct({{8192}, {1152}, {384}, {0, 1, 2, 3}})
+    ->ArgsProduct({{8192}, {2048}, {384}, {0, 1, 2, 3}})
+    ->ArgsProduct({{8192}, {384}, {1024}, {0, 1, 2, 3}})
+    ->ArgsProduct({{4096}, {8192}, {384}, {0, 1, 2, 3}})
+    ->ArgsProduct({{2048}, {384}, {8192}, {0, 1, 2, 3}})
+    ->ArgNames({"m", "n", "k", "type"})
+    ->Iterations(30)  // fixed: manual time counts one product of each iteration's ten
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace ruvdllm::cuda
+
+int main(int argc, char** argv) {
+  std::string why;
+  if (!ruvdllm::cuda::cuda_available(&why)) {
+    std::fprintf(stderr, "bench_cuda_train: no GPU: %s\n", why.c_str());
+    return 0;
+  }
+  benchmark::AddCustomContext("device", ruvdllm::cuda::device_summary(0));
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,102 @@
+#pragma once
+// A dense transformer (LLaDA, Dream, Llama, Qwen2) held in float for training: every weight,
+// its gradient, and the activations one batch needs for its backward pass. The same math as
+// Model::forward (model/), built from the per-layer passes in layers.h.
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "ruvdllm/core/tensor_type.h"
+#include "ruvdllm/core/thread_pool.h"
+#include "ruvdllm/model/config.h"
+
+namespace ruvdllm {
+class Model;
+class Tokenizer;
+}  // namespace ruvdllm
+
+namespace ruvdllm::train {
+
+// One weight tensor, named and shaped as in GGUF (shape[0] is the innermost dimension).
+struct Parameter {
+  std::string name;            // "token_embd.weight", "blk.0.attn_q.weight", ...
+  std::vector<int64_t> shape;  // GGUF order
+  std::span<float> value;
+  std::span<float> grad;       // empty when frozen
+  bool decay = true;           // AdamW weight decay applies (false for norms and biases)
+};
+
+// n_seq sequences of seq_len tokens, one after another: what the model reads (mask tokens
+// included), what each position should predict, and the weight of each position's loss
+// (0: no loss at that position).
+struct Batch {
+  int64_t n_seq = 0;
+  int64_t seq_len = 0;
+  std::vector<int32_t> inputs;
+  std::vector<int32_t> targets;
+  std::vector<float> weights;
+  void validate(int64_t vocab_size) const;  // Error on inconsistent sizes or ids out of range
+};
+
+struct AttentionMode {
+  MaskMode mask = MaskMode::Full;
+  int64_t block_len = 0;
+};
+
+class TrainModel {
+ public:
+  // Fresh weights: N(0, init_std) for matrices (output projections scaled by 1/sqrt(2·n_layer)),
+  // ones for norms, zeros for biases. MoE configs are refused (Error).
+  static std::unique_ptr<TrainModel> create(const ModelConfig& config, uint64_t seed,
+                                            float init_std = 0.02f);
+  // Every weight of a loaded runtime model, dequantized to float.
+  static std::unique_ptr<TrainModel> from_model(const Model& model);
+  ~TrainModel();
+
+  const ModelConfig& config() const;
+  std::vector<Parameter>& parameters();
+  const std::vector<Parameter>& parameters() const;
+  int64_t n_parameters() const;
+  void zero_grad();
+  void set_attention(const AttentionMode& mode);  // default: Full (Causal when config().causal)
+
+  // Where the passes below run: "cpu" (the default), "cuda" or "cuda:N". Values, gradients and
+  // the optimiser stay in host memory either way; the device keeps a copy of the values, so
+  // call values_changed() after changing them (an optimiser step, a checkpoint load). Error
+  // when the build has no CUDA backend or the device is missing.
+  void set_device(const std::string& device);
+  const std::string& device() const;
+  std::string device_description() const;  // e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"
+  void values_changed();
+
+  // Returns Σ_i weights[i] · CE_i over the batch and ADDS grad_scale · ∂(that sum)/∂θ into the
+  // gradients. Only rows with weight > 0 go through the output head.
+  double forward_backward(const Batch& batch, float grad_scale, ThreadPool& pool);
+  // The same sum without gradients (evaluation).
+  double forward_loss(const Batch& batch, ThreadPool& pool);
+  // logits: n_seq·seq_len × vocab floats for every position (shifted for shift_logits models,
+  // as Model::forward returns them).
+  void forward_logits(std::span<const int32_t> tokens, int64_t n_seq, float* logits,
+                      ThreadPool& pool);
+
+  // Writes a GGUF (atomically) with llama.cpp's keys and tensor names for config().arch:
+  // 2-D weights in `type`, norms and biases in F32, the tokenizer's vocabulary when given.
+  // Model::load reads it back and computes the same logits.
+  void save_gguf(const std::string& path, TensorType type, const Tokenizer* tokenizer) const;
+
+ private:
+  // The passes on the device set by set_device; false when they run on the CPU.
+  bool device_forward_backward(const Batch& batch, float grad_scale, bool backward, double* loss);
+  bool device_forward_logits(std::span<const int32_t> tokens, int64_t n_seq, float* logits);
+
+ public:
+  struct Impl;  // public so the implementation files can share it; its header is private
+
+ private:
+  explicit TrainModel(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ruvdllm::train

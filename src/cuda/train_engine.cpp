@@ -1,0 +1,596 @@
+// The training step on the GPU: the forward pass keeps every layer's activations, the
+// backward pass walks the layers in reverse, and each layer's gradients start their copy to
+// the host as soon as they are final, so the copies and the host-side adds overlap the rest of
+// the pass. Linear layers and attention products run on cuBLAS, everything else in
+// train_kernels.cu.
+#include "ruvdllm/cuda/train_engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "cuda/attention.h"
+#include "cuda/cuda_check.h"
+#include "cuda/device_buffer.h"
+#include "cuda/gemm.h"
+#include "cuda/param_layout.h"
+#include "cuda/train_kernels.h"
+#include "ruvdllm/core/error.h"
+#include "ruvdllm/core/thread_pool.h"
+#include "ruvdllm/cuda/device.h"
+
+namespace ruvdllm::cuda {
+namespace {
+
+// Logits are produced this many floats at a time (256 MB), so a large vocabulary times many
+// scored rows never needs one huge buffer.
+constexpr int64_t kLogitsBudgetFloats = int64_t{1} << 26;
+// Gradient floats one host task adds (1 MB).
+constexpr size_t kHostAddChunk = size_t{1} << 18;
+
+// Index lists one batch needs on the device, built on the host and uploaded together.
+struct BatchIndex {
+  std::vector<int32_t> ints;
+  // Offsets into ints:
+  size_t tokens = 0;
+  size_t head_src = 0, head_targets = 0;  // per scored row: hidden row read, target id
+  size_t emb_dest = 0, emb_offsets = 0, emb_items = 0;     // positions grouped by token
+  size_t head_dest = 0, head_offsets = 0, head_items = 0;  // scored rows grouped by hidden row
+  int64_t n_head_rows = 0, n_emb_segments = 0, n_head_segments = 0;
+  std::vector<float> head_weights;
+};
+
+size_t append(std::vector<int32_t>& ints, const std::vector<int32_t>& values) {
+  const size_t at = ints.size();
+  ints.insert(ints.end(), values.begin(), values.end());
+  return at;
+}
+
+}  // namespace
+
+struct CudaTrainEngine::Impl {
+  ModelConfig config;
+  ParamLayout layout;
+  int device = 0;
+  std::string name;
+  int64_t E, H, Hkv, D, qd, kvd, nqkv, F, V, nL;
+
+  cudaStream_t stream = nullptr;
+  std::unique_ptr<Gemm> gemm;
+  DeviceArray<float> values, grads;
+  PinnedArray<float> staging;
+  ThreadPool pool;
+
+  // This batch's shape.
+  int64_t S = 0, L = 0, T = 0;
+  AttentionDims attn;
+
+  // Activations kept for the backward pass, one slice per layer.
+  DeviceArray<float> x;         // (nL + 1) × T × E: the residual stream entering each layer
+  DeviceArray<float> xmid;      // nL × T × E: after each layer's attention
+  DeviceArray<float> xn1, xn2;  // nL × T × E: the two normalised inputs
+  DeviceArray<float> rstd1, rstd2;
+  DeviceArray<float> q, k, v;     // head-major, after bias and RoPE
+  DeviceArray<float> probs;       // nL × n_seq·H·L·L
+  DeviceArray<float> att;         // nL × T × qd: attention output, token-major
+  DeviceArray<float> gu;          // nL × T × 2F: gate | up
+  DeviceArray<float> hid;         // nL × T × F: silu(gate)·up
+  DeviceArray<float> xnf, rstdf;  // final norm
+  // Scratch shared by all layers.
+  DeviceArray<float> qkv;    // T × nqkv: q|k|v products (forward), their gradients (backward)
+  DeviceArray<float> heads;  // T × qd head-major: attention output (forward), its gradient
+  DeviceArray<float> dprobs, dq, dk, dv, dx, dxn, dwide, dgu, norm_rows, partials;
+  DeviceArray<float> head_in, d_head_in, logits, head_weights;
+  DeviceArray<double> row_loss;
+  DeviceArray<int32_t> ints;
+  DeviceArray<float2> rope;
+  int64_t rope_positions = 0;
+  PinnedArray<double> loss_host;
+
+  // Gradient downloads: one segment per layer, then the head's tensors (output_norm, output),
+  // then token_embd, each copied on copy_stream once the backward pass has finished it.
+  static constexpr int64_t kHeadSegment = 0, kEmbeddingSegment = 1;  // after the nL layers
+  struct Piece {
+    float* dst;
+    const float* src;
+    size_t n;
+  };
+  struct Segment {
+    size_t begin = 0, end = 0;
+    cudaEvent_t ready = nullptr, done = nullptr;
+    std::vector<Piece> pieces;
+  };
+  cudaStream_t copy_stream = nullptr;
+  std::vector<Segment> segments;
+  bool any_grad = false;
+
+  Impl(const ModelConfig& c, std::vector<HostTensor> tensors, int dev, MatmulPrecision precision)
+      : config(c),
+        layout(build_param_layout(c, std::move(tensors))),
+        device(dev),
+        pool(std::min(8, ThreadPool::physical_cores())) {
+    E = c.n_embd, H = c.n_head, Hkv = c.n_head_kv, D = c.head_dim, F = c.n_ff, V = c.vocab_size;
+    nL = c.n_layer, qd = H * D, kvd = Hkv * D, nqkv = qd + 2 * kvd;
+    name = cuda::device_name(dev);  // checks the index
+    check_cuda(cudaSetDevice(dev), "cudaSetDevice");
+    check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
+               "cudaStreamCreateWithFlags");
+    check_cuda(cudaStreamCreateWithFlags(&copy_stream, cudaStreamNonBlocking),
+               "cudaStreamCreateWithFlags");
+    gemm = std::make_unique<Gemm>(stream, precision);
+    values.reserve(layout.total);
+    grads.reserve(layout.total);
+    staging.reserve(layout.total);
+    // The padding between tensors travels with each upload; keep it zero.
+    std::fill(staging.data(), staging.data() + layout.total, 0.0f);
+    plan_downloads();
+    upload();
+  }
+
+  ~Impl() {
+    gemm.reset();
+    for (Segment& seg : segments) {
+      if (seg.ready) cudaEventDestroy(seg.ready);
+      if (seg.done) cudaEventDestroy(seg.done);
+    }
+    if (copy_stream) cudaStreamDestroy(copy_stream);
+    if (stream) cudaStreamDestroy(stream);
+  }
+
+  void plan_downloads() {
+    segments.resize(static_cast<size_t>(nL + 2));
+    for (int64_t l = 0; l < nL; ++l) {
+      segments[static_cast<size_t>(l)].begin = layout.layer_begin[static_cast<size_t>(l)];
+      segments[static_cast<size_t>(l)].end = layout.layer_begin[static_cast<size_t>(l + 1)];
+    }
+    Segment& head = segments[static_cast<size_t>(nL + kHeadSegment)];
+    head.begin = layout.output_norm;  // output_norm, then output unless tied
+    head.end = layout.total;
+    Segment& embd = segments[static_cast<size_t>(nL + kEmbeddingSegment)];
+    embd.begin = layout.token_embd;
+    embd.end = layout.output_norm;
+    for (Segment& seg : segments) {
+      check_cuda(cudaEventCreateWithFlags(&seg.ready, cudaEventDisableTiming),
+                 "cudaEventCreateWithFlags");
+      check_cuda(cudaEventCreateWithFlags(&seg.done, cudaEventDisableTiming),
+                 "cudaEventCreateWithFlags");
+    }
+    for (const ParamSlot& slot : layout.slots) {
+      if (!slot.tensor.grad) continue;
+      any_grad = true;
+      Segment* owner = nullptr;
+      for (Segment& seg : segments) {
+        if (slot.offset >= seg.begin && slot.offset + slot.count <= seg.end) owner = &seg;
+      }
+      if (!owner)
+        fail("CUDA training: tensor {} lies outside every download segment", slot.tensor.name);
+      for (size_t at = 0; at < slot.count; at += kHostAddChunk) {
+        owner->pieces.push_back({slot.tensor.grad + at, staging.data() + slot.offset + at,
+                                 std::min(kHostAddChunk, slot.count - at)});
+      }
+    }
+  }
+
+  void use_device() const { check_cuda(cudaSetDevice(device), "cudaSetDevice"); }
+  void sync() const { check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize"); }
+
+  float* w(size_t offset) { return values.data() + offset; }
+  float* g(size_t offset) { return grads.data() + offset; }
+
+  void upload() {
+    use_device();
+    float* host = staging.data();
+    for (const ParamSlot& s : layout.slots) {
+      std::copy(s.tensor.value, s.tensor.value + s.count, host + s.offset);
+    }
+    check_cuda(cudaMemcpyAsync(values.data(), host, layout.total * sizeof(float),
+                               cudaMemcpyHostToDevice, stream),
+               "cudaMemcpyAsync (weights to device)");
+    sync();  // the staging buffer is reused by the next download
+  }
+
+  // Validates the batch and sizes every buffer for it.
+  void begin(int64_t n_seq, int64_t seq_len, std::span<const int32_t> inputs, MaskMode mask,
+             int64_t block_len) {
+    if (n_seq < 1 || seq_len < 1)
+      fail("CUDA training: bad batch of {} sequences of {} tokens", n_seq, seq_len);
+    if (static_cast<int64_t>(inputs.size()) != n_seq * seq_len) {
+      fail("CUDA training: {} input tokens do not make {} sequences of {}", inputs.size(), n_seq,
+           seq_len);
+    }
+    if (seq_len > config.context_length) {
+      fail("CUDA training: sequences of {} tokens exceed the model's context of {}", seq_len,
+           config.context_length);
+    }
+    if (mask == MaskMode::BlockCausal && block_len <= 0) {
+      fail("CUDA training: block-causal attention needs block_len > 0 (is {})", block_len);
+    }
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (inputs[i] < 0 || inputs[i] >= V) {
+        fail("CUDA training: input token {} at index {} is outside the vocabulary of {}", inputs[i],
+             i, V);
+      }
+    }
+    use_device();
+    S = n_seq, L = seq_len, T = n_seq * seq_len;
+    attn = {S, L, H, Hkv, D, mask, block_len};
+    const size_t t = static_cast<size_t>(T), layers = static_cast<size_t>(nL);
+    const size_t te = t * static_cast<size_t>(E);
+    x.reserve((layers + 1) * te);
+    xmid.reserve(layers * te);
+    xn1.reserve(layers * te);
+    xn2.reserve(layers * te);
+    rstd1.reserve(layers * t);
+    rstd2.reserve(layers * t);
+    q.reserve(layers * t * static_cast<size_t>(qd));
+    k.reserve(layers * t * static_cast<size_t>(kvd));
+    v.reserve(layers * t * static_cast<size_t>(kvd));
+    probs.reserve(layers * static_cast<size_t>(attn.probs_size()));
+    att.reserve(layers * t * static_cast<size_t>(qd));
+    gu.reserve(layers * t * static_cast<size_t>(2 * F));
+    hid.reserve(layers * t * static_cast<size_t>(F));
+    xnf.reserve(te);
+    rstdf.reserve(t);
+    qkv.reserve(t * static_cast<size_t>(nqkv));
+    heads.reserve(t * static_cast<size_t>(qd));
+    if (rope_positions < L) {
+      const std::vector<float2> table = rope_table(L, D, config.rope_base);
+      rope.reserve(table.size());
+      check_cuda(cudaMemcpyAsync(rope.data(), table.data(), table.size() * sizeof(float2),
+                                 cudaMemcpyHostToDevice, stream),
+                 "cudaMemcpyAsync (RoPE table)");
+      rope_positions = L;
+    }
+  }
+
+  void reserve_backward() {
+    const size_t t = static_cast<size_t>(T);
+    dprobs.reserve(static_cast<size_t>(attn.probs_size()));
+    dq.reserve(t * static_cast<size_t>(qd));
+    dk.reserve(t * static_cast<size_t>(kvd));
+    dv.reserve(t * static_cast<size_t>(kvd));
+    dx.reserve(t * static_cast<size_t>(E));
+    dxn.reserve(t * static_cast<size_t>(E));
+    dwide.reserve(t * static_cast<size_t>(std::max(qd, F)));
+    dgu.reserve(t * static_cast<size_t>(2 * F));
+    norm_rows.reserve(t * static_cast<size_t>(E));
+    partials.reserve(static_cast<size_t>(column_sum_scratch(T, std::max(E, nqkv))));
+  }
+
+  // Which rows go through the output head (and from which hidden row), with their CSR groupings.
+  BatchIndex index_batch(std::span<const int32_t> inputs, std::span<const int32_t> targets,
+                         std::span<const float> weights, bool all_rows) {
+    BatchIndex b;
+    std::vector<int32_t> src, tgt;
+    for (int64_t i = 0; i < T; ++i) {
+      const size_t ui = static_cast<size_t>(i);
+      if (!all_rows) {
+        const float wi = weights[ui];
+        if (!std::isfinite(wi) || wi < 0)
+          fail("CUDA training: weight {} at index {} is not a finite value >= 0", wi, i);
+        if (wi == 0) continue;
+        if (targets[ui] < 0 || targets[ui] >= V) {
+          fail("CUDA training: target {} at index {} is outside the vocabulary of {}", targets[ui],
+               i, V);
+        }
+        tgt.push_back(targets[ui]);
+        b.head_weights.push_back(wi);
+      }
+      // Dream scores position p from the hidden state at p − 1; a sequence's first position
+      // keeps its own, as Model::forward does.
+      const bool first = i % L == 0;
+      src.push_back(static_cast<int32_t>(config.shift_logits && !first ? i - 1 : i));
+    }
+    b.n_head_rows = static_cast<int64_t>(src.size());
+    std::vector<int32_t> tokens(inputs.begin(), inputs.end());
+    b.tokens = append(b.ints, tokens);
+    b.head_src = append(b.ints, src);
+    b.head_targets = append(b.ints, tgt);
+    const RowGroups by_token = group_rows(tokens);
+    b.n_emb_segments = static_cast<int64_t>(by_token.dest.size());
+    b.emb_dest = append(b.ints, by_token.dest);
+    b.emb_offsets = append(b.ints, by_token.offsets);
+    b.emb_items = append(b.ints, by_token.items);
+    const RowGroups by_source = group_rows(src);
+    b.n_head_segments = static_cast<int64_t>(by_source.dest.size());
+    b.head_dest = append(b.ints, by_source.dest);
+    b.head_offsets = append(b.ints, by_source.offsets);
+    b.head_items = append(b.ints, by_source.items);
+
+    ints.reserve(b.ints.size());
+    check_cuda(cudaMemcpyAsync(ints.data(), b.ints.data(), b.ints.size() * sizeof(int32_t),
+                               cudaMemcpyHostToDevice, stream),
+               "cudaMemcpyAsync (batch indices)");
+    if (!b.head_weights.empty()) {
+      head_weights.reserve(b.head_weights.size());
+      check_cuda(
+          cudaMemcpyAsync(head_weights.data(), b.head_weights.data(),
+                          b.head_weights.size() * sizeof(float), cudaMemcpyHostToDevice, stream),
+          "cudaMemcpyAsync (row weights)");
+    }
+    return b;
+  }
+
+  const int32_t* dev_ints(size_t offset) { return ints.data() + offset; }
+
+  float* layer_slice(DeviceArray<float>& a, int64_t l, int64_t per_layer) {
+    return a.data() + static_cast<size_t>(l) * static_cast<size_t>(per_layer);
+  }
+
+  void forward_layers(const BatchIndex& b) {
+    const int64_t TE = T * E;
+    const RopeOrder order = config.rope_order;
+    gather_rows(x.data(), w(layout.token_embd), dev_ints(b.tokens), T, E, stream);
+    for (int64_t l = 0; l < nL; ++l) {
+      const LayerOffsets& lo = layout.layers[static_cast<size_t>(l)];
+      float* xl = layer_slice(x, l, TE);
+      float* xm = layer_slice(xmid, l, TE);
+      float* n1 = layer_slice(xn1, l, TE);
+      float* n2 = layer_slice(xn2, l, TE);
+      float* ql = layer_slice(q, l, T * qd);
+      float* kl = layer_slice(k, l, T * kvd);
+      float* vl = layer_slice(v, l, T * kvd);
+      float* pl = layer_slice(probs, l, attn.probs_size());
+      float* al = layer_slice(att, l, T * qd);
+      float* gul = layer_slice(gu, l, T * 2 * F);
+      float* hl = layer_slice(hid, l, T * F);
+
+      rmsnorm_forward(n1, layer_slice(rstd1, l, T), xl, w(lo.attn_norm), T, E, config.rms_eps,
+                      stream);
+      gemm->linear_forward(qkv.data(), n1, w(lo.wqkv), T, E, nqkv);
+      const float* bias = config.qkv_bias ? w(lo.bqkv) : nullptr;
+      heads_from_tokens(ql, qkv.data(), nqkv, bias, S, L, H, D, rope.data(), order, stream);
+      heads_from_tokens(kl, qkv.data() + qd, nqkv, bias ? bias + qd : nullptr, S, L, Hkv, D,
+                        rope.data(), order, stream);
+      heads_from_tokens(vl, qkv.data() + qd + kvd, nqkv, bias ? bias + qd + kvd : nullptr, S, L,
+                        Hkv, D, nullptr, order, stream);
+      attention_forward(*gemm, attn, ql, kl, vl, pl, heads.data(), stream);
+      tokens_from_heads(al, qd, heads.data(), S, L, H, D, nullptr, order, stream);
+      copy(xm, xl, TE);
+      gemm->linear_forward(xm, al, w(lo.wo), T, qd, E, 1.0f);
+
+      rmsnorm_forward(n2, layer_slice(rstd2, l, T), xm, w(lo.ffn_norm), T, E, config.rms_eps,
+                      stream);
+      gemm->linear_forward(gul, n2, w(lo.wgu), T, E, 2 * F);
+      swiglu_forward(hl, gul, T, F, stream);
+      float* next = layer_slice(x, l + 1, TE);
+      copy(next, xm, TE);
+      gemm->linear_forward(next, hl, w(lo.wdown), T, F, E, 1.0f);
+    }
+    rmsnorm_forward(xnf.data(), rstdf.data(), layer_slice(x, nL, TE), w(layout.output_norm), T, E,
+                    config.rms_eps, stream);
+  }
+
+  void copy(float* dst, const float* src, int64_t n) {
+    check_cuda(cudaMemcpyAsync(dst, src, static_cast<size_t>(n) * sizeof(float),
+                               cudaMemcpyDeviceToDevice, stream),
+               "cudaMemcpyAsync (device to device)");
+  }
+
+  int64_t logits_chunk_rows() const { return std::max<int64_t>(1, kLogitsBudgetFloats / V); }
+
+  // Output head and cross-entropy over the scored rows; with grad_scale set, also the head's
+  // backward pass into d_head_in and the output weight's gradient. The per-row losses go to
+  // loss_host asynchronously: read them with scored_loss() after the stream is synchronised.
+  void head_loss(const BatchIndex& b, const float* grad_scale) {
+    const int64_t n = b.n_head_rows;
+    const int64_t chunk = logits_chunk_rows();
+    head_in.reserve(static_cast<size_t>(n * E));
+    logits.reserve(static_cast<size_t>(std::min(n, chunk) * V));
+    row_loss.reserve(static_cast<size_t>(n));
+    loss_host.reserve(static_cast<size_t>(n));
+    if (grad_scale) d_head_in.reserve(static_cast<size_t>(n * E));
+    gather_rows(head_in.data(), xnf.data(), dev_ints(b.head_src), n, E, stream);
+    const float* wout = w(layout.output);
+    for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+      const int64_t rows = std::min(chunk, n - r0);
+      const float* in = head_in.data() + r0 * E;
+      gemm->linear_forward(logits.data(), in, wout, rows, E, V);
+      cross_entropy(logits.data(), row_loss.data() + r0, dev_ints(b.head_targets) + r0,
+                    head_weights.data() + r0, rows, V, grad_scale ? *grad_scale : 0.0f,
+                    grad_scale != nullptr, stream);
+      if (grad_scale) {
+        gemm->linear_backward_weight(g(layout.output), logits.data(), in, rows, E, V);
+        gemm->linear_backward_input(d_head_in.data() + r0 * E, logits.data(), wout, rows, E, V);
+      }
+    }
+    check_cuda(
+        cudaMemcpyAsync(loss_host.data(), row_loss.data(), static_cast<size_t>(n) * sizeof(double),
+                        cudaMemcpyDeviceToHost, stream),
+        "cudaMemcpyAsync (row losses)");
+  }
+
+  // Σ w·CE in row order, after sync().
+  double scored_loss(const BatchIndex& b) {
+    double total = 0.0;
+    for (int64_t r = 0; r < b.n_head_rows; ++r) total += loss_host.data()[r];
+    return total;
+  }
+
+  void norm_backward(float* dx_acc, const float* dy, const float* xin, size_t weight,
+                     const float* rstd) {
+    rmsnorm_backward(dx_acc, norm_rows.data(), dy, xin, w(weight), rstd, T, E, stream);
+    column_sums_add(g(weight), norm_rows.data(), T, E, E, partials.data(), stream);
+  }
+
+  // With download set, each segment of gradients starts its copy to the host as soon as the
+  // pass has finished it, so the copies overlap the rest of the backward pass.
+  void backward_layers(const BatchIndex& b, bool download) {
+    const int64_t TE = T * E;
+    const RopeOrder order = config.rope_order;
+    // Scored rows back to the hidden rows they read (two rows share one under shift_logits).
+    check_cuda(cudaMemsetAsync(dxn.data(), 0, static_cast<size_t>(TE) * sizeof(float), stream),
+               "cudaMemsetAsync");
+    segment_sum_rows(dxn.data(), d_head_in.data(), dev_ints(b.head_dest), dev_ints(b.head_offsets),
+                     dev_ints(b.head_items), b.n_head_segments, E, false, stream);
+    check_cuda(cudaMemsetAsync(dx.data(), 0, static_cast<size_t>(TE) * sizeof(float), stream),
+               "cudaMemsetAsync");
+    norm_backward(dx.data(), dxn.data(), layer_slice(x, nL, TE), layout.output_norm, rstdf.data());
+    if (download) enqueue_download(segments[static_cast<size_t>(kHeadSegment + nL)]);
+
+    for (int64_t l = nL - 1; l >= 0; --l) {
+      const LayerOffsets& lo = layout.layers[static_cast<size_t>(l)];
+      // FFN: x_next = xmid + down(silu(gate)·up)
+      gemm->linear_backward_input(dwide.data(), dx.data(), w(lo.wdown), T, F, E);
+      gemm->linear_backward_weight(g(lo.wdown), dx.data(), layer_slice(hid, l, T * F), T, F, E);
+      swiglu_backward(dgu.data(), dwide.data(), layer_slice(gu, l, T * 2 * F), T, F, stream);
+      gemm->linear_backward_weight(g(lo.wgu), dgu.data(), layer_slice(xn2, l, TE), T, E, 2 * F);
+      gemm->linear_backward_input(dxn.data(), dgu.data(), w(lo.wgu), T, E, 2 * F);
+      norm_backward(dx.data(), dxn.data(), layer_slice(xmid, l, TE), lo.ffn_norm,
+                    layer_slice(rstd2, l, T));
+
+      // Attention: xmid = x + wo(attention(rope(q), rope(k), v))
+      gemm->linear_backward_input(dwide.data(), dx.data(), w(lo.wo), T, qd, E);
+      gemm->linear_backward_weight(g(lo.wo), dx.data(), layer_slice(att, l, T * qd), T, qd, E);
+      heads_from_tokens(heads.data(), dwide.data(), qd, nullptr, S, L, H, D, nullptr, order,
+                        stream);
+      attention_backward(*gemm, attn, heads.data(), layer_slice(probs, l, attn.probs_size()),
+                         layer_slice(q, l, T * qd), layer_slice(k, l, T * kvd),
+                         layer_slice(v, l, T * kvd), dq.data(), dk.data(), dv.data(), dprobs.data(),
+                         stream);
+      tokens_from_heads(qkv.data(), nqkv, dq.data(), S, L, H, D, rope.data(), order, stream);
+      tokens_from_heads(qkv.data() + qd, nqkv, dk.data(), S, L, Hkv, D, rope.data(), order, stream);
+      tokens_from_heads(qkv.data() + qd + kvd, nqkv, dv.data(), S, L, Hkv, D, nullptr, order,
+                        stream);
+      if (config.qkv_bias)
+        column_sums_add(g(lo.bqkv), qkv.data(), T, nqkv, nqkv, partials.data(), stream);
+      const float* n1 = layer_slice(xn1, l, TE);
+      gemm->linear_backward_weight(g(lo.wqkv), qkv.data(), n1, T, E, nqkv);
+      gemm->linear_backward_input(dxn.data(), qkv.data(), w(lo.wqkv), T, E, nqkv);
+      norm_backward(dx.data(), dxn.data(), layer_slice(x, l, TE), lo.attn_norm,
+                    layer_slice(rstd1, l, T));
+      if (download) enqueue_download(segments[static_cast<size_t>(l)]);
+    }
+    segment_sum_rows(g(layout.token_embd), dx.data(), dev_ints(b.emb_dest), dev_ints(b.emb_offsets),
+                     dev_ints(b.emb_items), b.n_emb_segments, E, true, stream);
+    if (download) enqueue_download(segments[static_cast<size_t>(kEmbeddingSegment + nL)]);
+  }
+
+  void enqueue_download(Segment& seg) {
+    check_cuda(cudaEventRecord(seg.ready, stream), "cudaEventRecord");
+    check_cuda(cudaStreamWaitEvent(copy_stream, seg.ready, 0), "cudaStreamWaitEvent");
+    check_cuda(
+        cudaMemcpyAsync(staging.data() + seg.begin, grads.data() + seg.begin,
+                        (seg.end - seg.begin) * sizeof(float), cudaMemcpyDeviceToHost, copy_stream),
+        "cudaMemcpyAsync (gradients to host)");
+    check_cuda(cudaEventRecord(seg.done, copy_stream), "cudaEventRecord");
+  }
+
+  // grad += downloaded gradients, segment by segment in the order the backward pass finishes
+  // them, while the device works on the next ones.
+  void add_downloaded_gradients() {
+    std::vector<size_t> order{static_cast<size_t>(kHeadSegment + nL)};
+    for (int64_t l = nL - 1; l >= 0; --l) order.push_back(static_cast<size_t>(l));
+    order.push_back(static_cast<size_t>(kEmbeddingSegment + nL));
+    for (size_t index : order) {
+      const Segment& seg = segments[index];
+      check_cuda(cudaEventSynchronize(seg.done), "cudaEventSynchronize");
+      pool.parallel_for(static_cast<int64_t>(seg.pieces.size()), [&](int64_t task, int) {
+        const Piece& p = seg.pieces[static_cast<size_t>(task)];
+        for (size_t i = 0; i < p.n; ++i) p.dst[i] += p.src[i];
+      });
+    }
+  }
+
+  void check_targets(std::span<const int32_t> targets, std::span<const float> weights) const {
+    if (static_cast<int64_t>(targets.size()) != T || static_cast<int64_t>(weights.size()) != T) {
+      fail("CUDA training: {} targets and {} weights for {} input tokens", targets.size(),
+           weights.size(), T);
+    }
+  }
+};
+
+CudaTrainEngine::CudaTrainEngine(const ModelConfig& config, std::vector<HostTensor> tensors,
+                                 int device, MatmulPrecision precision)
+    : impl_(std::make_unique<Impl>(config, std::move(tensors), device, precision)) {}
+
+CudaTrainEngine::~CudaTrainEngine() = default;
+
+const ModelConfig& CudaTrainEngine::config() const { return impl_->config; }
+std::string CudaTrainEngine::device_name() const { return impl_->name; }
+MatmulPrecision CudaTrainEngine::precision() const { return impl_->gemm->precision(); }
+void CudaTrainEngine::set_precision(MatmulPrecision precision) {
+  impl_->gemm->set_precision(precision);
+}
+
+void CudaTrainEngine::upload_values() { impl_->upload(); }
+
+double CudaTrainEngine::forward_backward(int64_t n_seq, int64_t seq_len,
+                                         std::span<const int32_t> inputs,
+                                         std::span<const int32_t> targets,
+                                         std::span<const float> weights, float grad_scale,
+                                         MaskMode mask, int64_t block_len) {
+  Impl& m = *impl_;
+  m.begin(n_seq, seq_len, inputs, mask, block_len);
+  m.check_targets(targets, weights);
+  const BatchIndex b = m.index_batch(inputs, targets, weights, false);
+  if (b.n_head_rows == 0) return 0.0;  // nothing scored: no loss, no gradient
+  m.reserve_backward();
+  check_cuda(cudaMemsetAsync(m.grads.data(), 0, m.layout.total * sizeof(float), m.stream),
+             "cudaMemsetAsync");
+  m.forward_layers(b);
+  m.head_loss(b, &grad_scale);
+  m.backward_layers(b, m.any_grad);
+  if (m.any_grad) m.add_downloaded_gradients();
+  m.sync();
+  return m.scored_loss(b);
+}
+
+double CudaTrainEngine::forward_loss(int64_t n_seq, int64_t seq_len,
+                                     std::span<const int32_t> inputs,
+                                     std::span<const int32_t> targets,
+                                     std::span<const float> weights, MaskMode mask,
+                                     int64_t block_len) {
+  Impl& m = *impl_;
+  m.begin(n_seq, seq_len, inputs, mask, block_len);
+  m.check_targets(targets, weights);
+  const BatchIndex b = m.index_batch(inputs, targets, weights, false);
+  if (b.n_head_rows == 0) return 0.0;
+  m.forward_layers(b);
+  m.head_loss(b, nullptr);
+  m.sync();
+  return m.scored_loss(b);
+}
+
+void CudaTrainEngine::forward_logits(std::span<const int32_t> tokens, int64_t n_seq, float* logits,
+                                     MaskMode mask, int64_t block_len) {
+  Impl& m = *impl_;
+  if (!logits) fail("CUDA training: forward_logits needs an output buffer");
+  if (n_seq < 1 || tokens.size() % static_cast<size_t>(n_seq) != 0) {
+    fail("CUDA training: {} tokens do not split into {} sequences of equal length", tokens.size(),
+         n_seq);
+  }
+  m.begin(n_seq, static_cast<int64_t>(tokens.size()) / n_seq, tokens, mask, block_len);
+  const BatchIndex b = m.index_batch(tokens, {}, {}, true);
+  m.forward_layers(b);
+  const int64_t chunk = m.logits_chunk_rows();
+  m.head_in.reserve(static_cast<size_t>(m.T * m.E));
+  m.logits.reserve(static_cast<size_t>(std::min(chunk, m.T) * m.V));
+  gather_rows(m.head_in.data(), m.xnf.data(), m.dev_ints(b.head_src), m.T, m.E, m.stream);
+  for (int64_t r0 = 0; r0 < m.T; r0 += chunk) {
+    const int64_t rows = std::min(chunk, m.T - r0);
+    m.gemm->linear_forward(m.logits.data(), m.head_in.data() + r0 * m.E, m.w(m.layout.output), rows,
+                           m.E, m.V);
+    check_cuda(cudaMemcpyAsync(logits + r0 * m.V, m.logits.data(),
+                               static_cast<size_t>(rows * m.V) * sizeof(float),
+                               cudaMemcpyDeviceToHost, m.stream),
+               "cudaMemcpyAsync (logits to host)");
+  }
+  m.sync();
+}
+
+size_t CudaTrainEngine::device_bytes() const {
+  const Impl& m = *impl_;
+  size_t total = m.values.bytes() + m.grads.bytes();
+  for (const DeviceArray<float>* a :
+       {&m.x,         &m.xmid,   &m.xn1,         &m.xn2,    &m.rstd1,     &m.rstd2,    &m.q,
+        &m.k,         &m.v,      &m.probs,       &m.att,    &m.gu,        &m.hid,      &m.xnf,
+        &m.rstdf,     &m.qkv,    &m.heads,       &m.dprobs, &m.dq,        &m.dk,       &m.dv,
+        &m.dx,        &m.dxn,    &m.dwide,       &m.dgu,    &m.norm_rows, &m.partials, &m.head_in,
+        &m.d_head_in, &m.logits, &m.head_weights}) {
+    total += a->bytes();
+  }
+  return total + m.row_loss.bytes() + m.ints.bytes() + m.rope.bytes();
+}
+
+}  // namespace ruvdllm::cuda

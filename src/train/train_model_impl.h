@@ -1,0 +1,117 @@
+#pragma once
+// Internal to TrainModel (src/train/train_model*.cpp): where each weight sits in the flat
+// value/gradient buffers, and the activations one batch keeps for its backward pass.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ruvdllm/core/tensor.h"
+#include "ruvdllm/train/train_model.h"
+
+namespace ruvdllm::train::detail {
+
+// Offsets (in floats) into the value and gradient buffers; kAbsent for tensors the config
+// does not have.
+constexpr int64_t kAbsent = -1;
+struct LayerSlots {
+  int64_t attn_norm = kAbsent, wq = kAbsent, wk = kAbsent, wv = kAbsent;
+  int64_t bq = kAbsent, bk = kAbsent, bv = kAbsent, q_norm = kAbsent, k_norm = kAbsent;
+  int64_t wo = kAbsent, ffn_norm = kAbsent, gate = kAbsent, up = kAbsent, down = kAbsent;
+};
+struct ModelSlots {
+  int64_t token_embd = kAbsent, output_norm = kAbsent;
+  int64_t output = kAbsent;  // == token_embd when the head is tied
+  std::vector<LayerSlots> layers;
+};
+
+// A float buffer that only grows, so steps of the same shape never allocate.
+class Buffer {
+ public:
+  float* get(size_t n) {
+    if (n > data_.size()) data_.resize(n);
+    return data_.data();
+  }
+  float* zeroed(size_t n);
+
+ private:
+  std::vector<float> data_;
+};
+
+// What the forward pass leaves for the backward pass, per layer.
+struct LayerActivations {
+  Buffer attn_rstd, attn_in;            // RMSNorm 1/rms and normed input of q/k/v
+  Buffer q_raw, k_raw, q_rstd, k_rstd;  // q and k before their norms (qk_norm only)
+  Buffer q, k, v;                       // as attention read them (after bias, norm, RoPE)
+  Buffer probs, att;                    // softmax saved by attention_forward; wo's input
+  Buffer ffn_rstd, ffn_in;              // normed input of gate/up
+  Buffer gate, up, hidden;              // hidden = swiglu(gate, up): ffn_down's input
+};
+
+struct Activations {
+  // 2·n_layer + 1 states of the residual stream: before layer 0's attention, before its FFN,
+  // before layer 1's attention, ..., the last layer's output.
+  std::vector<Buffer> residual;
+  std::vector<LayerActivations> layers;
+  Buffer final_rstd, final_out;  // after output_norm
+  std::vector<int32_t> positions;
+  // The rows that go through the output head, and the final-norm row each is scored from
+  // (row − 1 within a sequence for shift_logits models).
+  std::vector<int64_t> rows, sources;
+  std::vector<int32_t> row_targets;
+  std::vector<float> row_weights;
+  Buffer head_in, logits, dlogits;
+  // Backward scratch shared by every layer.
+  Buffer d_residual, d_normed, d_head_in, d_att, dq, dk, dv, dq_raw, dk_raw;
+  Buffer d_gate, d_up, d_hidden, norm_partials;
+};
+
+}  // namespace ruvdllm::train::detail
+
+namespace ruvdllm::train {
+
+// The passes on a GPU (train_model_device.cpp); null when they run on the CPU.
+class DeviceEngine;
+
+struct TrainModel::Impl {
+  Impl();
+  ~Impl();
+  std::string device = "cpu";
+  std::unique_ptr<DeviceEngine> engine;
+  bool device_values_stale = true;
+  ModelConfig config;
+  AttentionMode attention;
+  Tensor values, grads;  // every parameter, one after another, 64-byte aligned
+  std::vector<Parameter> parameters;
+  detail::ModelSlots slots;
+  detail::Activations acts;
+
+  // Lays the parameters of the config out in GGUF order (all zero) and records where each one
+  // sits. Error for an invalid or MoE config.
+  void lay_out(const ModelConfig& model_config);
+
+  float* value(int64_t slot) { return slot == detail::kAbsent ? nullptr : values.f32() + slot; }
+  const float* value(int64_t slot) const {
+    return slot == detail::kAbsent ? nullptr : values.f32() + slot;
+  }
+  float* grad(int64_t slot) { return slot == detail::kAbsent ? nullptr : grads.f32() + slot; }
+
+  // Every layer over n_seq sequences of seq_len tokens, keeping what the backward pass needs;
+  // ends with the final norm's output in acts.final_out.
+  void forward(const int32_t* tokens, int64_t n_seq, int64_t seq_len, ThreadPool& pool);
+  // Sets acts.rows/sources to the rows with weight > 0 (every row when weights is null),
+  // and gathers their final hidden states into acts.head_in. Returns the row count.
+  int64_t select_head_rows(const int32_t* targets, const float* weights, int64_t n_seq,
+                           int64_t seq_len);
+  // Output head and weighted cross entropy on the selected rows; with `backward`, also adds
+  // grad_scale · the gradient of every parameter.
+  double head_loss(const int32_t* tokens, int64_t n_seq, int64_t seq_len, float grad_scale,
+                   bool backward, ThreadPool& pool);
+  // logits (rows × vocab) of the selected rows, into out.
+  void head_logits(float* out, ThreadPool& pool);
+
+ private:
+  void backward(const int32_t* tokens, int64_t n_seq, int64_t seq_len, ThreadPool& pool);
+};
+
+}  // namespace ruvdllm::train
