@@ -6,6 +6,7 @@
 // owns that program name.)
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -392,6 +393,29 @@ TEST_F(GenerateCliTest, DefaultModelBesideTheExecutable) {
   // $RUVDLLM_MODEL wins over the file beside the executable.
   EXPECT_EQ(run_command("RUVDLLM_MODEL=" + path("nowhere.gguf") + " " + bin + "/ruvdllm generate -p hi", &out), 1);
   EXPECT_NE(out.find("nowhere.gguf"), std::string::npos) << out;
+}
+
+// The shipped model (models/default.gguf, found beside the build's executable as a user's
+// `ruvdllm generate` finds it) must answer an English prompt with English: most of what it
+// writes is letters and spaces, and the commonest function words turn up.
+TEST(ShippedModel, WritesRecognisableEnglish) {
+  const std::string shipped = std::string(RUVDLLM_SOURCE_DIR) + "/models/default.gguf";
+  ASSERT_TRUE(std::filesystem::exists(shipped)) << shipped;
+  std::string out;
+  ASSERT_EQ(run_command("RUVDLLM_MODEL=" + shipped + " " + kCli +
+                            " generate -p 'The history of the city' --gen-len 48 --steps 24 --seed 1 -q",
+                        &out),
+            0)
+      << out;
+  size_t letters = 0;
+  for (char c : out) letters += std::isalpha(static_cast<unsigned char>(c)) || c == ' ' || c == ',' || c == '.';
+  EXPECT_GT(out.size(), 100u) << out;
+  EXPECT_GT(static_cast<double>(letters), 0.9 * static_cast<double>(out.size())) << out;
+  int function_words = 0;
+  for (const char* w : {" the ", " of ", " and ", " to ", " in "}) {
+    for (size_t at = out.find(w); at != std::string::npos; at = out.find(w, at + 1)) ++function_words;
+  }
+  EXPECT_GE(function_words, 4) << out;
 }
 
 }  // namespace
