@@ -109,7 +109,6 @@ void run_bench_generate(const BenchGenerateArgs& args) {
   } catch (const Error& e) {
     fail("--algorithm: {}", e.what());
   }
-  apply_simd_target_override();
   const std::string path = args.model.empty() ? reference_model() : args.model;
   auto model = Model::load(path);
   const ModelConfig& c = model->config();

@@ -303,7 +303,6 @@ void register_generate(CLI::App& app) {
   cmd->add_flag("-q,--quiet", args->quiet, "No timing summary or notes on stderr");
   cmd->callback([args] {
     check_flags(*args);
-    apply_simd_target_override();
     if (args->chat) {
       run_chat(*args);
     } else {

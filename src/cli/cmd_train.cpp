@@ -24,6 +24,7 @@ struct TrainArgs {
   bool resume = false;
   int threads = -1;
   std::string device;
+  bool merge_lora = false;
 };
 
 std::atomic<bool> g_stop_requested{false};
@@ -41,6 +42,10 @@ void run_train(const TrainArgs& args) {
   if (!args.out.empty()) config.out_dir = args.out;
   if (args.threads >= 0) config.threads = args.threads;
   if (!args.device.empty()) config.device = args.device;
+  if (args.merge_lora) {
+    if (!config.lora) fail("{}: --merge-lora needs a [lora] section", args.config);
+    config.merge_lora = true;
+  }
 
   struct sigaction action = {};
   action.sa_handler = on_interrupt;
@@ -80,6 +85,8 @@ void register_train(CLI::App& app) {
   cmd->add_option("-t,--threads", args->threads, "Threads (overrides train.threads; 0: physical cores)")
       ->check(CLI::Range(0, 1024));
   cmd->add_option("--device", args->device, "Where the passes run: cpu, cuda or cuda:N (overrides train.device)");
+  cmd->add_flag("--merge-lora", args->merge_lora,
+                "With [lora]: also write model.gguf with the adapters merged (output.merge_lora)");
   cmd->callback([args] { run_train(*args); });
 }
 

@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/commands.h"
+#include "cli/generate_env.h"
 #include "ruvdllm/core/error.h"
 
 int main(int argc, char** argv) {
@@ -36,6 +37,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    // Every command honours RUVDLLM_TARGET, so any result can be reproduced on another machine.
+    ruvdllm::cli::apply_simd_target_override();
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);

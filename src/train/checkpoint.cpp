@@ -70,7 +70,9 @@ void save_checkpoint(const std::string& out_dir, const TrainModel& model, AdamW&
   writer.set_metadata("step", std::to_string(step));
   writer.set_metadata("adam_steps", std::to_string(optimizer.steps_done()));
   writer.set_metadata("config", config_text);
+  // Frozen weights (a LoRA base) are not the run's state: they come again from the base model.
   for (const Parameter& p : model.parameters()) {
+    if (p.grad.empty()) continue;
     writer.add_tensor("model/" + p.name, TensorType::F32, p.shape, p.value.data(), p.value.size_bytes());
   }
   for (size_t i = 0; i < optimizer.n_states(); ++i) {
@@ -105,11 +107,15 @@ CheckpointInfo load_checkpoint(const std::string& path, TrainModel& model, AdamW
   const int64_t adam_steps = parse_count(info.metadata, "adam_steps", path);
   info.config_text = info.metadata["config"];
 
-  const size_t expected = model.parameters().size() + 2 * optimizer.n_states();
+  size_t trainable = 0;
+  for (const Parameter& p : model.parameters()) trainable += p.grad.empty() ? 0 : 1;
+  const size_t expected = trainable + 2 * optimizer.n_states();
   if (file.tensors().size() != expected) {
     fail("{}: checkpoint holds {} tensors, this model and optimizer have {}", path, file.tensors().size(), expected);
   }
-  for (Parameter& p : model.parameters()) read_into(file, "model/" + p.name, p, p.value, path);
+  for (Parameter& p : model.parameters()) {
+    if (!p.grad.empty()) read_into(file, "model/" + p.name, p, p.value, path);
+  }
   for (size_t i = 0; i < optimizer.n_states(); ++i) {
     const Parameter& p = optimizer.state_parameter(i);
     read_into(file, "adam_m/" + p.name, p, optimizer.first_moment(i), path);

@@ -272,7 +272,43 @@ TrainConfig parse_train_config(std::string_view toml_text, const std::string& so
     fail("{}: output.type '{}' must be f16, q8_0, bf16 or f32", source, type);
   }
   c.export_type = *export_type;
+  c.merge_lora = output.boolean("merge_lora", false);
   output.finish();
+
+  if (const toml::table* lora_table = top.table("lora")) {
+    Section lora(lora_table, "lora", source);
+    LoraOptions o;
+    o.rank = lora.positive("rank", o.rank);
+    o.alpha = lora.number("alpha", o.alpha);
+    o.seed = c.seed;
+    if (const toml::array* targets = lora.array("targets")) {
+      o.targets.clear();
+      for (size_t i = 0; i < targets->size(); ++i) {
+        const auto* name = targets->get(i)->as_string();
+        if (!name) fail("{}: lora.targets[{}] must be a string", source, i);
+        try {
+          o.targets.push_back(parse_lora_target(name->get()));
+        } catch (const Error& e) {
+          fail("{}: lora.targets: {}", source, e.what());
+        }
+      }
+    }
+    const double dropout = lora.number("dropout", 0.0);
+    if (dropout != 0.0) fail("{}: lora.dropout = {}: only 0 is supported", source, dropout);
+    lora.finish();
+    try {
+      o.validate();
+    } catch (const Error& e) {
+      fail("{}: [lora]: {}", source, e.what());
+    }
+    if (c.model.init_from.empty()) fail("{}: [lora] needs model.init_from (the base model the adapters train on)", source);
+    if (c.device != "cpu") {
+      fail("{}: train.device = \"{}\": the CUDA engine does not support LoRA; LoRA trains on the CPU", source,
+           c.device);
+    }
+    c.lora = o;
+  }
+  if (c.merge_lora && !c.lora) fail("{}: output.merge_lora needs a [lora] section", source);
 
   top.finish();
   return c;

@@ -247,7 +247,9 @@ const ModelConfig& TrainModel::config() const { return impl_->config; }
 std::vector<Parameter>& TrainModel::parameters() { return impl_->parameters; }
 const std::vector<Parameter>& TrainModel::parameters() const { return impl_->parameters; }
 int64_t TrainModel::n_parameters() const { return impl_->values.view().elements(); }
-void TrainModel::zero_grad() { std::memset(impl_->grads.data(), 0, impl_->grads.nbytes()); }
+void TrainModel::zero_grad() {
+  if (impl_->grads.nbytes() > 0) std::memset(impl_->grads.data(), 0, impl_->grads.nbytes());
+}
 
 void TrainModel::set_attention(const AttentionMode& mode) {
   if (mode.mask == MaskMode::BlockCausal && mode.block_len <= 0) {

@@ -61,6 +61,9 @@ void TrainModel::set_device(const std::string& device) {
     return;
   }
   const int index = parse_cuda_index(device);
+  if (!m.lora.adapters.empty()) {
+    fail("device '{}': the CUDA engine does not support LoRA; LoRA trains on the CPU (device = \"cpu\")", device);
+  }
 #ifdef RUVDLLM_HAVE_CUDA
   std::string why;
   if (!cuda::cuda_available(&why)) fail("device '{}': {}", device, why);

@@ -1,12 +1,14 @@
 #pragma once
 // Internal to TrainModel (src/train/train_model*.cpp): where each weight sits in the flat
 // value/gradient buffers, and the activations one batch keeps for its backward pass.
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "ruvdllm/core/tensor.h"
+#include "ruvdllm/train/lora.h"
 #include "ruvdllm/train/train_model.h"
 
 namespace ruvdllm::train::detail {
@@ -66,6 +68,40 @@ struct Activations {
   Buffer d_gate, d_up, d_hidden, norm_partials;
 };
 
+// One LoRA adapter on one projection of one layer. A [rank × in] and B [out × rank] sit in
+// TrainModel::Impl::lora_values at a_slot/b_slot, their gradients in `grads` at the same
+// offsets (with adapters attached, `grads` holds the adapters' gradients only).
+struct LoraAdapter {
+  LoraTarget target = LoraTarget::AttnQ;
+  int64_t layer = 0;
+  int64_t in = 0, out = 0;
+  int64_t a_slot = kAbsent, b_slot = kAbsent;
+  size_t a_param = 0, b_param = 0;  // indices into parameters
+  Buffer u;   // x·Aᵀ from the last forward pass (T × rank), for the backward pass
+  Buffer du;  // the backward pass's gradient at the rank bottleneck (T × rank)
+};
+
+struct LoraState {
+  LoraOptions options;
+  float scale = 0;
+  Tensor values;
+  std::vector<LoraAdapter> adapters;
+  // adapters index per layer and target, or kAbsent.
+  std::vector<std::array<int64_t, kLoraTargetCount>> index;
+  LoraAdapter* find(int64_t layer, LoraTarget t) {
+    if (index.empty()) return nullptr;
+    const int64_t i = index[static_cast<size_t>(layer)][static_cast<size_t>(t)];
+    return i == kAbsent ? nullptr : &adapters[static_cast<size_t>(i)];
+  }
+};
+
+// y (T × out) += scale·(x·Aᵀ)·Bᵀ, keeping x·Aᵀ in adapter.u.
+void lora_forward(LoraAdapter& adapter, const LoraState& lora, const float* x, int64_t T, float* y,
+                  ThreadPool& pool);
+// With dy = ∂/∂y: dA and dB (in grads) += their gradients, dx (T × in) += the delta's ∂/∂x.
+void lora_backward(LoraAdapter& adapter, const LoraState& lora, float* grads, const float* dy,
+                   const float* x, int64_t T, float* dx, ThreadPool& pool);
+
 }  // namespace ruvdllm::train::detail
 
 namespace ruvdllm::train {
@@ -94,7 +130,15 @@ struct TrainModel::Impl {
   const float* value(int64_t slot) const {
     return slot == detail::kAbsent ? nullptr : values.f32() + slot;
   }
-  float* grad(int64_t slot) { return slot == detail::kAbsent ? nullptr : grads.f32() + slot; }
+  // Null for a frozen base (adapters attached): its gradients are never computed.
+  float* grad(int64_t slot) {
+    return slot == detail::kAbsent || base_frozen ? nullptr : grads.f32() + slot;
+  }
+  bool base_frozen = false;
+  detail::LoraState lora;  // no adapters while lora.adapters is empty
+  // The adapter on (layer, target), or null.
+  detail::LoraAdapter* lora_at(int64_t layer, LoraTarget t) { return lora.find(layer, t); }
+  float* lora_value(int64_t slot) { return lora.values.f32() + slot; }
 
   // Every layer over n_seq sequences of seq_len tokens, keeping what the backward pass needs;
   // ends with the final norm's output in acts.final_out.
@@ -112,6 +156,16 @@ struct TrainModel::Impl {
 
  private:
   void backward(const int32_t* tokens, int64_t n_seq, int64_t seq_len, ThreadPool& pool);
+  // The adapter's pass on (layer, target), when that projection has one.
+  void lora_forward(int64_t layer, LoraTarget t, const float* x, int64_t T, float* y, ThreadPool& pool) {
+    if (detail::LoraAdapter* a = lora_at(layer, t)) detail::lora_forward(*a, lora, x, T, y, pool);
+  }
+  void lora_backward(int64_t layer, LoraTarget t, const float* dy, const float* x, int64_t T,
+                     float* dx, ThreadPool& pool) {
+    if (detail::LoraAdapter* a = lora_at(layer, t)) {
+      detail::lora_backward(*a, lora, grads.f32(), dy, x, T, dx, pool);
+    }
+  }
 };
 
 }  // namespace ruvdllm::train

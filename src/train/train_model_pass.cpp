@@ -108,7 +108,7 @@ void dense_forward(ThreadPool& pool, const float* x, int64_t n, int64_t in,
 struct DenseGrad {
   const float* dy;  // n × out
   const float* w;   // out × in
-  float* dw;        // out × in, accumulated
+  float* dw;        // out × in, accumulated; null when frozen
   int64_t out;
 };
 
@@ -122,6 +122,7 @@ void dense_backward(ThreadPool& pool, float* dx, const float* x, int64_t n, int6
   };
   std::vector<Task> tasks;
   for (const DenseGrad& g : grads) {
+    if (!g.dw) continue;  // frozen
     const int64_t slices = chunk_count(g.out, kGemmRows);
     for (int64_t s = 0; s < slices; ++s) tasks.push_back({&g, g.out * s / slices, g.out * (s + 1) / slices});
   }
@@ -165,11 +166,12 @@ void norm_forward(float* y, float* rstd, const float* x, const float* w, int64_t
 void norm_backward(float* dx, float* dw, const float* dy, const float* x, const float* w,
                    const float* rstd, int64_t rows, int64_t d, Buffer& partials, ThreadPool& pool) {
   const int64_t n_chunks = chunk_count(rows, kRowsPerChunk);
-  float* part = partials.zeroed(static_cast<size_t>(n_chunks * d));
+  float* part = dw ? partials.zeroed(static_cast<size_t>(n_chunks * d)) : nullptr;
   for_chunks(pool, rows, kRowsPerChunk, [&](int64_t begin, int64_t end, int64_t chunk) {
-    rmsnorm_backward<float>(dx + begin * d, part + chunk * d, dy + begin * d, x + begin * d, w,
-                            rstd + begin, end - begin, d);
+    rmsnorm_backward<float>(dx + begin * d, part ? part + chunk * d : nullptr, dy + begin * d,
+                            x + begin * d, w, rstd + begin, end - begin, d);
   });
+  if (!dw) return;  // frozen
   for (int64_t c = 0; c < n_chunks; ++c) {
     const float* p = part + c * d;
     for (int64_t i = 0; i < d; ++i) dw[i] += p[i];
@@ -194,8 +196,9 @@ void rope_rows(float* x, const int32_t* pos, int64_t n_seq, int64_t seq_len, int
   });
 }
 
-// db += Σ_rows dy, split over columns.
+// db += Σ_rows dy, split over columns (nothing for a frozen db = null).
 void bias_backward(float* db, const float* dy, int64_t rows, int64_t cols, ThreadPool& pool) {
+  if (!db) return;
   for_chunks(pool, cols, 64, [&](int64_t begin, int64_t end, int64_t) {
     for (int64_t r = 0; r < rows; ++r) {
       const float* dyr = dy + r * cols;
@@ -248,6 +251,9 @@ void TrainModel::Impl::forward(const int32_t* tokens, int64_t S, int64_t L, Thre
     dense_forward(pool, xn, T, E,
                   {{q_lin, value(s.wq), value(s.bq), q_dim}, {k_lin, value(s.wk), value(s.bk), kv_dim},
                    {v, value(s.wv), value(s.bv), kv_dim}});
+    lora_forward(il, LoraTarget::AttnQ, xn, T, q_lin, pool);
+    lora_forward(il, LoraTarget::AttnK, xn, T, k_lin, pool);
+    lora_forward(il, LoraTarget::AttnV, xn, T, v, pool);
     if (c.qk_norm) {  // per head over head_dim, after the bias and before RoPE, as Model::forward
       norm_forward(q, la.q_rstd.get(nT * H), q_lin, value(s.q_norm), T * H, D, c.rms_eps, pool);
       norm_forward(k, la.k_rstd.get(nT * Hkv), k_lin, value(s.k_norm), T * Hkv, D, c.rms_eps, pool);
@@ -260,6 +266,7 @@ void TrainModel::Impl::forward(const int32_t* tokens, int64_t S, int64_t L, Thre
     attention_forward<float>(att, probs, q, k, v, shape, &pool);
     float* x_mid = a.residual[static_cast<size_t>(2 * il + 1)].get(nT * E);
     dense_forward(pool, att, T, q_dim, {{x_mid, value(s.wo), nullptr, E}});
+    lora_forward(il, LoraTarget::AttnOutput, att, T, x_mid, pool);
     add_rows(x_mid, x_in, T * E, pool);
 
     float* xf = la.ffn_in.get(nT * E);
@@ -268,11 +275,14 @@ void TrainModel::Impl::forward(const int32_t* tokens, int64_t S, int64_t L, Thre
     float* up = la.up.get(nT * F);
     float* hidden = la.hidden.get(nT * F);
     dense_forward(pool, xf, T, E, {{gate, value(s.gate), nullptr, F}, {up, value(s.up), nullptr, F}});
+    lora_forward(il, LoraTarget::FfnGate, xf, T, gate, pool);
+    lora_forward(il, LoraTarget::FfnUp, xf, T, up, pool);
     for_chunks(pool, T * F, 1 << 14, [&](int64_t begin, int64_t end, int64_t) {
       swiglu_forward<float>(hidden + begin, gate + begin, up + begin, end - begin);
     });
     float* x_out = a.residual[static_cast<size_t>(2 * il + 2)].get(nT * E);
     dense_forward(pool, hidden, T, F, {{x_out, value(s.down), nullptr, E}});
+    lora_forward(il, LoraTarget::FfnDown, hidden, T, x_out, pool);
     add_rows(x_out, x_mid, T * E, pool);
   }
 
@@ -374,6 +384,7 @@ void TrainModel::Impl::backward(const int32_t* tokens, int64_t S, int64_t L, Thr
     // and becomes ∂/∂x_mid.
     float* d_hidden = a.d_hidden.get(nT * F);
     dense_backward(pool, d_hidden, la.hidden.get(nT * F), T, F, {{d_res, value(s.down), grad(s.down), E}});
+    lora_backward(il, LoraTarget::FfnDown, d_res, la.hidden.get(nT * F), T, d_hidden, pool);
     float* d_gate = a.d_gate.zeroed(nT * F);
     float* d_up = a.d_up.zeroed(nT * F);
     const float* gate = la.gate.get(nT * F);
@@ -386,6 +397,8 @@ void TrainModel::Impl::backward(const int32_t* tokens, int64_t S, int64_t L, Thr
     const float* xf = la.ffn_in.get(nT * E);
     dense_backward(pool, d_xf, xf, T, E,
                    {{d_gate, value(s.gate), grad(s.gate), F}, {d_up, value(s.up), grad(s.up), F}});
+    lora_backward(il, LoraTarget::FfnGate, d_gate, xf, T, d_xf, pool);
+    lora_backward(il, LoraTarget::FfnUp, d_up, xf, T, d_xf, pool);
     const float* x_mid = a.residual[static_cast<size_t>(2 * il + 1)].get(nT * E);
     norm_backward(d_res, grad(s.ffn_norm), d_xf, x_mid, value(s.ffn_norm), la.ffn_rstd.get(nT), T,
                   E, a.norm_partials, pool);
@@ -393,6 +406,7 @@ void TrainModel::Impl::backward(const int32_t* tokens, int64_t S, int64_t L, Thr
     // Attention: x_mid = x_in + wo(attention(rope(q), rope(k), v)). d_res becomes ∂/∂x_in.
     float* d_att = a.d_att.get(nT * q_dim);
     dense_backward(pool, d_att, la.att.get(nT * q_dim), T, q_dim, {{d_res, value(s.wo), grad(s.wo), E}});
+    lora_backward(il, LoraTarget::AttnOutput, d_res, la.att.get(nT * q_dim), T, d_att, pool);
     float* dq = a.dq.zeroed(nT * q_dim);
     float* dk = a.dk.zeroed(nT * kv_dim);
     float* dv = a.dv.zeroed(nT * kv_dim);
@@ -423,12 +437,15 @@ void TrainModel::Impl::backward(const int32_t* tokens, int64_t S, int64_t L, Thr
     dense_backward(pool, d_xn, xn, T, E,
                    {{dq, value(s.wq), grad(s.wq), q_dim}, {dk, value(s.wk), grad(s.wk), kv_dim},
                     {dv, value(s.wv), grad(s.wv), kv_dim}});
+    lora_backward(il, LoraTarget::AttnQ, dq, xn, T, d_xn, pool);
+    lora_backward(il, LoraTarget::AttnK, dk, xn, T, d_xn, pool);
+    lora_backward(il, LoraTarget::AttnV, dv, xn, T, d_xn, pool);
     const float* x_in = a.residual[static_cast<size_t>(2 * il)].get(nT * E);
     norm_backward(d_res, grad(s.attn_norm), d_xn, x_in, value(s.attn_norm), la.attn_rstd.get(nT),
                   T, E, a.norm_partials, pool);
   }
 
-  embedding_backward<float>(grad(slots.token_embd), d_res, tokens, T, E);
+  if (float* d_embd = grad(slots.token_embd)) embedding_backward<float>(d_embd, d_res, tokens, T, E);
 }
 
 }  // namespace ruvdllm::train

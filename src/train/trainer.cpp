@@ -22,6 +22,7 @@
 #include "ruvdllm/text/tokenizer.h"
 #include "ruvdllm/train/checkpoint.h"
 #include "ruvdllm/train/data_sampler.h"
+#include "ruvdllm/train/lora.h"
 #include "ruvdllm/train/objective.h"
 #include "ruvdllm/train/optimizer.h"
 #include "ruvdllm/train/token_shards.h"
@@ -210,10 +211,14 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
   }
   if (options.resume && !fs::exists(ckpt)) fail("{}: no checkpoint to resume from", ckpt);
 
+  if (config.lora && config.device != "cpu") {
+    fail("device '{}': the CUDA engine does not support LoRA; LoRA trains on the CPU (--device cpu)", config.device);
+  }
   ThreadPool pool(config.threads);
   LoadedModel loaded = load_model(config);
   TrainModel& model = *loaded.model;
   model.set_device(config.device);
+  if (config.lora) model.add_lora(*config.lora);  // before AdamW, which keeps the parameter list
   const int32_t vocab = static_cast<int32_t>(model.config().vocab_size);
 
   std::vector<DataDomain> domains;
@@ -259,8 +264,12 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
   const int64_t per_step = config.sequences_per_step();
   const float grad_scale = 1.0f / static_cast<float>(accum);
   ProgressLine progress(options.progress);
-  progress.message(fmt::format("training {} parameters ({}) on {}: {} steps of {} tokens ({} x {} x {}) into {}",
-                               model.n_parameters(), arch_name(model.config().arch),
+  const std::string what =
+      config.lora ? fmt::format("{} LoRA parameters (rank {}) on a frozen base of {}", model.n_trainable(),
+                                config.lora->rank, model.n_parameters())
+                  : fmt::format("{} parameters", model.n_parameters());
+  progress.message(fmt::format("training {} ({}) on {}: {} steps of {} tokens ({} x {} x {}) into {}",
+                               what, arch_name(model.config().arch),
                                model.device_description(), config.steps,
                                config.tokens_per_step(), config.batch_size, config.grad_accum, config.seq_len,
                                config.out_dir));
@@ -345,6 +354,7 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
     if (last || stop_requested || stop_here ||
         (config.checkpoint_interval > 0 && stats.step % config.checkpoint_interval == 0)) {
       save_checkpoint(config.out_dir, model, optimizer, stats.step, config.text);
+      if (config.lora) model.save_lora(config.out_dir, config.model.init_from);
       result.checkpoint = ckpt;
     }
     if (!last && (stop_requested || stop_here)) {
@@ -358,6 +368,22 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
   if (result.checkpoint.empty()) {
     // Resumed at the final step: nothing ran, the checkpoint on disk is already current.
     result.checkpoint = ckpt;
+  }
+  const Tokenizer* tokenizer = loaded.tokenizer ? &*loaded.tokenizer : nullptr;
+  if (config.lora) {
+    // The adapter folder is the run folder itself, so PEFT's from_pretrained(OUT) reads it.
+    model.save_lora(config.out_dir, config.model.init_from);
+    result.model_path = lora_weights_path(config.out_dir);
+    progress.message(fmt::format("wrote the LoRA adapter {} and {}", result.model_path, lora_config_path(config.out_dir)));
+    if (config.merge_lora) {
+      model.merge_lora();
+      result.model_path = (fs::path(config.out_dir) / "model.gguf").string();
+      model.save_gguf(result.model_path, config.export_type, tokenizer);
+      progress.message(fmt::format("wrote {} ({}, base with the adapters merged)", result.model_path,
+                                   type_name(config.export_type)));
+    }
+    result.finished = true;
+    return result;
   }
   result.model_path = (fs::path(config.out_dir) / "model.gguf").string();
   model.save_gguf(result.model_path, config.export_type, loaded.tokenizer ? &*loaded.tokenizer : nullptr);

@@ -6,6 +6,7 @@
 // Relative paths are taken relative to the working directory (runs start from the project
 // root), never to the config file.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "ruvdllm/core/tensor_type.h"
 #include "ruvdllm/diffusion/schedule.h"
 #include "ruvdllm/model/config.h"
+#include "ruvdllm/train/lora.h"
 #include "ruvdllm/train/objective.h"
 #include "ruvdllm/train/optimizer.h"
 
@@ -69,6 +71,12 @@ struct TrainConfig {
 
   std::string out_dir = "runs/train";
   TensorType export_type = TensorType::F16;  // of model.gguf's matrices: F16 or Q8_0
+
+  // [lora]: train adapters on the frozen model.init_from (required) instead of every weight;
+  // the run folder then holds the PEFT adapter (lora.h) instead of model.gguf. CPU only.
+  // lora.seed is train.seed.
+  std::optional<LoraOptions> lora;
+  bool merge_lora = false;  // output.merge_lora: also write model.gguf with the adapters merged
 
   int64_t sequences_per_step() const { return batch_size * grad_accum; }
   int64_t tokens_per_step() const { return sequences_per_step() * seq_len; }

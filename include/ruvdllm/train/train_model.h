@@ -11,6 +11,7 @@
 #include "ruvdllm/core/tensor_type.h"
 #include "ruvdllm/core/thread_pool.h"
 #include "ruvdllm/model/config.h"
+#include "ruvdllm/train/lora.h"
 
 namespace ruvdllm {
 class Model;
@@ -85,6 +86,27 @@ class TrainModel {
   // 2-D weights in `type`, norms and biases in F32, the tokenizer's vocabulary when given.
   // Model::load reads it back and computes the same logits.
   void save_gguf(const std::string& path, TensorType type, const Tokenizer* tokenizer) const;
+
+  // LoRA (lora.h). add_lora freezes every base weight (their gradient buffer is released, so
+  // parameters() lists them with an empty grad) and appends the adapters' A and B under their
+  // PEFT names, A ~ Kaiming-uniform (bound 1/sqrt(in), as PEFT), B = 0, so the model computes
+  // exactly what the base does until B trains. A base from a quantized GGUF (QLoRA) is held
+  // dequantized in float, 4 bytes per weight; gradients flow through those frozen floats.
+  // CPU only: Error when the device is not the CPU, or when adapters are already attached.
+  void add_lora(const LoraOptions& options);
+  bool has_lora() const;
+  const LoraOptions& lora_options() const;  // Error without adapters
+  int64_t n_trainable() const;              // values with a gradient
+  // Writes FOLDER/adapter_model.safetensors and FOLDER/adapter_config.json (each atomically);
+  // base_model goes to base_model_name_or_path. Error without adapters.
+  void save_lora(const std::string& folder, const std::string& base_model) const;
+  // Reads an adapter folder: attaches adapters with its rank, alpha and targets (add_lora) when
+  // none are attached, or requires the same ones, and loads every A and B (F32, F16 or BF16).
+  // Error naming the file and tensor for anything missing, misshapen or malformed.
+  void load_lora(const std::string& folder);
+  // Folds W += (alpha/rank)·B·A into every wrapped base weight and detaches the adapters; the
+  // base stays frozen. For exporting a merged model with save_gguf.
+  void merge_lora();
 
  private:
   // The passes on the device set by set_device; false when they run on the CPU.
