@@ -1,5 +1,6 @@
 #pragma once
-// Training checkpoints: one safetensors file holding every parameter ("model/NAME"), AdamW's
+// Training checkpoints: one safetensors file holding every trainable parameter ("model/NAME";
+// for a LoRA run just the adapters, the frozen base comes from model.init_from), AdamW's
 // moments ("adam_m/NAME", "adam_v/NAME") in f32, and in its metadata the step, AdamW's step
 // count and the TOML config of the run. Written as DIR/ckpt.tmp and renamed to DIR/ckpt, so a
 // crash at any moment leaves either the previous checkpoint or the new one, never half of one.

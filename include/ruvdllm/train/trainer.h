@@ -9,7 +9,10 @@
 //                 tokens_per_s, elapsed_s, and "heldout" {domain: {bits_per_token, ...}} on
 //                 evaluation steps
 //   ckpt          the latest checkpoint (checkpoint.h)
-//   model.gguf    the trained model, written when the last step is done
+//   model.gguf    the trained model, written when the last step is done (a LoRA run writes it
+//                 only with output.merge_lora)
+//   adapter_model.safetensors, adapter_config.json   a LoRA run's PEFT adapter, rewritten at
+//                 every checkpoint and at the end
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -52,7 +55,7 @@ struct RunResult {
   bool finished = false;     // reached config.steps and exported model.gguf
   bool interrupted = false;  // stopped by RunOptions::stop
   std::string checkpoint;    // path of the last checkpoint written
-  std::string model_path;    // model.gguf when finished
+  std::string model_path;    // model.gguf when finished (adapter_model.safetensors for an unmerged LoRA run)
   std::vector<DomainNelbo> heldout;  // the last evaluation
 };
 
