@@ -10,6 +10,7 @@
 
 #include "ruvdllm/text/chat_template.h"
 #include "ruvdllm/text/tokenizer.h"
+#include "text/tokenizer_model.h"
 
 namespace ruvdllm {
 namespace {
@@ -41,23 +42,8 @@ constexpr const char* kBareChatMLJinja =
     "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}{{ "
     "'<|im_start|>assistant\\n' }}{% endif %}";
 
-// GPT-2's byte-to-character map, so every byte has a one-character token.
-std::string byte_char(int byte) {
-  auto printable = [](int b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255); };
-  int code = byte;
-  if (!printable(byte)) {
-    code = 256;
-    for (int b = 0; b < byte; ++b) code += !printable(b);
-  }
-  std::string s;
-  if (code < 0x80) {
-    s += static_cast<char>(code);
-  } else {
-    s += static_cast<char>(0xC0 | (code >> 6));
-    s += static_cast<char>(0x80 | (code & 0x3F));
-  }
-  return s;
-}
+// GPT-2's byte-to-character spelling of one byte, so every byte has a one-character token.
+std::string byte_char(int byte) { return text_detail::byte_level_encode(std::string(1, static_cast<char>(byte))); }
 
 // A byte-level vocabulary (every byte, one merge) plus the given special tokens.
 Tokenizer tiny_tokenizer(const std::vector<std::string>& specials, const std::string& bos = {}) {

@@ -8,28 +8,15 @@
 #include "ruvdllm/core/error.h"
 #include "ruvdllm/text/prompt.h"
 #include "ruvdllm/text/tokenizer.h"
+#include "text/tokenizer_model.h"
 
 namespace ruvdllm {
 namespace {
 
 using nlohmann::json;
 
-std::string byte_char(int byte) {
-  auto printable = [](int b) { return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255); };
-  int code = byte;
-  if (!printable(byte)) {
-    code = 256;
-    for (int b = 0; b < byte; ++b) code += !printable(b);
-  }
-  std::string s;
-  if (code < 0x80) {
-    s += static_cast<char>(code);
-  } else {
-    s += static_cast<char>(0xC0 | (code >> 6));
-    s += static_cast<char>(0x80 | (code & 0x3F));
-  }
-  return s;
-}
+// GPT-2's byte-to-character spelling of one byte, so every byte has a one-character token.
+std::string byte_char(int byte) { return text_detail::byte_level_encode(std::string(1, static_cast<char>(byte))); }
 
 // Bytes, the merge "a b" -> "ab" (id 256), BOS 257 (added at the start), mask 258.
 Tokenizer tiny_tokenizer(bool add_bos) {
