@@ -207,6 +207,9 @@ TrainConfig parse_train_config(std::string_view toml_text, const std::string& so
 
   Section data(top.table("data"), "data", source);
   c.seq_len = data.positive("seq_len", c.seq_len);
+  const std::string format = data.string("format", "pretrain");
+  if (format != "pretrain" && format != "sft") fail("{}: data.format '{}' must be pretrain or sft", source, format);
+  c.sft = format == "sft";
   c.train_data = read_data_list(data, "train", true, source);
   c.heldout_data = read_data_list(data, "heldout", false, source);
   if (c.train_data.empty()) fail("{}: data.train must list at least one domain", source);

@@ -25,6 +25,7 @@
 #include "ruvdllm/train/lora.h"
 #include "ruvdllm/train/objective.h"
 #include "ruvdllm/train/optimizer.h"
+#include "ruvdllm/train/sft_data.h"
 #include "ruvdllm/train/token_shards.h"
 #include "ruvdllm/train/train_model.h"
 
@@ -149,6 +150,7 @@ void check_same_run(const TrainConfig& now, const TrainConfig& then, const std::
   };
   same("train.seed", now.seed, then.seed);
   same("data.seq_len", now.seq_len, then.seq_len);
+  same("data.format", std::string(now.sft ? "sft" : "pretrain"), std::string(then.sft ? "sft" : "pretrain"));
   same("train.batch_size", now.batch_size, then.batch_size);
   same("train.grad_accum", now.grad_accum, then.grad_accum);
   same("objective.schedule", std::string(schedule_name(now.schedule)), std::string(schedule_name(then.schedule)));
@@ -221,12 +223,43 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
   if (config.lora) model.add_lora(*config.lora);  // before AdamW, which keeps the parameter list
   const int32_t vocab = static_cast<int32_t>(model.config().vocab_size);
 
-  std::vector<DataDomain> domains;
-  for (const DataSpec& d : config.train_data) domains.push_back({d.name, TokenShards::open(d.path), d.weight});
-  const DataSampler sampler(std::move(domains), config.seq_len, vocab, config.seed);
-  const std::vector<TokenShards> heldout_shards = open_all(config.heldout_data);
+  // Pre-training draws windows from token shards; SFT draws tokenized prompt/response examples.
+  std::optional<DataSampler> sampler;
+  std::optional<SftSampler> sft_sampler;
+  std::vector<SftDataset> sft_heldout;
+  std::vector<TokenShards> heldout_shards;
   std::vector<EvalDomain> heldout;
-  for (size_t i = 0; i < heldout_shards.size(); ++i) heldout.push_back({config.heldout_data[i].name, &heldout_shards[i]});
+  std::vector<std::string> data_notes;
+  if (config.sft) {
+    if (!loaded.tokenizer) {
+      fail("{}: data.format = \"sft\" needs a tokenizer (model.tokenizer, or a model.init_from GGUF with a vocabulary)",
+           config.source);
+    }
+    const int32_t eos = model.config().eos_token_id >= 0 ? static_cast<int32_t>(model.config().eos_token_id)
+                                                          : loaded.tokenizer->eos_id().value_or(-1);
+    auto load = [&](const DataSpec& d) {
+      SftDataset data = load_sft_jsonl(d.path, d.name, *loaded.tokenizer, eos, config.seq_len);
+      for (const SftExample& e : data.examples) {
+        for (int32_t id : e.tokens) {
+          if (id >= vocab) fail("{}: token id {} is outside the model's vocabulary of {}", d.path, id, vocab);
+        }
+      }
+      data_notes.push_back(fmt::format("SFT data {}: {} examples, {} truncated to seq_len {}, {} skipped (prompt fills seq_len)",
+                                       d.path, data.examples.size(), data.truncated, config.seq_len, data.skipped));
+      return data;
+    };
+    std::vector<SftDomain> domains;
+    for (const DataSpec& d : config.train_data) domains.push_back({load(d), d.weight});
+    sft_sampler.emplace(std::move(domains), config.seq_len, config.seed);
+    for (const DataSpec& d : config.heldout_data) sft_heldout.push_back(load(d));
+  } else {
+    std::vector<DataDomain> domains;
+    for (const DataSpec& d : config.train_data) domains.push_back({d.name, TokenShards::open(d.path), d.weight});
+    sampler.emplace(std::move(domains), config.seq_len, vocab, config.seed);
+    heldout_shards = open_all(config.heldout_data);
+    for (size_t i = 0; i < heldout_shards.size(); ++i) heldout.push_back({config.heldout_data[i].name, &heldout_shards[i]});
+  }
+  const bool has_heldout = !heldout.empty() || !sft_heldout.empty();
   EvalOptions eval_options;
   eval_options.samples = config.eval_samples;
   eval_options.windows = config.eval_windows;
@@ -273,6 +306,7 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
                                model.device_description(), config.steps,
                                config.tokens_per_step(), config.batch_size, config.grad_accum, config.seq_len,
                                config.out_dir));
+  for (const std::string& note : data_notes) progress.message(note);
   if (options.resume) progress.message(fmt::format("resuming {} at step {}", ckpt, start_step));
 
   RunResult result;
@@ -284,6 +318,7 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
   clean.n_seq = B;
   clean.seq_len = config.seq_len;
   clean.tokens.resize(static_cast<size_t>(B * config.seq_len));
+  if (config.sft) clean.prompt_len.assign(static_cast<size_t>(B), 0);
 
   for (int64_t step = start_step; step < config.steps; ++step) {
     const auto step_start = Clock::now();
@@ -293,7 +328,11 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
     int64_t scored = 0;
     for (int64_t micro = 0; micro < accum; ++micro) {
       for (int64_t s = 0; s < B; ++s) {
-        sampler.sample(step, micro * B + s,
+        if (sft_sampler) {
+          sft_sampler->fill(step, micro * B + s, clean, s);
+          continue;
+        }
+        sampler->sample(step, micro * B + s,
                        std::span<int32_t>(clean.tokens).subspan(static_cast<size_t>(s * config.seq_len),
                                                                 static_cast<size_t>(config.seq_len)));
       }
@@ -327,10 +366,11 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
     stats.eta_s = step_seconds / static_cast<double>(steps_run) * static_cast<double>(config.steps - stats.step);
 
     const bool last = stats.step == config.steps;
-    const bool eval_now = !heldout.empty() &&
+    const bool eval_now = has_heldout &&
                           (last || (config.eval_interval > 0 && stats.step % config.eval_interval == 0));
     if (eval_now) {
-      stats.heldout = evaluate_nelbo(model, heldout, eval_options, pool);
+      stats.heldout = config.sft ? evaluate_sft_nelbo(model, sft_heldout, eval_options, pool)
+                                 : evaluate_nelbo(model, heldout, eval_options, pool);
       result.heldout = stats.heldout;
     }
     nlohmann::json line = {{"step", stats.step},

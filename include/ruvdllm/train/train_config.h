@@ -22,7 +22,7 @@ namespace ruvdllm::train {
 
 struct DataSpec {
   std::string name;  // the domain ("prose", "code"), reported per domain in logs and eval
-  std::string path;  // a TokenShards folder or .tok file
+  std::string path;  // a TokenShards folder or .tok file; a .jsonl file with data.format "sft"
   double weight = 1.0;  // mixture weight (training data only)
 };
 
@@ -46,6 +46,9 @@ struct TrainConfig {
   std::vector<DataSpec> train_data;
   std::vector<DataSpec> heldout_data;
   int64_t seq_len = 512;
+  // data.format: "pretrain" (packed token shards) or "sft" (prompt/response JSONL, sft_data.h;
+  // needs a tokenizer: model.tokenizer or init_from's vocabulary).
+  bool sft = false;
 
   int64_t steps = 1000;
   int64_t batch_size = 8;  // sequences per micro-batch
