@@ -128,62 +128,22 @@ void SftSampler::fill(int64_t step, int64_t index, CleanBatch& clean, int64_t sl
 
 std::vector<DomainNelbo> evaluate_sft_nelbo(TrainModel& model, const std::vector<SftDataset>& datasets,
                                             const EvalOptions& options, ThreadPool& pool) {
-  if (options.samples <= 0) fail("eval samples {} must be positive", options.samples);
-  if (options.windows <= 0) fail("eval windows {} must be positive", options.windows);
-  if (options.batch <= 0) fail("eval batch {} must be positive", options.batch);
-  const ModelConfig& config = model.config();
-  if (config.mask_token_id < 0) fail("the model has no mask token; its NELBO is undefined");
-
-  ObjectiveOptions objective;
-  objective.schedule = options.schedule;
-  objective.eps = options.eps;
-  objective.sampling = TimeSampling::Stratified;
-  objective.mask_id = static_cast<int32_t>(config.mask_token_id);
-  objective.seed = options.seed;
-  objective.at_least_one_mask = false;  // unbiased: a draw that masks nothing scores 0
-
-  const int64_t K = options.samples;
   std::vector<DomainNelbo> results;
   for (const SftDataset& data : datasets) {
     if (data.examples.empty()) fail("eval SFT data '{}' has no examples", data.name);
-    const int64_t n_examples = std::min<int64_t>(options.windows, static_cast<int64_t>(data.examples.size()));
+    const int64_t size = static_cast<int64_t>(data.examples.size());
+    const int64_t n_examples = std::min<int64_t>(options.windows, size);
     const int64_t L = static_cast<int64_t>(data.examples.front().tokens.size());
-    std::vector<double> per_example(static_cast<size_t>(n_examples), 0.0);
-    int64_t answer_tokens = 0;
-    for (int64_t w = 0; w < n_examples; ++w) {
-      // Evenly spaced over the file, so a capped evaluation still sees all of it.
-      const int64_t pick = n_examples <= 1 ? 0 : w * (static_cast<int64_t>(data.examples.size()) - 1) / (n_examples - 1);
-      const SftExample& e = data.examples[static_cast<size_t>(pick)];
-      answer_tokens += L - e.prompt_len;
-      for (int64_t k0 = 0; k0 < K; k0 += options.batch) {
-        const int64_t n = std::min(options.batch, K - k0);
-        CleanBatch clean;
-        clean.n_seq = n;
-        clean.seq_len = L;
-        for (int64_t s = 0; s < n; ++s) clean.tokens.insert(clean.tokens.end(), e.tokens.begin(), e.tokens.end());
-        clean.prompt_len.assign(static_cast<size_t>(n), e.prompt_len);
-        const DiffusionBatch noised = make_diffusion_batch(clean, objective, w, k0, K);
-        // Weights are normalised by this pass's answer tokens; rescale to the example's K draws.
-        per_example[static_cast<size_t>(w)] +=
-            model.forward_loss(noised.batch, pool) * static_cast<double>(n) / static_cast<double>(K);
-      }
-    }
-    double mean = 0;
-    for (double v : per_example) mean += v;
-    mean /= static_cast<double>(n_examples);
-    double var = 0;
-    for (double v : per_example) var += (v - mean) * (v - mean);
-    const double std_error =
-        n_examples > 1 ? std::sqrt(var / static_cast<double>(n_examples - 1) / static_cast<double>(n_examples)) : 0.0;
-    DomainNelbo r;
-    r.name = data.name;
-    r.windows = n_examples;
-    r.tokens = answer_tokens;
-    r.nats_per_token = mean;
-    r.bits_per_token = mean / std::numbers::ln2;
-    r.perplexity_bound = std::exp(mean);
-    r.std_error_bits = std_error / std::numbers::ln2;
-    results.push_back(r);
+    results.push_back(score_sequences(
+        model, data.name, n_examples, L,
+        [&](int64_t w, std::vector<int32_t>& tokens) {
+          // Evenly spaced over the file, so a capped evaluation still sees all of it.
+          const int64_t pick = n_examples <= 1 ? 0 : w * (size - 1) / (n_examples - 1);
+          const SftExample& e = data.examples[static_cast<size_t>(pick)];
+          std::copy(e.tokens.begin(), e.tokens.end(), tokens.begin());
+          return e.prompt_len;
+        },
+        options, pool));
   }
   return results;
 }

@@ -7,6 +7,7 @@
 // windows, the same t and the same masks. The estimate per window is
 //   (1/K) Σ_k (1/L) Σ_{masked l} −α′(t_k)/(1 − α(t_k)) · (−log p_θ(x_l | z_{t_k})).
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,14 @@ struct DomainNelbo {
   double perplexity_bound = 0;   // exp(nats per token)
   double std_error_bits = 0;     // standard error of the mean over windows, in bits
 };
+
+// The core both kinds of held-out data share: n_sequences sequences of seq_len tokens, each
+// written into `tokens` by sequence(index, tokens), which returns how many leading positions are
+// prompt (never masked, not scored); each is scored over options.samples stratified draws of t.
+DomainNelbo score_sequences(TrainModel& model, const std::string& name, int64_t n_sequences,
+                            int64_t seq_len,
+                            const std::function<int64_t(int64_t, std::vector<int32_t>&)>& sequence,
+                            const EvalOptions& options, ThreadPool& pool);
 
 // Error when a domain holds fewer than seq_len tokens or ids outside the model's vocabulary,
 // or the model has no mask token.
