@@ -79,11 +79,14 @@ void validate_generation(const ModelConfig& config, std::span<const int32_t> pro
 
 }  // namespace
 
-Generator::Generator(Model& model, ThreadPool& pool) : model_(model), pool_(pool) {}
+Generator::Generator(Model& model, ThreadPool& pool)
+    : owned_(std::make_unique<ModelDenoiser>(model, pool)), denoiser_(*owned_) {}
+
+Generator::Generator(Denoiser& denoiser) : denoiser_(denoiser) {}
 
 GenerationResult Generator::run(std::span<const int32_t> prompt, const GenerationOptions& o,
                                 const StepCallback& on_step) {
-  const ModelConfig& config = model_.config();
+  const ModelConfig& config = denoiser_.config();
   const SpecialIds ids = resolve_ids(config, o);
   validate_generation(config, prompt, o, ids.mask);
   const int64_t vocab = config.vocab_size;
@@ -105,7 +108,6 @@ GenerationResult Generator::run(std::span<const int32_t> prompt, const Generatio
   Sampler sampler(vocab, sampling);
   const bool guided = o.cfg_scale > 0;
   const int64_t n_seq = guided ? 2 : 1;
-  logits_.resize(static_cast<size_t>(n_seq * length * vocab));
   ForwardOptions forward_options;
   forward_options.n_seq = n_seq;
   if (guided) {
@@ -113,7 +115,6 @@ GenerationResult Generator::run(std::span<const int32_t> prompt, const Generatio
     tokens_.resize(static_cast<size_t>(2 * length));
     std::fill(tokens_.begin() + length, tokens_.begin() + length + result.prompt_len, ids.mask);
   }
-  const float* uncond = guided ? logits_.data() + length * vocab : nullptr;
   const bool even_counts = o.block_len > 0 && o.schedule == NoiseSchedule::Linear;
 
   KVCache cache;
@@ -144,25 +145,25 @@ GenerationResult Generator::run(std::span<const int32_t> prompt, const Generatio
           ForwardOptions extend;
           extend.cache = &cache;
           extend.append_to_cache = true;
-          model_.forward(std::span<const int32_t>(canvas).subspan(
-                             static_cast<size_t>(cache.n_tokens),
-                             static_cast<size_t>(block.begin - cache.n_tokens)),
-                         extend, logits_.data(), pool_);
+          denoiser_.forward(std::span<const int32_t>(canvas).subspan(
+                                static_cast<size_t>(cache.n_tokens),
+                                static_cast<size_t>(block.begin - cache.n_tokens)),
+                            extend);
         }
         ForwardOptions current;
         current.cache = &cache;
-        model_.forward(
+        denoiser_.forward(
             std::span<const int32_t>(canvas).subspan(static_cast<size_t>(block.begin),
                                                      static_cast<size_t>(block.end - block.begin)),
-            current, logits_.data(), pool_);
+            current);
         first_row = block.begin;
       } else if (guided) {
         std::copy(canvas.begin(), canvas.end(), tokens_.begin());
         std::copy(canvas.begin() + result.prompt_len, canvas.end(),
                   tokens_.begin() + length + result.prompt_len);
-        model_.forward(tokens_, forward_options, logits_.data(), pool_);
+        denoiser_.forward(tokens_, forward_options);
       } else {
-        model_.forward(canvas, forward_options, logits_.data(), pool_);
+        denoiser_.forward(canvas, forward_options);
       }
       StepTiming timing;
       timing.forward_ms = ms_since(forward_start);
@@ -181,8 +182,11 @@ GenerationResult Generator::run(std::span<const int32_t> prompt, const Generatio
       } else {
         transfer.count = timestep_transfer_count(o.schedule, masked, i, block_steps, o.eps);
       }
-      const std::vector<Proposal>& commits =
-          sampler.step(logits_.data(), uncond, candidates, transfer, step, pool_, first_row);
+      const std::vector<Proposal>& commits = sampler.step(
+          [&](std::span<const int64_t> positions, std::vector<Proposal>* out) {
+            denoiser_.propose(positions, first_row, sampling, step, out);
+          },
+          candidates, transfer, step);
 
       committed_positions.clear();
       confidences.clear();

@@ -49,23 +49,24 @@ Sampler::Sampler(int64_t vocab, const SamplingOptions& options) : vocab_(vocab),
   validate_sampling(options);
 }
 
-void Sampler::sample_rows(float* logits, const float* uncond, std::span<const int64_t> positions,
-                          int64_t step, int64_t first_row, ThreadPool& pool,
-                          std::vector<Proposal>* out) {
+void sample_rows(float* logits, const float* uncond, int64_t vocab,
+                 std::span<const int64_t> positions, int64_t first_row,
+                 const SamplingOptions& options, int64_t step, ThreadPool& pool,
+                 std::vector<RowScratch>* scratch, std::vector<Proposal>* out) {
   out->resize(positions.size());
-  if (scratch_.size() < static_cast<size_t>(pool.size()))
-    scratch_.resize(static_cast<size_t>(pool.size()));
-  const bool guided = uncond != nullptr && options_.cfg_scale > 0;
+  if (scratch->size() < static_cast<size_t>(pool.size()))
+    scratch->resize(static_cast<size_t>(pool.size()));
+  const bool guided = uncond != nullptr && options.cfg_scale > 0;
   pool.parallel_for(static_cast<int64_t>(positions.size()), [&](int64_t r, int thread) {
     const int64_t position = positions[static_cast<size_t>(r)];
-    const int64_t offset = (position - first_row) * vocab_;
+    const int64_t offset = (position - first_row) * vocab;
     float* row = logits + offset;
-    if (guided) cfg_combine(row, uncond + offset, vocab_, options_.cfg_scale);
-    if (options_.mask_id >= 0 && options_.mask_id < vocab_) {
-      row[options_.mask_id] = -std::numeric_limits<float>::infinity();
+    if (guided) cfg_combine(row, uncond + offset, vocab, options.cfg_scale);
+    if (options.mask_id >= 0 && options.mask_id < vocab) {
+      row[options.mask_id] = -std::numeric_limits<float>::infinity();
     }
-    (*out)[static_cast<size_t>(r)] = sample_position(row, vocab_, options_, step, position,
-                                                     scratch_[static_cast<size_t>(thread)]);
+    (*out)[static_cast<size_t>(r)] = sample_position(row, vocab, options, step, position,
+                                                     (*scratch)[static_cast<size_t>(thread)]);
   });
 }
 
@@ -73,6 +74,17 @@ const std::vector<Proposal>& Sampler::step(float* logits, const float* uncond,
                                            std::span<const int64_t> candidates,
                                            const Transfer& transfer, int64_t step, ThreadPool& pool,
                                            int64_t first_row) {
+  return this->step(
+      [&](std::span<const int64_t> positions, std::vector<Proposal>* out) {
+        sample_rows(logits, uncond, vocab_, positions, first_row, options_, step, pool, &scratch_,
+                    out);
+      },
+      candidates, transfer, step);
+}
+
+const std::vector<Proposal>& Sampler::step(const RowProposer& propose,
+                                           std::span<const int64_t> candidates,
+                                           const Transfer& transfer, int64_t step) {
   committed_.clear();
   if (candidates.empty()) return committed_;
   const auto n = static_cast<int64_t>(candidates.size());
@@ -88,7 +100,7 @@ const std::vector<Proposal>& Sampler::step(float* logits, const float* uncond,
         if (move) positions_.push_back(p);
       }
       std::sort(positions_.begin(), positions_.end());
-      sample_rows(logits, uncond, positions_, step, first_row, pool, &committed_);
+      propose(positions_, &committed_);
       return committed_;
     }
     case Unmasking::Random: {
@@ -102,7 +114,7 @@ const std::vector<Proposal>& Sampler::step(float* logits, const float* uncond,
                  &chosen_);
       positions_.clear();
       for (size_t i : chosen_) positions_.push_back(proposals_[i].position);
-      sample_rows(logits, uncond, positions_, step, first_row, pool, &committed_);
+      propose(positions_, &committed_);
       for (size_t i = 0; i < chosen_.size(); ++i)
         committed_[i].score = proposals_[chosen_[i]].score;
       return committed_;
@@ -110,7 +122,7 @@ const std::vector<Proposal>& Sampler::step(float* logits, const float* uncond,
     case Unmasking::Confidence:
     case Unmasking::Margin:
     case Unmasking::Entropy: {
-      sample_rows(logits, uncond, candidates, step, first_row, pool, &proposals_);
+      propose(candidates, &proposals_);
       choose_top(proposals_, std::min(transfer.count, n), options_.alg_temp, options_.seed, step,
                  &chosen_);
       for (size_t i : chosen_) committed_.push_back(proposals_[i]);

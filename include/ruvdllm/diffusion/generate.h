@@ -16,10 +16,12 @@
 //  - the last step of a block always commits everything left in it.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "ruvdllm/core/thread_pool.h"
+#include "ruvdllm/diffusion/denoiser.h"
 #include "ruvdllm/diffusion/sampler.h"
 #include "ruvdllm/diffusion/schedule.h"
 #include "ruvdllm/model/model.h"
@@ -96,16 +98,18 @@ struct GenerationResult {
 // Runs generations on one model, keeping the logits buffers between calls.
 class Generator {
  public:
+  // On the CPU.
   Generator(Model& model, ThreadPool& pool);
+  // On any denoiser (e.g. a GPU's), which must outlive the generator.
+  explicit Generator(Denoiser& denoiser);
   // Throws Error for bad options (gen_len <= 0 without prompt masks or past the model's context,
   // steps <= 0, a missing mask token, token ids outside the vocabulary, ...).
   GenerationResult run(std::span<const int32_t> prompt, const GenerationOptions& options,
                        const StepCallback& on_step = {});
 
  private:
-  Model& model_;
-  ThreadPool& pool_;
-  std::vector<float> logits_;
+  std::unique_ptr<Denoiser> owned_;
+  Denoiser& denoiser_;
   std::vector<int32_t> tokens_;
 };
 

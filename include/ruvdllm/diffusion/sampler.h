@@ -9,6 +9,7 @@
 //  - confidence, margin and entropy come from the temperature-only softmax, never from the
 //    top-k/top-p-truncated distribution the token is drawn from.
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string_view>
 #include <utility>
@@ -79,6 +80,15 @@ Proposal sample_position(const float* logits, int64_t vocab, const SamplingOptio
 Proposal sample_position_reference(const float* logits, int64_t vocab,
                                    const SamplingOptions& options, int64_t step, int64_t position);
 
+// Proposals for the rows of `positions` (row p at logits + (p − first_row)·vocab), in parallel,
+// into out[i] for positions[i]. Each row is modified in place: guidance (options.cfg_scale > 0
+// and `uncond` not null, same layout) is combined into it and the mask token's logit is set to
+// −inf. `scratch` grows to one entry per pool thread.
+void sample_rows(float* logits, const float* uncond, int64_t vocab,
+                 std::span<const int64_t> positions, int64_t first_row,
+                 const SamplingOptions& options, int64_t step, ThreadPool& pool,
+                 std::vector<RowScratch>* scratch, std::vector<Proposal>* out);
+
 // How many of a step's candidates to commit.
 struct Transfer {
   int64_t count = 0;       // ranking rules (all but Origin)
@@ -107,12 +117,18 @@ class Sampler {
                                     std::span<const int64_t> candidates, const Transfer& transfer,
                                     int64_t step, ThreadPool& pool, int64_t first_row = 0);
 
+  // The same choice with the per-row sampling done elsewhere (e.g. on a GPU, where the logits
+  // stay): propose(positions, out) must fill out[i] with sample_position's proposal for
+  // positions[i] (guidance and the mask token's −inf applied as above).
+  using RowProposer =
+      std::function<void(std::span<const int64_t> positions, std::vector<Proposal>* out)>;
+  const std::vector<Proposal>& step(const RowProposer& propose,
+                                    std::span<const int64_t> candidates, const Transfer& transfer,
+                                    int64_t step);
+
   const SamplingOptions& options() const { return options_; }
 
  private:
-  void sample_rows(float* logits, const float* uncond, std::span<const int64_t> positions,
-                   int64_t step, int64_t first_row, ThreadPool& pool, std::vector<Proposal>* out);
-
   int64_t vocab_;
   SamplingOptions options_;
   std::vector<RowScratch> scratch_;
