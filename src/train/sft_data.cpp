@@ -19,12 +19,85 @@ constexpr auto kSftExampleStream = static_cast<RandomStream>(0x7452);
 
 std::string string_field(const nlohmann::json& j, const char* key, const std::string& where) {
   const auto it = j.find(key);
-  if (it == j.end()) fail("{}: missing \"{}\" (each line is {{\"prompt\": ..., \"response\": ...}})", where, key);
+  if (it == j.end()) {
+    fail("{}: missing \"{}\" (each line is {{\"prompt\": ..., \"response\": ...}} or {{\"messages\": [...]}})",
+         where, key);
+  }
   if (!it->is_string()) fail("{}: \"{}\" must be a string", where, key);
   return it->get<std::string>();
 }
 
+struct ExampleTokens {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> response;
+};
+
+std::vector<int32_t> encode_text(const Tokenizer& tokenizer, const std::string& text, const std::string& where) {
+  try {
+    return tokenizer.encode(text, /*add_special=*/false);
+  } catch (const Error& e) {
+    fail("{}: {}", where, e.what());
+  }
+}
+
+ExampleTokens prompt_response_tokens(const nlohmann::json& line, const Tokenizer& tokenizer,
+                                     const std::string& where) {
+  const std::string prompt = string_field(line, "prompt", where);
+  const std::string response = string_field(line, "response", where);
+  return {encode_text(tokenizer, prompt, where), encode_text(tokenizer, response, where)};
+}
+
+ChatMessage chat_message(const nlohmann::json& m, size_t index, const std::string& where) {
+  if (!m.is_object()) fail("{}: messages[{}] must be an object {{\"role\": ..., \"content\": ...}}", where, index);
+  const auto role = m.find("role");
+  if (role == m.end()) fail("{}: messages[{}] has no \"role\"", where, index);
+  if (!role->is_string()) fail("{}: messages[{}]: \"role\" must be a string", where, index);
+  const std::string role_name = role->get<std::string>();
+  if (role_name != "system" && role_name != "user" && role_name != "assistant") {
+    fail("{}: messages[{}]: unknown role '{}' (expected system, user or assistant)", where, index, role_name);
+  }
+  const auto content = m.find("content");
+  if (content == m.end()) fail("{}: messages[{}] has no \"content\"", where, index);
+  if (!content->is_string()) {
+    fail("{}: messages[{}]: \"content\" must be a string, not {}", where, index, content->type_name());
+  }
+  return {role_name, content->get<std::string>()};
+}
+
+// The prompt is what `generate --chat` would feed the model for this conversation minus its
+// answer, so the fine-tuned model sees at inference exactly the layout it was trained on.
+ExampleTokens chat_tokens(const nlohmann::json& messages, const Tokenizer& tokenizer, const ChatTemplate& chat,
+                          const std::string& where) {
+  if (!messages.is_array()) fail("{}: \"messages\" must be an array of {{\"role\": ..., \"content\": ...}}", where);
+  if (messages.empty()) fail("{}: \"messages\" is empty; it needs an assistant message to learn", where);
+  std::vector<ChatMessage> turns;
+  for (size_t i = 0; i < messages.size(); ++i) turns.push_back(chat_message(messages[i], i, where));
+  if (turns.back().role != "assistant") {
+    fail("{}: the last message is from the {}, not the assistant (its content is the answer to learn)", where,
+         turns.back().role);
+  }
+  const std::string prompt_text =
+      chat.render(std::span<const ChatMessage>(turns.data(), turns.size() - 1), /*add_generation_prompt=*/true);
+  ExampleTokens out;
+  // A template that writes BOS does so before the first turn, so a chat holding only its answer
+  // gets BOS here like the others.
+  const bool template_wrote_bos = chat.writes_bos() && turns.size() > 1;
+  const bool wants_bos = chat.writes_bos() || tokenizer.adds_bos();
+  if (wants_bos && !template_wrote_bos && tokenizer.bos_id()) out.prompt.push_back(*tokenizer.bos_id());
+  const std::vector<int32_t> prompt = encode_text(tokenizer, prompt_text, where);
+  out.prompt.insert(out.prompt.end(), prompt.begin(), prompt.end());
+  out.response = encode_text(tokenizer, turns.back().content, where);
+  return out;
+}
+
 }  // namespace
+
+ChatTemplate chat_template_from_vocabulary(const Tokenizer& tokenizer) {
+  // for_model falls back to Plain when the vocabulary lacks the architecture's markers.
+  ChatTemplate llama3 = ChatTemplate::for_model({}, "llada", tokenizer);
+  if (llama3.format() != ChatFormat::Plain) return llama3;
+  return ChatTemplate::for_model({}, "dream", tokenizer);
+}
 
 bool make_sft_example(const std::vector<int32_t>& prompt, const std::vector<int32_t>& response, int32_t eos_id,
                       int64_t seq_len, SftExample& out, bool* truncated) {
@@ -45,6 +118,11 @@ bool make_sft_example(const std::vector<int32_t>& prompt, const std::vector<int3
 
 SftDataset load_sft_jsonl(const std::string& path, const std::string& name, const Tokenizer& tokenizer,
                           int32_t eos_id, int64_t seq_len) {
+  return load_sft_jsonl(path, name, tokenizer, eos_id, seq_len, chat_template_from_vocabulary(tokenizer));
+}
+
+SftDataset load_sft_jsonl(const std::string& path, const std::string& name, const Tokenizer& tokenizer,
+                          int32_t eos_id, int64_t seq_len, const ChatTemplate& chat) {
   if (eos_id < 0) fail("{}: SFT data needs an EOS token to end and pad answers; the model has none", path);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: cannot open the SFT data", path);
@@ -60,20 +138,15 @@ SftDataset load_sft_jsonl(const std::string& path, const std::string& name, cons
     const std::string where = fmt::format("{}:{}", path, line_no);
     const auto j = nlohmann::json::parse(line, nullptr, false);
     if (j.is_discarded()) fail("{}: not valid JSON", where);
-    if (!j.is_object()) fail("{}: expected a JSON object {{\"prompt\": ..., \"response\": ...}}", where);
-    const std::string prompt_text = string_field(j, "prompt", where);
-    const std::string response_text = string_field(j, "response", where);
-    std::vector<int32_t> prompt;
-    std::vector<int32_t> response;
-    try {
-      prompt = tokenizer.encode(prompt_text, false);
-      response = tokenizer.encode(response_text, false);
-    } catch (const Error& e) {
-      fail("{}: {}", where, e.what());
+    if (!j.is_object()) {
+      fail("{}: expected a JSON object {{\"prompt\": ..., \"response\": ...}} or {{\"messages\": [...]}}", where);
     }
+    const auto messages = j.find("messages");
+    const ExampleTokens tokens = messages != j.end() ? chat_tokens(*messages, tokenizer, chat, where)
+                                                     : prompt_response_tokens(j, tokenizer, where);
     SftExample example;
     bool truncated = false;
-    if (!make_sft_example(prompt, response, eos_id, seq_len, example, &truncated)) {
+    if (!make_sft_example(tokens.prompt, tokens.response, eos_id, seq_len, example, &truncated)) {
       ++out.skipped;
       continue;
     }

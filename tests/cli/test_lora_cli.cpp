@@ -2,35 +2,29 @@
 // adapter folder (and, when asked, the merged model.gguf) out, resumable, and refused on CUDA.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <string>
-#include <vector>
+#include <utility>
 
-#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "ruvdllm/io/safetensors.h"
-#include "ruvdllm/train/token_shards.h"
 #include "test_util.h"
 
 namespace {
 
+using ruvdllm::testing::counting_model_config;
+using ruvdllm::testing::fails_with_one_line;
+using ruvdllm::testing::read_jsonl;
 using ruvdllm::testing::run_command;
 using ruvdllm::testing::TempDir;
+using ruvdllm::testing::toml_data_list;
+using ruvdllm::testing::TomlConfig;
+using ruvdllm::testing::TomlValue;
 
 const std::string kCli = RUVDLLM_CLI_PATH;
-
-void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
-
-std::vector<nlohmann::json> read_log(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<nlohmann::json> lines;
-  std::string line;
-  while (std::getline(in, line)) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
 
 class LoraCliTest : public ::testing::Test {
  protected:
@@ -38,38 +32,13 @@ class LoraCliTest : public ::testing::Test {
   // steps on them, exported in Q8_0 (the QLoRA case).
   static void SetUpTestSuite() {
     dir_ = new TempDir();
-    ruvdllm::train::TokenShardWriter writer(dir_->file("shards"), 48, 2000);
-    for (int d = 0; d < 200; ++d) {
-      std::vector<int32_t> doc;
-      for (int i = 0; i < 30; ++i) doc.push_back((d * 7 + i) % 40);
-      doc.push_back(40);
-      writer.append(doc);
-    }
-    writer.finish();
-    write_file(dir_->file("base.toml"), fmt::format(R"([model]
-vocab_size = 48
-mask_token_id = 41
-eos_token_id = 40
-n_embd = 32
-n_layer = 2
-n_head = 2
-n_ff = 64
-[data]
-seq_len = 24
-train = [{{ name = "count", path = "{0}" }}]
-[train]
-steps = 60
-batch_size = 8
-lr = 1e-2
-warmup_steps = 5
-threads = 1
-[output]
-dir = "{1}"
-type = "q8_0"
-)",
-                                                    dir_->file("shards"), dir_->file("base")));
+    ruvdllm::testing::write_counting_shards(dir_->file("shards"));
+    TomlConfig base_config = counting_model_config(/*n_layer=*/2);
+    base_config.set("data", {{"seq_len", 24}, {"train", toml_data_list("count", dir_->file("shards"))}});
+    base_config.set("train", {{"steps", 60}, {"batch_size", 8}, {"lr", 1e-2}, {"warmup_steps", 5}, {"threads", 1}});
+    base_config.set("output", {{"dir", dir_->file("base")}, {"type", "q8_0"}});
     std::string out;
-    base_ok_ = run_command(kCli + " train " + dir_->file("base.toml"), &out) == 0;
+    base_ok_ = run_command(kCli + " train " + base_config.write(dir_->file("base.toml")), &out) == 0;
     if (!base_ok_) base_error_ = out;
   }
   static void TearDownTestSuite() { delete dir_; }
@@ -77,30 +46,22 @@ type = "q8_0"
 
   static std::string base() { return dir_->file("base/model.gguf"); }
 
-  static std::string config(const std::string& lora, const std::string& out_dir, const std::string& extra = "") {
-    return fmt::format(R"([model]
-init_from = "{0}"
-[data]
-seq_len = 24
-train = [{{ name = "count", path = "{1}" }}]
-[train]
-steps = 150
-batch_size = 8
-lr = 2e-2
-min_lr = 2e-2
-warmup_steps = 2
-weight_decay = 0.0
-threads = 1
-{4}
-[checkpoint]
-interval = 10
-[output]
-dir = "{2}"
-type = "f32"
-[lora]
-{3}
-)",
-                       base(), dir_->file("shards"), out_dir, lora, extra);
+  // A LoRA run on the base, with `lora` as its [lora] table.
+  static TomlConfig config(std::initializer_list<std::pair<std::string, TomlValue>> lora, const std::string& out_dir) {
+    TomlConfig c;
+    c.set("model", "init_from", base());
+    c.set("data", {{"seq_len", 24}, {"train", toml_data_list("count", dir_->file("shards"))}});
+    c.set("train", {{"steps", 150},
+                    {"batch_size", 8},
+                    {"lr", 2e-2},
+                    {"min_lr", 2e-2},
+                    {"warmup_steps", 2},
+                    {"weight_decay", 0.0},
+                    {"threads", 1}});
+    c.set("checkpoint", "interval", 10);
+    c.set("output", {{"dir", out_dir}, {"type", "f32"}});
+    c.set("lora", lora);
+    return c;
   }
 
   static TempDir* dir_;
@@ -124,9 +85,13 @@ double heldout_bits(const std::string& model, const std::string& shards) {
 
 TEST_F(LoraCliTest, TrainsAdaptersResumesAndMerges) {
   TempDir work;
-  const std::string cfg = work.file("lora.toml");
   const std::string run = work.file("run");
-  write_file(cfg, config("rank = 4\nalpha = 8\ntargets = [\"attn_q\", \"attn_v\", \"o_proj\", \"ffn_up\", \"ffn_down\"]", run));
+  const std::string cfg =
+      config({{"rank", 4},
+              {"alpha", 8},
+              {"targets", TomlValue::strings({"attn_q", "attn_v", "o_proj", "ffn_up", "ffn_down"})}},
+             run)
+          .write(work.file("lora.toml"));
   std::string out;
   ASSERT_EQ(run_command(kCli + " train " + cfg + " --steps 20", &out), 0) << out;
   EXPECT_NE(out.find("LoRA parameters (rank 4)"), std::string::npos) << out;
@@ -150,7 +115,7 @@ TEST_F(LoraCliTest, TrainsAdaptersResumesAndMerges) {
   // Resume to the last step and merge into model.gguf.
   ASSERT_EQ(run_command(kCli + " train " + cfg + " --resume --merge-lora", &out), 0) << out;
   EXPECT_NE(out.find("resuming"), std::string::npos) << out;
-  const auto log = read_log(run + "/log.jsonl");
+  const auto log = read_jsonl(run + "/log.jsonl");
   ASSERT_EQ(log.size(), 150u);
   for (size_t i = 0; i < log.size(); ++i) EXPECT_EQ(log[i]["step"].get<int64_t>(), static_cast<int64_t>(i + 1));
   ASSERT_TRUE(std::filesystem::exists(run + "/model.gguf")) << out;
@@ -159,7 +124,7 @@ TEST_F(LoraCliTest, TrainsAdaptersResumesAndMerges) {
   // after warmup, so the first run's --steps 20 did not change the schedule).
   const std::string straight = work.file("straight");
   ASSERT_EQ(run_command(kCli + " train " + cfg + " --out " + straight, &out), 0) << out;
-  const auto straight_log = read_log(straight + "/log.jsonl");
+  const auto straight_log = read_jsonl(straight + "/log.jsonl");
   ASSERT_EQ(straight_log.size(), log.size());
   for (size_t i = 0; i < log.size(); ++i) {
     EXPECT_EQ(straight_log[i]["loss"].get<double>(), log[i]["loss"].get<double>()) << "step " << i + 1;
@@ -172,36 +137,26 @@ TEST_F(LoraCliTest, TrainsAdaptersResumesAndMerges) {
                                  << log.front()["loss"] << " ... " << log.back()["loss"];
 }
 
-// Exit status 1 and a single line on stderr that holds `fragment`.
-void expect_error(const std::string& command, const std::string& fragment) {
-  std::string out;
-  EXPECT_EQ(run_command(command, &out), 1) << command << "\n" << out;
-  EXPECT_NE(out.find(fragment), std::string::npos) << out;
-  EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), 1) << out;
-}
-
 TEST_F(LoraCliTest, UserErrorsAreOneLine) {
   TempDir work;
   const std::string run = work.file("run");
-  write_file(work.file("ok.toml"), config("rank = 2", run));
-  expect_error(kCli + " train " + work.file("ok.toml") + " --device cuda", "does not support LoRA");
-  write_file(work.file("cuda.toml"), config("rank = 2", run, "device = \"cuda\""));
-  expect_error(kCli + " train " + work.file("cuda.toml"), "does not support LoRA");
-  write_file(work.file("dropout.toml"), config("rank = 2\ndropout = 0.1", run));
-  expect_error(kCli + " train " + work.file("dropout.toml"), "lora.dropout");
-  write_file(work.file("target.toml"), config("targets = [\"qkv\"]", run));
-  expect_error(kCli + " train " + work.file("target.toml"), "unknown LoRA target 'qkv'");
-  write_file(work.file("typo.toml"), config("rnak = 2", run));
-  expect_error(kCli + " train " + work.file("typo.toml"), "unknown key 'lora.rnak'");
-  std::string no_base = config("rank = 2", run);
-  const size_t init_line = no_base.find("init_from");
-  no_base.replace(init_line, no_base.find('\n', init_line) - init_line, "vocab_size = 48\nmask_token_id = 41");
-  write_file(work.file("nobase.toml"), no_base);
-  expect_error(kCli + " train " + work.file("nobase.toml"), "needs model.init_from");
-  std::string merge_only = config("rank = 2", run);
-  merge_only = merge_only.substr(0, merge_only.find("[lora]")) + "merge_lora = true\n";
-  write_file(work.file("merge.toml"), merge_only);
-  expect_error(kCli + " train " + work.file("merge.toml"), "merge_lora needs a [lora] section");
+  auto train_fails = [&](const TomlConfig& config, const std::string& name, const std::string& fragment) {
+    return fails_with_one_line(kCli + " train " + config.write(work.file(name)), fragment);
+  };
+  const std::string ok = config({{"rank", 2}}, run).write(work.file("ok.toml"));
+  EXPECT_TRUE(fails_with_one_line(kCli + " train " + ok + " --device cuda", "does not support LoRA"));
+  EXPECT_TRUE(train_fails(config({{"rank", 2}}, run).set("train", "device", "cuda"), "cuda.toml", "does not support LoRA"));
+  EXPECT_TRUE(train_fails(config({{"rank", 2}, {"dropout", 0.1}}, run), "dropout.toml", "lora.dropout"));
+  EXPECT_TRUE(train_fails(config({{"targets", TomlValue::strings({"qkv"})}}, run), "target.toml",
+                          "unknown LoRA target 'qkv'"));
+  EXPECT_TRUE(train_fails(config({{"rnak", 2}}, run), "typo.toml", "unknown key 'lora.rnak'"));
+  TomlConfig no_base = config({{"rank", 2}}, run);
+  no_base.erase("model", "init_from")
+      .set("model", {{"vocab_size", ruvdllm::testing::kCountingVocab}, {"mask_token_id", ruvdllm::testing::kCountingMask}});
+  EXPECT_TRUE(train_fails(no_base, "nobase.toml", "needs model.init_from"));
+  TomlConfig merge_only = config({{"rank", 2}}, run);
+  merge_only.erase_table("lora").set("output", "merge_lora", true);
+  EXPECT_TRUE(train_fails(merge_only, "merge.toml", "merge_lora needs a [lora] section"));
   EXPECT_FALSE(std::filesystem::exists(run + "/ckpt"));
 }
 

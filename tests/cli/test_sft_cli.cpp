@@ -4,9 +4,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -18,23 +18,17 @@
 
 namespace {
 
+using ruvdllm::testing::read_jsonl;
 using ruvdllm::testing::run_command;
 using ruvdllm::testing::TempDir;
+using ruvdllm::testing::toml_data_list;
+using ruvdllm::testing::TomlConfig;
+using ruvdllm::testing::write_file;
 
 const std::string kCli = RUVDLLM_CLI_PATH;
 const std::string kTokenizer = std::string(RUVDLLM_SOURCE_DIR) + "/models/default.gguf";
 const std::vector<std::string> kWords = {"red",   "green", "blue",  "house", "river", "stone", "apple", "tiger",
                                          "cloud", "bread", "light", "music", "paper", "glass", "horse", "sugar"};
-
-void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
-
-std::vector<nlohmann::json> read_log(const std::string& path) {
-  std::ifstream in(path);
-  std::vector<nlohmann::json> lines;
-  std::string line;
-  while (std::getline(in, line)) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
 
 // The answer repeats the prompt's word in reverse order of a fixed pairing: learnable, and
 // wrong for any model that ignores the prompt.
@@ -42,6 +36,22 @@ std::string example(size_t i) {
   const std::string& a = kWords[i % kWords.size()];
   const std::string& b = kWords[(i * 5 + 3) % kWords.size()];
   return fmt::format(R"({{"prompt": "swap {} {}:", "response": " {} {}"}})", a, b, b, a) + "\n";
+}
+
+// The same task as a chat (TRL's "messages" format); every third one opens with a system
+// message and every fourth carries an earlier exchange, which belongs to the prompt.
+std::string chat_example(size_t i) {
+  const std::string& a = kWords[i % kWords.size()];
+  const std::string& b = kWords[(i * 5 + 3) % kWords.size()];
+  nlohmann::json messages = nlohmann::json::array();
+  if (i % 3 == 0) messages.push_back({{"role", "system"}, {"content", "Swap the words."}});
+  if (i % 4 == 0) {
+    messages.push_back({{"role", "user"}, {"content", "swap " + b + " " + a + ":"}});
+    messages.push_back({{"role", "assistant"}, {"content", a + " " + b}});
+  }
+  messages.push_back({{"role", "user"}, {"content", "swap " + a + " " + b + ":"}});
+  messages.push_back({{"role", "assistant"}, {"content", b + " " + a}});
+  return nlohmann::json{{"messages", messages}}.dump() + "\n";
 }
 
 class SftCliTest : public ::testing::Test {
@@ -64,63 +74,36 @@ class SftCliTest : public ::testing::Test {
     for (size_t i = 200; i < 232; ++i) heldout += example(i);
     write_file(dir_->file("train.jsonl"), train);
     write_file(dir_->file("heldout.jsonl"), heldout);
-    write_file(dir_->file("base.toml"), fmt::format(R"([model]
-tokenizer = "{0}"
-n_embd = 32
-n_layer = 2
-n_head = 2
-n_ff = 64
-[data]
-seq_len = 16
-train = [{{ name = "words", path = "{1}" }}]
-[train]
-steps = 60
-batch_size = 8
-lr = 1e-2
-warmup_steps = 2
-threads = 2
-[output]
-dir = "{2}"
-)",
-                                                    kTokenizer, dir_->file("shards"), dir_->file("base")));
+    TomlConfig base = ruvdllm::testing::tiny_model_config(/*n_layer=*/2);
+    base.set("model", "tokenizer", kTokenizer);
+    base.set("data", {{"seq_len", 16}, {"train", toml_data_list("words", dir_->file("shards"))}});
+    base.set("train", {{"steps", 60}, {"batch_size", 8}, {"lr", 1e-2}, {"warmup_steps", 2}, {"threads", 2}});
+    base.set("output", "dir", dir_->file("base"));
     std::string out;
-    base_ok_ = run_command(kCli + " train " + dir_->file("base.toml"), &out) == 0;
+    base_ok_ = run_command(kCli + " train " + base.write(dir_->file("base.toml")), &out) == 0;
     if (!base_ok_) base_error_ = out;
   }
   static void TearDownTestSuite() { delete dir_; }
   void SetUp() override { ASSERT_TRUE(base_ok_) << base_error_; }
 
-  static std::string sft_config(const std::string& out_dir, const std::string& extra) {
-    return fmt::format(R"([model]
-init_from = "{0}"
-[data]
-format = "sft"
-seq_len = 16
-train = [{{ name = "swap", path = "{1}" }}]
-heldout = [{{ name = "swap", path = "{2}" }}]
-[train]
-steps = 80
-batch_size = 8
-lr = 1e-2
-warmup_steps = 5
-threads = 2
-[eval]
-interval = 1000
-samples = 4
-windows = 16
-[output]
-dir = "{3}"
-{4}
-)",
-                       dir_->file("base/model.gguf"), dir_->file("train.jsonl"), dir_->file("heldout.jsonl"),
-                       out_dir, extra);
+  static TomlConfig sft_config(const std::string& out_dir) {
+    TomlConfig c;
+    c.set("model", "init_from", dir_->file("base/model.gguf"));
+    c.set("data", {{"format", "sft"},
+                   {"seq_len", 16},
+                   {"train", toml_data_list("swap", dir_->file("train.jsonl"))},
+                   {"heldout", toml_data_list("swap", dir_->file("heldout.jsonl"))}});
+    c.set("train", {{"steps", 80}, {"batch_size", 8}, {"lr", 1e-2}, {"warmup_steps", 5}, {"threads", 2}});
+    c.set("eval", {{"interval", 1000}, {"samples", 4}, {"windows", 16}});
+    c.set("output", "dir", out_dir);
+    return c;
   }
 
   // Held-out answer loss at SFT step 1 and at the end.
   static std::pair<double, double> heldout_curve(const std::string& out_dir) {
     double first = -1;
     double last = -1;
-    for (const nlohmann::json& line : read_log(out_dir + "/log.jsonl")) {
+    for (const nlohmann::json& line : read_jsonl(out_dir + "/log.jsonl")) {
       if (!line.contains("heldout")) continue;
       const double bits = line["heldout"]["swap"]["bits_per_token"].get<double>();
       if (first < 0) first = bits;
@@ -141,11 +124,9 @@ std::string SftCliTest::base_error_;
 TEST_F(SftCliTest, FullFineTuneLowersHeldoutAnswerLossAndGenerates) {
   const std::string out_dir = dir_->file("sft");
   // Evaluate after the first step too, for the "before" figure.
-  std::string text = sft_config(out_dir, "");
-  text.replace(text.find("interval = 1000"), 15, "interval = 1");
-  write_file(dir_->file("sft.toml"), text);
+  const std::string cfg = sft_config(out_dir).set("eval", "interval", 1).write(dir_->file("sft.toml"));
   std::string out;
-  ASSERT_EQ(run_command(kCli + " train " + dir_->file("sft.toml"), &out), 0) << out;
+  ASSERT_EQ(run_command(kCli + " train " + cfg, &out), 0) << out;
   EXPECT_NE(out.find("SFT data " + dir_->file("train.jsonl") + ": 200 examples, 0 truncated"), std::string::npos)
       << out;
   const auto [first, last] = heldout_curve(out_dir);
@@ -162,16 +143,18 @@ TEST_F(SftCliTest, FullFineTuneLowersHeldoutAnswerLossAndGenerates) {
 
 TEST_F(SftCliTest, LoraFineTuneLowersHeldoutAnswerLoss) {
   const std::string out_dir = dir_->file("sft-lora");
-  std::string text = sft_config(out_dir, "merge_lora = true\n[lora]\nrank = 8\nalpha = 16\n"
-                                     "targets = [\"attn_q\", \"attn_k\", \"attn_v\", \"attn_output\", \"ffn_gate\", "
-                                     "\"ffn_up\", \"ffn_down\"]\n");
-  text.replace(text.find("interval = 1000"), 15, "interval = 1");
+  TomlConfig config = sft_config(out_dir);
+  config.set("output", "merge_lora", true);
+  config.set("lora", {{"rank", 8},
+                      {"alpha", 16},
+                      {"targets", ruvdllm::testing::TomlValue::strings({"attn_q", "attn_k", "attn_v", "attn_output",
+                                                                        "ffn_gate", "ffn_up", "ffn_down"})}});
+  config.set("eval", "interval", 1);
   // Adapters start at zero and move the tiny base slowly: a larger step.
-  text.replace(text.find("lr = 1e-2"), 9, "lr = 3e-2");
-  text.replace(text.find("steps = 80"), 10, "steps = 150");
-  write_file(dir_->file("lora.toml"), text);
+  config.set("train", {{"lr", 3e-2}, {"steps", 150}});
+  const std::string cfg = config.write(dir_->file("lora.toml"));
   std::string out;
-  ASSERT_EQ(run_command(kCli + " train " + dir_->file("lora.toml"), &out), 0) << out;
+  ASSERT_EQ(run_command(kCli + " train " + cfg, &out), 0) << out;
   const auto [first, last] = heldout_curve(out_dir);
   std::cout << "held-out answer loss " << first << " -> " << last << " bits/token\n";
   ASSERT_GT(first, 0);
@@ -186,14 +169,58 @@ TEST_F(SftCliTest, LoraFineTuneLowersHeldoutAnswerLoss) {
 }
 
 TEST_F(SftCliTest, MalformedJsonlNamesFileAndLine) {
-  const std::string bad = dir_->file("bad.jsonl");
-  write_file(bad, example(0) + "{\"prompt\": \"x\"}\n");
-  std::string text = sft_config(dir_->file("sft-bad"), "");
-  text.replace(text.find(dir_->file("train.jsonl")), dir_->file("train.jsonl").size(), bad);
-  write_file(dir_->file("bad.toml"), text);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"{\"prompt\": \"x\"}\n", ":2: missing \"response\""},
+      {R"({"messages": [{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]})"
+       "\n",
+       ":2: the last message is from the user, not the assistant"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const std::string bad = dir_->file(fmt::format("bad{}.jsonl", i));
+    write_file(bad, example(0) + cases[i].first);
+    const std::string cfg = sft_config(dir_->file("sft-bad"))
+                                .set("data", "train", toml_data_list("swap", bad))
+                                .write(dir_->file("bad.toml"));
+    std::string out;
+    EXPECT_NE(run_command(kCli + " train " + cfg, &out), 0);
+    EXPECT_NE(out.find(bad + cases[i].second), std::string::npos) << out;
+  }
+}
+
+// TRL/Axolotl chat data ("messages" lines, mixed with a prompt/response line) trains end to end
+// and its held-out answer loss is scored.
+TEST_F(SftCliTest, TrainsOnChatMessages) {
+  std::string train = example(0);
+  std::string heldout;
+  for (size_t i = 0; i < 100; ++i) train += chat_example(i);
+  for (size_t i = 200; i < 216; ++i) heldout += chat_example(i);
+  write_file(dir_->file("chat-train.jsonl"), train);
+  write_file(dir_->file("chat-heldout.jsonl"), heldout);
+  const std::string out_dir = dir_->file("sft-chat");
+  // Templated chats outgrow the base model's context of 16, so this run starts from scratch.
+  TomlConfig config = ruvdllm::testing::tiny_model_config(/*n_layer=*/1);
+  config.set("model", "tokenizer", kTokenizer);
+  config.set("data", {{"format", "sft"},
+                      {"seq_len", 64},
+                      {"train", toml_data_list("chat", dir_->file("chat-train.jsonl"))},
+                      {"heldout", toml_data_list("chat", dir_->file("chat-heldout.jsonl"))}});
+  config.set("train", {{"steps", 3}, {"batch_size", 4}, {"threads", 2}});
+  config.set("eval", {{"samples", 2}, {"windows", 8}});
+  config.set("output", "dir", out_dir);
+  const std::string cfg = config.write(dir_->file("chat.toml"));
   std::string out;
-  EXPECT_NE(run_command(kCli + " train " + dir_->file("bad.toml"), &out), 0);
-  EXPECT_NE(out.find(bad + ":2: missing \"response\""), std::string::npos) << out;
+  ASSERT_EQ(run_command(kCli + " train " + cfg, &out), 0) << out;
+  EXPECT_NE(out.find("SFT data " + dir_->file("chat-train.jsonl") + ": 101 examples, 0 truncated"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("0 skipped"), std::string::npos) << out;
+  const auto log = read_jsonl(out_dir + "/log.jsonl");
+  ASSERT_EQ(log.size(), 3u);
+  ASSERT_TRUE(log.back().contains("heldout")) << log.back().dump();
+  const double bits = log.back()["heldout"]["chat"]["bits_per_token"].get<double>();
+  EXPECT_GT(bits, 0.0);
+  EXPECT_LT(bits, 20.0);
+  EXPECT_TRUE(std::filesystem::exists(out_dir + "/model.gguf"));
 }
 
 }  // namespace

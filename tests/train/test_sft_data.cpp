@@ -1,8 +1,8 @@
 // SFT data: JSONL examples tokenized into prompt + response + EOS padding, the trainer's draws,
-// and the prompt held clean by the objective.
+// and the prompt held clean by the objective. Chat "messages" lines: test_sft_chat.cpp.
 #include <gtest/gtest.h>
 
-#include <fstream>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -19,14 +19,13 @@ namespace {
 using namespace ruvdllm;
 using namespace ruvdllm::train;
 using ruvdllm::testing::TempDir;
+using ruvdllm::testing::write_file;
 
 const Tokenizer& tokenizer() {
   static const Tokenizer tok = Tokenizer::load(std::string(RUVDLLM_SOURCE_DIR) + "/models/default.gguf");
   return tok;
 }
 int32_t eos() { return *tokenizer().eos_id(); }
-
-void write_file(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
 
 std::string error_of(const std::function<void()>& f) {
   try {

@@ -1,6 +1,12 @@
 #pragma once
-// Supervised fine-tuning data: JSONL files of {"prompt": "...", "response": "..."}, one example
-// a line. Each example becomes prompt tokens, response tokens, then EOS, padded to seq_len with
+// Supervised fine-tuning data: JSONL files, one example a line, in either of two formats
+// (detected line by line):
+//   {"prompt": "...", "response": "..."}      the text as given, no BOS
+//   {"messages": [{"role": ..., "content": ...}, ...]}   the chat format TRL and Axolotl use: the
+//       prompt is the chat template applied to every message before the last (assistant) one,
+//       ending in the assistant header, exactly as `generate --chat` builds it (BOS included);
+//       the response is the last assistant message's content
+// Each example becomes prompt tokens, response tokens, then EOS, padded to seq_len with
 // EOS as LLaDA's SFT does: the padding is part of the answer (the model learns where the answer
 // ends), so it can be masked and scored; only the prompt is held clean and carries no loss.
 //
@@ -12,6 +18,7 @@
 #include <vector>
 
 #include "ruvdllm/core/thread_pool.h"
+#include "ruvdllm/text/chat_template.h"
 #include "ruvdllm/text/tokenizer.h"
 #include "ruvdllm/train/eval.h"
 #include "ruvdllm/train/objective.h"
@@ -38,10 +45,19 @@ struct SftDataset {
 bool make_sft_example(const std::vector<int32_t>& prompt, const std::vector<int32_t>& response, int32_t eos_id,
                       int64_t seq_len, SftExample& out, bool* truncated);
 
-// Reads a JSONL file. Blank lines are ignored. Error naming FILE:LINE for a line that is not a
-// JSON object with string "prompt" and "response"; Error when the file has no usable example.
+// Reads a JSONL file; `chat` lays out "messages" lines. Blank lines are ignored. Error naming
+// FILE:LINE for a line that is not a JSON object with string "prompt" and "response" or a
+// "messages" array of {"role": "system"|"user"|"assistant", "content": string} ending with an
+// assistant message; Error when the file has no usable example.
+SftDataset load_sft_jsonl(const std::string& path, const std::string& name, const Tokenizer& tokenizer,
+                          int32_t eos_id, int64_t seq_len, const ChatTemplate& chat);
+// As above with chat_template_from_vocabulary(tokenizer), for callers that know no model.
 SftDataset load_sft_jsonl(const std::string& path, const std::string& name, const Tokenizer& tokenizer,
                           int32_t eos_id, int64_t seq_len);
+
+// The template `generate --chat` picks for a LLaDA or Dream model without a Jinja template of
+// its own: the format whose marker tokens the vocabulary holds (Llama3, then ChatML), else Plain.
+ChatTemplate chat_template_from_vocabulary(const Tokenizer& tokenizer);
 
 struct SftDomain {
   SftDataset data;
