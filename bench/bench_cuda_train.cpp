@@ -4,9 +4,13 @@
 // precision pays at these shapes.
 //   bench_cuda_train --benchmark_min_time=2x --benchmark_repetitions=3
 //                    --benchmark_report_aggregates_only=true
-// Step arguments: precision (0 f32, 1 tf32, 2 bf16: MatmulPrecision's order), host gradients
-// (1: download and add into host arrays, as training does; 0: every tensor frozen, the device
-// work alone).
+// Step arguments: precision (0 f32, 1 tf32, 2 bf16: MatmulPrecision's order; 3 bf16 linear
+// layers with attention in f32/TF32, set_bf16_attention(false)) and mode:
+//   0  every tensor frozen: forward + backward, the device work alone, no optimiser;
+//   1  gradients downloaded and added into host arrays (no optimiser step);
+//   2  a whole training step with AdamW on the device (zero, forward + backward, clip, step);
+//   3  a whole training step with AdamW on the host, as before the device optimiser: host
+//      gradients, train::AdamW (clip + step on every core) and the upload of the weights.
 #include <benchmark/benchmark.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
@@ -23,6 +27,7 @@
 #include "ruvdllm/core/half.h"
 #include "ruvdllm/cuda/device.h"
 #include "ruvdllm/cuda/train_engine.h"
+#include "ruvdllm/train/optimizer.h"
 
 namespace ruvdllm::cuda {
 namespace {
@@ -65,8 +70,8 @@ struct HostModel {
   std::vector<HostTensor> tensors(bool with_grads) {
     std::vector<HostTensor> out;
     for (size_t i = 0; i < names.size(); ++i) {
-      out.push_back(
-          {names[i], shapes[i], values[i].data(), with_grads ? grads[i].data() : nullptr});
+      out.push_back({names[i], shapes[i], values[i].data(),
+                     with_grads ? grads[i].data() : nullptr, shapes[i].size() > 1});
     }
     return out;
   }
@@ -145,29 +150,58 @@ void report(benchmark::State& state, double flops_per_iteration) {
 }
 
 void BM_TrainStep(benchmark::State& state) {
-  const auto precision = static_cast<MatmulPrecision>(state.range(0));
-  const bool host_grads = state.range(1) != 0;
+  const bool tf32_attention = state.range(0) == 3;
+  const auto precision =
+      tf32_attention ? MatmulPrecision::BF16 : static_cast<MatmulPrecision>(state.range(0));
+  const int64_t mode = state.range(1);
   const ModelConfig c = default_shape();
-  CudaTrainEngine engine(c, host_model().tensors(host_grads), 0, precision);
+  HostModel& host = host_model();
+  CudaTrainEngine engine(c, host.tensors(mode != 0), 0, precision);
+  engine.set_bf16_attention(!tf32_attention);
+  // Mode 3's optimiser over the host arrays (norms undecayed, as in training).
+  std::vector<train::Parameter> params;
+  for (size_t i = 0; i < host.names.size(); ++i) {
+    params.push_back({host.names[i], host.shapes[i], host.values[i], host.grads[i],
+                      host.shapes[i].size() > 1});
+  }
+  train::AdamW host_opt(params, {});
+  ThreadPool pool(ThreadPool::physical_cores());
+  if (mode == 2) engine.enable_device_optimizer();
   const BatchData& b = batch();
+  const float scale = 1.0f / static_cast<float>(b.scored);
+  int64_t t = 0;
   for (auto _ : state) {
-    const double loss =
-        engine.forward_backward(kSeqs, kSeqLen, b.inputs, b.targets, b.weights,
-                                1.0f / static_cast<float>(b.scored), MaskMode::Full);
-    benchmark::DoNotOptimize(loss);
+    ++t;
+    if (mode == 2) {
+      engine.zero_gradients();
+      benchmark::DoNotOptimize(engine.forward_backward(kSeqs, kSeqLen, b.inputs, b.targets,
+                                                       b.weights, scale, MaskMode::Full));
+      benchmark::DoNotOptimize(engine.adamw_step({1e-5, 0.9, 0.95, 1e-8, 0.1, t, 1.0}));
+    } else if (mode == 3) {
+      for (auto& g : host.grads) std::fill(g.begin(), g.end(), 0.0f);
+      benchmark::DoNotOptimize(engine.forward_backward(kSeqs, kSeqLen, b.inputs, b.targets,
+                                                       b.weights, scale, MaskMode::Full));
+      host_opt.clip_gradients(1.0, pool);
+      host_opt.step(1e-5, pool);
+      engine.upload_values();
+    } else {
+      benchmark::DoNotOptimize(engine.forward_backward(kSeqs, kSeqLen, b.inputs, b.targets,
+                                                       b.weights, scale, MaskMode::Full));
+    }
   }
   report(state, 3 * forward_flops(c, b.scored));
   state.counters["device_GiB"] = static_cast<double>(engine.device_bytes()) / (1u << 30);
 }
 BENCHMARK(BM_TrainStep)
-    ->ArgsProduct({{0, 1, 2}, {0, 1}})
-    ->ArgNames({"precision", "host_grads"})
+    ->ArgsProduct({{0, 1, 2, 3}, {0, 1, 2, 3}})
+    ->ArgNames({"precision", "mode"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
 void BM_ForwardLoss(benchmark::State& state) {
   const ModelConfig c = default_shape();
-  CudaTrainEngine engine(c, host_model().tensors(false), 0, MatmulPrecision::TF32);
+  CudaTrainEngine engine(c, host_model().tensors(false), 0,
+                         static_cast<MatmulPrecision>(state.range(0)));
   const BatchData& b = batch();
   for (auto _ : state) {
     benchmark::DoNotOptimize(
@@ -175,7 +209,12 @@ void BM_ForwardLoss(benchmark::State& state) {
   }
   report(state, forward_flops(c, b.scored));
 }
-BENCHMARK(BM_ForwardLoss)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ForwardLoss)
+    ->Arg(1)
+    ->Arg(2)
+    ->ArgName("precision")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // ----------------------------------------------------------------------- single products
 // args: m, n, k (row-major C[m×n] = A[m×k]·B[k×n]), type (0 f32, 1 tf32, 2 bf16 operands in

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/denoiser_select.h"
 #include "cli/generate_env.h"
 #include "cli/progress.h"
 #include "ruvdllm/core/error.h"
@@ -77,6 +78,10 @@ struct BenchGenerateArgs {
   int64_t prompt_len = 32;
   std::string algorithm = "confidence";
   int threads = 0;
+  std::string device = "cpu";
+  std::string gpu_weights = "auto";
+  float temperature = 0;
+  float top_p = 1;
 };
 
 // The runtime issue's reference model: random 160m LLaDA weights at Q8_0, written once to the
@@ -118,7 +123,8 @@ void run_bench_generate(const BenchGenerateArgs& args) {
   }
   if (c.mask_token_id < 0) fail("{}: the model has no mask token", path);
   ThreadPool pool(args.threads);
-  Generator generator(*model, pool);
+  std::unique_ptr<Denoiser> denoiser = make_denoiser(*model, pool, args.device, args.gpu_weights);
+  Generator generator(*denoiser);
   // Random prompt tokens other than the mask (which would turn the run into infilling).
   std::mt19937 rng(1);
   std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(c.vocab_size - 1));
@@ -131,6 +137,8 @@ void run_bench_generate(const BenchGenerateArgs& args) {
   o.steps = args.steps;
   o.block_len = args.block_len;
   o.seed = 1;
+  o.temperature = args.temperature;
+  o.top_p = args.top_p;
   // Random weights may well commit an EOS early; every planned step must still run.
   o.eos_fill = false;
   const GenerationResult r = generator.run(prompt, o);
@@ -143,10 +151,11 @@ void run_bench_generate(const BenchGenerateArgs& args) {
   }
   const double total_ms = r.forward_ms + r.sampling_ms;
   const double share = total_ms > 0 ? 100.0 * r.sampling_ms / total_ms : 0.0;
-  std::printf("model %s | %s | %ld positions (%ld prompt + %ld generated) | %ld steps, block %ld, %s | %d threads | %s\n",
+  std::printf("model %s | %s | %ld positions (%ld prompt + %ld generated) | %ld steps, block %ld, %s | %s | %s\n",
               path.c_str(), arch_name(c.arch), static_cast<long>(args.prompt_len + args.gen_len),
               static_cast<long>(args.prompt_len), static_cast<long>(args.gen_len), static_cast<long>(r.steps_run),
-              static_cast<long>(args.block_len), unmasking_name(o.algorithm), pool.size(), simd_target_name());
+              static_cast<long>(args.block_len), unmasking_name(o.algorithm), denoiser->description().c_str(),
+              simd_target_name());
   std::printf("step ms: median %.1f (forward %.1f, sampling %.2f)  min %.1f  max %.1f\n", median(step_ms),
               median(forward_ms), median(sampling_ms), *std::min_element(step_ms.begin(), step_ms.end()),
               *std::max_element(step_ms.begin(), step_ms.end()));
@@ -181,7 +190,12 @@ void register_bench(CLI::App& app) {
   generate->add_option("--prompt-len", gen->prompt_len, "Random prompt tokens")->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   generate->add_option("-a,--algorithm", gen->algorithm, "Unmasking order: origin, confidence, margin, entropy, random");
   generate->add_option("-t,--threads", gen->threads, "Threads (default: physical cores)")->check(CLI::Range(0, 1024));
+  generate->add_option("--device", gen->device, "cpu, cuda or cuda:N");
+  generate->add_option("--gpu-weights", gen->gpu_weights, "auto, quantized or bf16 (with --device cuda)");
+  generate->add_option("--temp", gen->temperature, "Sampling temperature")->check(CLI::Range(0.0f, 100.0f));
+  generate->add_option("--top-p", gen->top_p, "Nucleus mass")->check(CLI::Range(0.0f, 1.0f));
   generate->callback([gen] { run_bench_generate(*gen); });
+  register_bench_gpu(*bench);
 }
 
 }  // namespace ruvdllm::cli

@@ -24,6 +24,7 @@ struct TrainArgs {
   bool resume = false;
   int threads = -1;
   std::string device;
+  std::string precision;
   bool merge_lora = false;
 };
 
@@ -42,6 +43,7 @@ void run_train(const TrainArgs& args) {
   if (!args.out.empty()) config.out_dir = args.out;
   if (args.threads >= 0) config.threads = args.threads;
   if (!args.device.empty()) config.device = args.device;
+  if (!args.precision.empty()) config.precision = args.precision;
   if (args.merge_lora) {
     if (!config.lora) fail("{}: --merge-lora needs a [lora] section", args.config);
     config.merge_lora = true;
@@ -85,6 +87,10 @@ void register_train(CLI::App& app) {
   cmd->add_option("-t,--threads", args->threads, "Threads (overrides train.threads; 0: physical cores)")
       ->check(CLI::Range(0, 1024));
   cmd->add_option("--device", args->device, "Where the passes run: cpu, cuda or cuda:N (overrides train.device)");
+  cmd->add_option("--precision", args->precision,
+                  "Device products: bf16 (the CUDA default), tf32 or f32 (overrides train.precision; the CPU "
+                  "trains in f32)")
+      ->check(CLI::IsMember({"bf16", "tf32", "f32"}));
   cmd->add_flag("--merge-lora", args->merge_lora,
                 "With [lora]: also write model.gguf with the adapters merged (output.merge_lora)");
   cmd->callback([args] { run_train(*args); });

@@ -9,6 +9,7 @@ void register_logits(CLI::App& app);
 void register_init(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_bench_gpu(CLI::App& bench);  // `bench gpu-step`, under `bench`
 void register_tokenize(CLI::App& app);
 void register_generate(CLI::App& app);
 void register_tokenizer(CLI::App& app);  // `tokenizer train`

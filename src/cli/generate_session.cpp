@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 
+#include "cli/denoiser_select.h"
 #include "ruvdllm/core/error.h"
 #include "ruvdllm/text/prompt.h"
 
@@ -22,7 +23,8 @@ std::string tokenizer_path(const std::string& model_path) {
 
 }  // namespace
 
-GenerateSession::GenerateSession(const std::string& model_path, int threads)
+GenerateSession::GenerateSession(const std::string& model_path, int threads,
+                                 const std::string& device, const std::string& gpu_weights)
     : model_path_(model_path),
       model_(Model::load(model_path)),
       tokenizer_(Tokenizer::load(tokenizer_path(model_path))),
@@ -46,7 +48,8 @@ GenerateSession::GenerateSession(const std::string& model_path, int threads)
   if (!chat_template_.end_of_turn().empty()) {
     if (const auto id = tokenizer_.find_token(chat_template_.end_of_turn())) stop_ids_.push_back(*id);
   }
-  generator_ = std::make_unique<Generator>(*model_, pool_);
+  denoiser_ = make_denoiser(*model_, pool_, device, gpu_weights);
+  generator_ = std::make_unique<Generator>(*denoiser_);
 }
 
 std::vector<int32_t> GenerateSession::encode(std::string_view prompt, bool templated) const {

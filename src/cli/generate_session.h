@@ -30,7 +30,9 @@ struct Answer {
 
 class GenerateSession {
  public:
-  GenerateSession(const std::string& model_path, int threads);
+  // device: "cpu" or "cuda[:N]"; gpu_weights: see make_denoiser().
+  GenerateSession(const std::string& model_path, int threads, const std::string& device = "cpu",
+                  const std::string& gpu_weights = "auto");
 
   const ModelConfig& config() const { return model_->config(); }
   const Tokenizer& tokenizer() const { return tokenizer_; }
@@ -38,6 +40,7 @@ class GenerateSession {
   int32_t mask_id() const { return mask_id_; }
   int threads() const { return pool_.size(); }
   const std::string& model_path() const { return model_path_; }
+  std::string device_description() const { return denoiser_->description(); }
   // The model file carries a chat template (an instruct model), so single prompts are wrapped
   // in it unless asked for raw text.
   bool is_instruct() const { return !model_->vocab().chat_template.empty(); }
@@ -66,6 +69,7 @@ class GenerateSession {
   int32_t mask_id_ = -1;
   std::vector<int32_t> stop_ids_;
   ThreadPool pool_;
+  std::unique_ptr<Denoiser> denoiser_;
   std::unique_ptr<Generator> generator_;
 };
 

@@ -64,4 +64,32 @@ void attention_backward(Gemm& gemm, const AttentionDims& a, const float* dout, c
                    {q, g.D, false, q_stride}, 0.0f, dk, g.D, kv_stride, g.batch);
 }
 
+void attention_forward(Gemm& gemm, const AttentionDims& a, const bf16* q, const bf16* k,
+                       const bf16* v, float* scores, bf16* probs, float* out, cudaStream_t stream) {
+  const Grouping g = grouping(a);
+  const int64_t q_stride = g.rows * g.D, kv_stride = g.L * g.D, p_stride = g.rows * g.L;
+  gemm.run_batched(g.rows, g.L, g.D, g.scale, {q, g.D, false, q_stride, true},
+                   {k, g.D, true, kv_stride, true}, 0.0f, scores, g.L, p_stride, g.batch);
+  attention_softmax_forward(scores, probs, a.n_seq * a.n_head * g.L, g.L, a.mask, a.block_len,
+                            stream);
+  gemm.run_batched(g.rows, g.D, g.L, 1.0f, {probs, g.L, false, p_stride, true},
+                   {v, g.D, false, kv_stride, true}, 0.0f, out, g.D, q_stride, g.batch);
+}
+
+void attention_backward(Gemm& gemm, const AttentionDims& a, const bf16* dout, const bf16* probs,
+                        const bf16* q, const bf16* k, const bf16* v, float* dq, float* dk,
+                        float* dv, float* dprobs, bf16* dscores, cudaStream_t stream) {
+  const Grouping g = grouping(a);
+  const int64_t q_stride = g.rows * g.D, kv_stride = g.L * g.D, p_stride = g.rows * g.L;
+  gemm.run_batched(g.rows, g.L, g.D, 1.0f, {dout, g.D, false, q_stride, true},
+                   {v, g.D, true, kv_stride, true}, 0.0f, dprobs, g.L, p_stride, g.batch);
+  gemm.run_batched(g.L, g.D, g.rows, 1.0f, {probs, g.L, true, p_stride, true},
+                   {dout, g.D, false, q_stride, true}, 0.0f, dv, g.D, kv_stride, g.batch);
+  attention_softmax_backward(dprobs, probs, dscores, a.n_seq * a.n_head * g.L, g.L, stream);
+  gemm.run_batched(g.rows, g.D, g.L, g.scale, {dscores, g.L, false, p_stride, true},
+                   {k, g.D, false, kv_stride, true}, 0.0f, dq, g.D, q_stride, g.batch);
+  gemm.run_batched(g.L, g.D, g.rows, g.scale, {dscores, g.L, true, p_stride, true},
+                   {q, g.D, false, q_stride, true}, 0.0f, dk, g.D, kv_stride, g.batch);
+}
+
 }  // namespace ruvdllm::cuda

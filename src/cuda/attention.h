@@ -34,4 +34,14 @@ void attention_backward(Gemm& gemm, const AttentionDims& a, const float* dout, c
                         const float* q, const float* k, const float* v, float* dq, float* dk,
                         float* dv, float* dprobs, cudaStream_t stream);
 
+// BF16 operands: q, k, v (and dout) in bf16, the softmax kept in bf16 (half the traffic of the
+// stored probabilities, which dominate this pass); scores and dprobs are f32 scratch of
+// probs_size() (products accumulate in f32), dscores bf16 scratch of the same size. Outputs
+// f32.
+void attention_forward(Gemm& gemm, const AttentionDims& a, const bf16* q, const bf16* k,
+                       const bf16* v, float* scores, bf16* probs, float* out, cudaStream_t stream);
+void attention_backward(Gemm& gemm, const AttentionDims& a, const bf16* dout, const bf16* probs,
+                        const bf16* q, const bf16* k, const bf16* v, float* dq, float* dk,
+                        float* dv, float* dprobs, bf16* dscores, cudaStream_t stream);
+
 }  // namespace ruvdllm::cuda

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <charconv>
+
 #include "cuda/cuda_check.h"
 #include "ruvdllm/core/error.h"
 
@@ -76,6 +79,18 @@ std::string device_summary(int index) {
                      prop.major, prop.minor, prop.multiProcessorCount,
                      static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024 * 1024),
                      runtime / 1000, runtime % 1000 / 10, driver / 1000, driver % 1000 / 10);
+}
+
+int parse_cuda_device(const std::string& device) {
+  if (device == "cuda") return 0;
+  int index = -1;
+  const char* first = device.data() + std::min<size_t>(device.size(), 5);
+  const char* last = device.data() + device.size();
+  if (device.rfind("cuda:", 0) != 0 || first == last ||
+      std::from_chars(first, last, index).ptr != last || index < 0) {
+    fail("unknown device '{}' (cpu, cuda or cuda:N)", device);
+  }
+  return index;
 }
 
 }  // namespace ruvdllm::cuda

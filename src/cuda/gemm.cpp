@@ -33,21 +33,24 @@ void Gemm::run_batched(int64_t m, int64_t n, int64_t k, float alpha, const GemmO
   // column-major is its transpose: so pass B first, A second, with the same transpose flags.
   const cublasOperation_t op_b = b.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_a = a.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+  if (a.bf16 != b.bf16) fail("cuBLAS: a product of an f32 and a bf16 operand");
+  const cudaDataType_t in_type = a.bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  // CUBLAS_COMPUTE_32F_FAST_16BF on f32 operands ran exactly as TF32 on an H100 (cuBLAS 13.1),
+  // so f32 operands in BF16 mode ask for TF32 outright.
   const cublasComputeType_t compute =
-      precision_ == MatmulPrecision::TF32   ? CUBLAS_COMPUTE_32F_FAST_TF32
-      : precision_ == MatmulPrecision::BF16 ? CUBLAS_COMPUTE_32F_FAST_16BF
-                                            : CUBLAS_COMPUTE_32F;
+      a.bf16 || precision_ == MatmulPrecision::F32 ? CUBLAS_COMPUTE_32F
+                                                   : CUBLAS_COMPUTE_32F_FAST_TF32;
   const int cm = to_int(n, "n"), cn = to_int(m, "m"), ck = to_int(k, "k");
   const int lda = to_int(b.ld, "ldb"), ldb = to_int(a.ld, "lda"), ldcc = to_int(ldc, "ldc");
   if (batch == 1) {
     check_cublas(
-        cublasGemmEx(handle_, op_b, op_a, cm, cn, ck, &alpha, b.data, CUDA_R_32F, lda, a.data,
-                     CUDA_R_32F, ldb, &beta, c, CUDA_R_32F, ldcc, compute, CUBLAS_GEMM_DEFAULT),
+        cublasGemmEx(handle_, op_b, op_a, cm, cn, ck, &alpha, b.data, in_type, lda, a.data,
+                     in_type, ldb, &beta, c, CUDA_R_32F, ldcc, compute, CUBLAS_GEMM_DEFAULT),
         "cublasGemmEx");
   } else {
     check_cublas(cublasGemmStridedBatchedEx(
-                     handle_, op_b, op_a, cm, cn, ck, &alpha, b.data, CUDA_R_32F, lda,
-                     b.batch_stride, a.data, CUDA_R_32F, ldb, a.batch_stride, &beta, c, CUDA_R_32F,
+                     handle_, op_b, op_a, cm, cn, ck, &alpha, b.data, in_type, lda,
+                     b.batch_stride, a.data, in_type, ldb, a.batch_stride, &beta, c, CUDA_R_32F,
                      ldcc, c_stride, to_int(batch, "batch"), compute, CUBLAS_GEMM_DEFAULT),
                  "cublasGemmStridedBatchedEx");
   }
@@ -67,6 +70,22 @@ void Gemm::linear_backward_weight(float* dw, const float* dy, const float* x, in
                                   int64_t out) {
   if (n == 0) return;
   run(out, in, n, 1.0f, {dy, out, true}, {x, in, false}, 1.0f, dw, in);
+}
+
+void Gemm::linear_forward(float* y, const bf16* x, const bf16* w, int64_t n, int64_t in,
+                          int64_t out, float beta) {
+  run(n, out, in, 1.0f, {x, in, false, 0, true}, {w, in, true, 0, true}, beta, y, out);
+}
+
+void Gemm::linear_backward_input(float* dx, const bf16* dy, const bf16* w, int64_t n, int64_t in,
+                                 int64_t out, float beta) {
+  run(n, in, out, 1.0f, {dy, out, false, 0, true}, {w, in, false, 0, true}, beta, dx, in);
+}
+
+void Gemm::linear_backward_weight(float* dw, const bf16* dy, const bf16* x, int64_t n, int64_t in,
+                                  int64_t out) {
+  if (n == 0) return;
+  run(out, in, n, 1.0f, {dy, out, true, 0, true}, {x, in, false, 0, true}, 1.0f, dw, in);
 }
 
 }  // namespace ruvdllm::cuda

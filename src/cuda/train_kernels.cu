@@ -106,7 +106,11 @@ __global__ void segment_sum_kernel(float* out, const float* in, const int32_t* d
   }
 }
 
-__global__ void rmsnorm_forward_kernel(float* y, float* rstd, const float* x, const float* w,
+__device__ inline void store(float* p, float v) { *p = v; }
+__device__ inline void store(bf16* p, float v) { *p = __float2bfloat16(v); }
+
+template <typename Out>
+__global__ void rmsnorm_forward_kernel(Out* y, float* rstd, const float* x, const float* w,
                                        int64_t rows, int64_t d, float eps) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerWarpBlock + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
@@ -117,8 +121,8 @@ __global__ void rmsnorm_forward_kernel(float* y, float* rstd, const float* x, co
   ss = warp_sum(ss);
   const float r = 1.0f / sqrtf(ss / static_cast<float>(d) + eps);
   if (lane == 0) rstd[row] = r;
-  float* yr = y + row * d;
-  for (int64_t c = lane; c < d; c += kWarp) yr[c] = xr[c] * r * w[c];
+  Out* yr = y + row * d;
+  for (int64_t c = lane; c < d; c += kWarp) store(yr + c, xr[c] * r * w[c]);
 }
 
 __global__ void rmsnorm_backward_kernel(float* dx, float* dw_rows, const float* dy, const float* x,
@@ -169,7 +173,8 @@ __device__ inline void pair_columns(int64_t i, int64_t half, RopeOrder order, in
   *b = order == RopeOrder::Normal ? 2 * i + 1 : i + half;
 }
 
-__global__ void heads_from_tokens_kernel(float* dst, const float* src, int64_t ld,
+template <typename Out>
+__global__ void heads_from_tokens_kernel(Out* dst, const float* src, int64_t ld,
                                          const float* bias, int64_t seq_len, int64_t n_head,
                                          int64_t head_dim, const float2* cos_sin, RopeOrder order,
                                          int64_t total) {
@@ -194,9 +199,9 @@ __global__ void heads_from_tokens_kernel(float* dst, const float* src, int64_t l
     y0 = x0 * cs.x - x1 * cs.y;
     y1 = x0 * cs.y + x1 * cs.x;
   }
-  float* out = dst + ((s * n_head + h) * seq_len + p) * head_dim;
-  out[a] = y0;
-  out[b] = y1;
+  Out* out = dst + ((s * n_head + h) * seq_len + p) * head_dim;
+  store(out + a, y0);
+  store(out + b, y1);
 }
 
 __global__ void tokens_from_heads_kernel(float* dst, int64_t ld, const float* src, int64_t seq_len,
@@ -238,29 +243,33 @@ __device__ inline int64_t visible_keys(int64_t query, int64_t seq_len, MaskMode 
   }
 }
 
-__global__ void softmax_forward_kernel(float* scores, int64_t rows, int64_t seq_len, MaskMode mask,
-                                       int64_t block_len) {
+// In place when probs == scores (f32); else probs gets the softmax in its own type.
+template <typename Out>
+__global__ void softmax_forward_kernel(const float* scores, Out* probs, int64_t rows,
+                                       int64_t seq_len, MaskMode mask, int64_t block_len) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerWarpBlock + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (row >= rows) return;
-  float* x = scores + row * seq_len;
+  const float* x = scores + row * seq_len;
+  Out* y = probs + row * seq_len;
   const int64_t n_valid = visible_keys(row % seq_len, seq_len, mask, block_len);
   MaxSum st{-INFINITY, 0.0f};
   for (int64_t j = lane; j < n_valid; j += kWarp) st = push(st, x[j]);
   st = warp_merge(st);
   const float inv = 1.0f / st.s;
   for (int64_t j = lane; j < seq_len; j += kWarp)
-    x[j] = j < n_valid ? expf(x[j] - st.m) * inv : 0.0f;
+    store(y + j, j < n_valid ? expf(x[j] - st.m) * inv : 0.0f);
 }
 
 // Rows of at most 32·K scores stay in registers: one read and one write per element.
-template <int K>
-__global__ void softmax_forward_regs_kernel(float* scores, int64_t rows, int64_t seq_len,
-                                            MaskMode mask, int64_t block_len) {
+template <int K, typename Out>
+__global__ void softmax_forward_regs_kernel(const float* scores, Out* probs, int64_t rows,
+                                            int64_t seq_len, MaskMode mask, int64_t block_len) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerWarpBlock + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (row >= rows) return;
-  float* x = scores + row * seq_len;
+  const float* x = scores + row * seq_len;
+  Out* y = probs + row * seq_len;
   const int64_t n_valid = visible_keys(row % seq_len, seq_len, mask, block_len);
   float v[K];
   float m = -INFINITY;
@@ -281,24 +290,29 @@ __global__ void softmax_forward_regs_kernel(float* scores, int64_t rows, int64_t
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t j = lane + k * kWarp;
-    if (j < seq_len) x[j] = v[k] * inv;
+    if (j < seq_len) store(y + j, v[k] * inv);
   }
 }
 
-template <int K>
-__global__ void softmax_backward_regs_kernel(float* dp, const float* p, int64_t rows,
+__device__ inline float load(const float* p) { return *p; }
+__device__ inline float load(const bf16* p) { return __bfloat162float(*p); }
+
+// ds = p ⊙ (dp − Σ p·dp), in place when ds == dp (f32).
+template <int K, typename P, typename Out>
+__global__ void softmax_backward_regs_kernel(const float* dp, const P* p, Out* ds, int64_t rows,
                                              int64_t seq_len) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerWarpBlock + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (row >= rows) return;
-  float* g = dp + row * seq_len;
-  const float* pr = p + row * seq_len;
+  const float* g = dp + row * seq_len;
+  const P* pr = p + row * seq_len;
+  Out* out = ds + row * seq_len;
   float pv[K], gv[K];
   float dot = 0.0f;
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t j = lane + k * kWarp;
-    pv[k] = j < seq_len ? pr[j] : 0.0f;
+    pv[k] = j < seq_len ? load(pr + j) : 0.0f;
     gv[k] = j < seq_len ? g[j] : 0.0f;
     dot += pv[k] * gv[k];
   }
@@ -306,23 +320,27 @@ __global__ void softmax_backward_regs_kernel(float* dp, const float* p, int64_t 
 #pragma unroll
   for (int k = 0; k < K; ++k) {
     const int64_t j = lane + k * kWarp;
-    if (j < seq_len) g[j] = pv[k] * (gv[k] - dot);
+    if (j < seq_len) store(out + j, pv[k] * (gv[k] - dot));
   }
 }
 
-__global__ void softmax_backward_kernel(float* dp, const float* p, int64_t rows, int64_t seq_len) {
+template <typename P, typename Out>
+__global__ void softmax_backward_kernel(const float* dp, const P* p, Out* ds, int64_t rows,
+                                        int64_t seq_len) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kRowsPerWarpBlock + threadIdx.x / kWarp;
   const int lane = threadIdx.x % kWarp;
   if (row >= rows) return;
-  float* g = dp + row * seq_len;
-  const float* pr = p + row * seq_len;
+  const float* g = dp + row * seq_len;
+  const P* pr = p + row * seq_len;
+  Out* out = ds + row * seq_len;
   float dot = 0.0f;
-  for (int64_t j = lane; j < seq_len; j += kWarp) dot += pr[j] * g[j];
+  for (int64_t j = lane; j < seq_len; j += kWarp) dot += load(pr + j) * g[j];
   dot = warp_sum(dot);
-  for (int64_t j = lane; j < seq_len; j += kWarp) g[j] = pr[j] * (g[j] - dot);
+  for (int64_t j = lane; j < seq_len; j += kWarp) store(out + j, load(pr + j) * (g[j] - dot));
 }
 
-__global__ void swiglu_forward_kernel(float* h, const float* gate_up, int64_t width,
+template <typename Out>
+__global__ void swiglu_forward_kernel(Out* h, const float* gate_up, int64_t width,
                                       int64_t total) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= total) return;
@@ -330,10 +348,11 @@ __global__ void swiglu_forward_kernel(float* h, const float* gate_up, int64_t wi
   const float g = gate_up[r * 2 * width + j];
   const float u = gate_up[r * 2 * width + width + j];
   const float sig = 1.0f / (1.0f + expf(-g));
-  h[idx] = g * sig * u;
+  store(h + idx, g * sig * u);
 }
 
-__global__ void swiglu_backward_kernel(float* dgu, const float* dh, const float* gate_up,
+template <typename Out>
+__global__ void swiglu_backward_kernel(Out* dgu, const float* dh, const float* gate_up,
                                        int64_t width, int64_t total) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= total) return;
@@ -342,14 +361,14 @@ __global__ void swiglu_backward_kernel(float* dgu, const float* dh, const float*
   const float u = gate_up[r * 2 * width + width + j];
   const float sig = 1.0f / (1.0f + expf(-g));
   const float d = dh[idx];
-  dgu[r * 2 * width + j] = d * u * sig * (1.0f + g * (1.0f - sig));
-  dgu[r * 2 * width + width + j] = d * g * sig;
+  store(dgu + r * 2 * width + j, d * u * sig * (1.0f + g * (1.0f - sig)));
+  store(dgu + r * 2 * width + width + j, d * g * sig);
 }
 
 constexpr int kCrossEntropyBlock = 256;
 __global__ void cross_entropy_kernel(float* logits, double* row_loss, const int32_t* targets,
                                      const float* weights, int64_t vocab, float grad_scale,
-                                     bool write_grad) {
+                                     bool write_grad, bf16* grad_bf16) {
   __shared__ MaxSum warp_states[kCrossEntropyBlock / kWarp];
   __shared__ MaxSum row_state;
   const int64_t row = blockIdx.x;
@@ -373,9 +392,80 @@ __global__ void cross_entropy_kernel(float* logits, double* row_loss, const int3
   const MaxSum total = row_state;
   const float inv = 1.0f / total.s;
   const float scale = grad_scale * weight;
+  bf16* gb = grad_bf16 ? grad_bf16 + row * vocab : nullptr;
   for (int64_t j = threadIdx.x; j < vocab; j += blockDim.x) {
     const float p = expf(x[j] - total.m) * inv;
-    x[j] = scale * (j == target ? p - 1.0f : p);
+    const float grad = scale * (j == target ? p - 1.0f : p);
+    if (gb)
+      gb[j] = __float2bfloat16(grad);
+    else
+      x[j] = grad;
+  }
+}
+
+__global__ void to_bf16_kernel(bf16* dst, const float* src, int64_t n) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) dst[i] = __float2bfloat16(src[i]);
+}
+
+constexpr int kOptimizerBlock = 256;
+
+// Fixed-shape tree sum in shared memory: the same bits whatever the scheduling.
+__device__ double block_sum(double v, double* shared) {
+  shared[threadIdx.x] = v;
+  __syncthreads();
+  for (int half = kOptimizerBlock / 2; half > 0; half >>= 1) {
+    if (threadIdx.x < half) shared[threadIdx.x] += shared[threadIdx.x + half];
+    __syncthreads();
+  }
+  return shared[0];
+}
+
+__global__ void gradient_square_kernel(double* partials, const float* grads,
+                                       const OptimizerChunk* chunks) {
+  __shared__ double shared[kOptimizerBlock];
+  const OptimizerChunk c = chunks[blockIdx.x];
+  const float* g = grads + c.offset;
+  double sum = 0;
+  for (int i = threadIdx.x; i < c.count; i += kOptimizerBlock) {
+    sum += static_cast<double>(g[i]) * static_cast<double>(g[i]);
+  }
+  const double total = block_sum(sum, shared);
+  if (threadIdx.x == 0) partials[blockIdx.x] = total;
+}
+
+__global__ void finish_norm_kernel(double* norm, float* scale, const double* partials,
+                                   int64_t n_chunks, double max_norm) {
+  __shared__ double shared[kOptimizerBlock];
+  double sum = 0;
+  for (int64_t i = threadIdx.x; i < n_chunks; i += kOptimizerBlock) sum += partials[i];
+  const double total = sqrt(block_sum(sum, shared));
+  if (threadIdx.x == 0) {
+    norm[0] = total;
+    scale[0] = max_norm <= 0 || !(total > max_norm) ? 1.0f : static_cast<float>(max_norm / total);
+  }
+}
+
+__global__ void adamw_kernel(float* values, bf16* values_bf16, float* m, float* v,
+                             const float* grads, const float* scale_ptr,
+                             const OptimizerChunk* chunks, AdamWConstants k) {
+  const OptimizerChunk c = chunks[blockIdx.x];
+  const float scale = *scale_ptr;
+  const float keep = c.decay ? k.keep : 1.0f;
+  const float one_minus_beta1 = __fsub_rn(1.0f, k.beta1), one_minus_beta2 = __fsub_rn(1.0f, k.beta2);
+  for (int j = threadIdx.x; j < c.count; j += kOptimizerBlock) {
+    const int64_t i = c.offset + j;
+    // Clipping scales the gradient only when it applies, as the CPU does (g·1 = g anyway).
+    const float g = __fmul_rn(grads[i], scale);
+    const float mi = __fadd_rn(__fmul_rn(k.beta1, m[i]), __fmul_rn(one_minus_beta1, g));
+    const float vi =
+        __fadd_rn(__fmul_rn(k.beta2, v[i]), __fmul_rn(__fmul_rn(one_minus_beta2, g), g));
+    const float denom = __fadd_rn(__fmul_rn(__fsqrt_rn(vi), k.v_correction), k.eps);
+    const float w = __fsub_rn(__fmul_rn(values[i], keep), __fdiv_rn(__fmul_rn(k.step_size, mi), denom));
+    m[i] = mi;
+    v[i] = vi;
+    values[i] = w;
+    if (values_bf16) values_bf16[i] = __float2bfloat16(w);
   }
 }
 
@@ -416,12 +506,29 @@ void segment_sum_rows(float* out, const float* in, const int32_t* dest, const in
   check_launch("segment_sum_rows");
 }
 
+template <typename Out>
+void rmsnorm_forward_any(Out* y, float* rstd, const float* x, const float* w, int64_t rows,
+                         int64_t d, float eps, cudaStream_t stream) {
+  if (rows == 0) return;
+  rmsnorm_forward_kernel<Out><<<grid_for(rows, kRowsPerWarpBlock), kRowBlock, 0, stream>>>(
+      y, rstd, x, w, rows, d, eps);
+  check_launch("rmsnorm_forward");
+}
+
 void rmsnorm_forward(float* y, float* rstd, const float* x, const float* w, int64_t rows, int64_t d,
                      float eps, cudaStream_t stream) {
-  if (rows == 0) return;
-  rmsnorm_forward_kernel<<<grid_for(rows, kRowsPerWarpBlock), kRowBlock, 0, stream>>>(y, rstd, x, w,
-                                                                                      rows, d, eps);
-  check_launch("rmsnorm_forward");
+  rmsnorm_forward_any(y, rstd, x, w, rows, d, eps, stream);
+}
+
+void rmsnorm_forward(bf16* y, float* rstd, const float* x, const float* w, int64_t rows, int64_t d,
+                     float eps, cudaStream_t stream) {
+  rmsnorm_forward_any(y, rstd, x, w, rows, d, eps, stream);
+}
+
+void to_bf16(bf16* dst, const float* src, int64_t n, cudaStream_t stream) {
+  if (n == 0) return;
+  to_bf16_kernel<<<grid_for(n, 256), 256, 0, stream>>>(dst, src, n);
+  check_launch("to_bf16");
 }
 
 void rmsnorm_backward(float* dx, float* dw_rows, const float* dy, const float* x, const float* w,
@@ -464,14 +571,29 @@ std::vector<float2> rope_table(int64_t n_pos, int64_t head_dim, float base) {
   return table;
 }
 
+template <typename Out>
+void heads_from_tokens_any(Out* dst, const float* src, int64_t ld, const float* bias,
+                           int64_t n_seq, int64_t seq_len, int64_t n_head, int64_t head_dim,
+                           const float2* cos_sin, RopeOrder order, cudaStream_t stream) {
+  const int64_t total = n_seq * seq_len * n_head * (head_dim / 2);
+  if (total == 0) return;
+  heads_from_tokens_kernel<Out><<<grid_for(total, 256), 256, 0, stream>>>(
+      dst, src, ld, bias, seq_len, n_head, head_dim, cos_sin, order, total);
+  check_launch("heads_from_tokens");
+}
+
 void heads_from_tokens(float* dst, const float* src, int64_t ld, const float* bias, int64_t n_seq,
                        int64_t seq_len, int64_t n_head, int64_t head_dim, const float2* cos_sin,
                        RopeOrder order, cudaStream_t stream) {
-  const int64_t total = n_seq * seq_len * n_head * (head_dim / 2);
-  if (total == 0) return;
-  heads_from_tokens_kernel<<<grid_for(total, 256), 256, 0, stream>>>(
-      dst, src, ld, bias, seq_len, n_head, head_dim, cos_sin, order, total);
-  check_launch("heads_from_tokens");
+  heads_from_tokens_any(dst, src, ld, bias, n_seq, seq_len, n_head, head_dim, cos_sin, order,
+                        stream);
+}
+
+void heads_from_tokens(bf16* dst, const float* src, int64_t ld, const float* bias, int64_t n_seq,
+                       int64_t seq_len, int64_t n_head, int64_t head_dim, const float2* cos_sin,
+                       RopeOrder order, cudaStream_t stream) {
+  heads_from_tokens_any(dst, src, ld, bias, n_seq, seq_len, n_head, head_dim, cos_sin, order,
+                        stream);
 }
 
 void tokens_from_heads(float* dst, int64_t ld, const float* src, int64_t n_seq, int64_t seq_len,
@@ -484,74 +606,140 @@ void tokens_from_heads(float* dst, int64_t ld, const float* src, int64_t n_seq, 
   check_launch("tokens_from_heads");
 }
 
-void attention_softmax_forward(float* scores, int64_t rows, int64_t seq_len, MaskMode mask,
-                               int64_t block_len, cudaStream_t stream) {
+template <typename Out>
+void softmax_forward_any(const float* scores, Out* probs, int64_t rows, int64_t seq_len,
+                         MaskMode mask, int64_t block_len, cudaStream_t stream) {
   if (rows == 0) return;
   if (mask == MaskMode::BlockCausal && block_len <= 0) {
     throw_error("attention: block-causal mask needs block_len > 0 (is " +
                 std::to_string(block_len) + ")");
   }
   const unsigned grid = grid_for(rows, kRowsPerWarpBlock);
+  const auto run = [&](auto kernel) {
+    kernel<<<grid, kRowBlock, 0, stream>>>(scores, probs, rows, seq_len, mask, block_len);
+  };
   if (seq_len <= 4 * kWarp) {
-    softmax_forward_regs_kernel<4>
-        <<<grid, kRowBlock, 0, stream>>>(scores, rows, seq_len, mask, block_len);
+    run(softmax_forward_regs_kernel<4, Out>);
   } else if (seq_len <= 8 * kWarp) {
-    softmax_forward_regs_kernel<8>
-        <<<grid, kRowBlock, 0, stream>>>(scores, rows, seq_len, mask, block_len);
+    run(softmax_forward_regs_kernel<8, Out>);
   } else if (seq_len <= 16 * kWarp) {
-    softmax_forward_regs_kernel<16>
-        <<<grid, kRowBlock, 0, stream>>>(scores, rows, seq_len, mask, block_len);
+    run(softmax_forward_regs_kernel<16, Out>);
   } else if (seq_len <= 32 * kWarp) {
-    softmax_forward_regs_kernel<32>
-        <<<grid, kRowBlock, 0, stream>>>(scores, rows, seq_len, mask, block_len);
+    run(softmax_forward_regs_kernel<32, Out>);
   } else {
-    softmax_forward_kernel<<<grid, kRowBlock, 0, stream>>>(scores, rows, seq_len, mask, block_len);
+    run(softmax_forward_kernel<Out>);
   }
   check_launch("attention_softmax_forward");
 }
 
-void attention_softmax_backward(float* dp, const float* p, int64_t rows, int64_t seq_len,
-                                cudaStream_t stream) {
+void attention_softmax_forward(float* scores, int64_t rows, int64_t seq_len, MaskMode mask,
+                               int64_t block_len, cudaStream_t stream) {
+  softmax_forward_any(scores, scores, rows, seq_len, mask, block_len, stream);
+}
+
+void attention_softmax_forward(const float* scores, bf16* probs, int64_t rows, int64_t seq_len,
+                               MaskMode mask, int64_t block_len, cudaStream_t stream) {
+  softmax_forward_any(scores, probs, rows, seq_len, mask, block_len, stream);
+}
+
+template <typename P, typename Out>
+void softmax_backward_any(const float* dp, const P* p, Out* ds, int64_t rows, int64_t seq_len,
+                          cudaStream_t stream) {
   if (rows == 0) return;
   const unsigned grid = grid_for(rows, kRowsPerWarpBlock);
+  const auto run = [&](auto kernel) {
+    kernel<<<grid, kRowBlock, 0, stream>>>(dp, p, ds, rows, seq_len);
+  };
   if (seq_len <= 4 * kWarp) {
-    softmax_backward_regs_kernel<4><<<grid, kRowBlock, 0, stream>>>(dp, p, rows, seq_len);
+    run(softmax_backward_regs_kernel<4, P, Out>);
   } else if (seq_len <= 8 * kWarp) {
-    softmax_backward_regs_kernel<8><<<grid, kRowBlock, 0, stream>>>(dp, p, rows, seq_len);
+    run(softmax_backward_regs_kernel<8, P, Out>);
   } else if (seq_len <= 16 * kWarp) {
-    softmax_backward_regs_kernel<16><<<grid, kRowBlock, 0, stream>>>(dp, p, rows, seq_len);
+    run(softmax_backward_regs_kernel<16, P, Out>);
   } else if (seq_len <= 32 * kWarp) {
-    softmax_backward_regs_kernel<32><<<grid, kRowBlock, 0, stream>>>(dp, p, rows, seq_len);
+    run(softmax_backward_regs_kernel<32, P, Out>);
   } else {
-    softmax_backward_kernel<<<grid, kRowBlock, 0, stream>>>(dp, p, rows, seq_len);
+    run(softmax_backward_kernel<P, Out>);
   }
   check_launch("attention_softmax_backward");
 }
 
-void swiglu_forward(float* h, const float* gate_up, int64_t rows, int64_t width,
-                    cudaStream_t stream) {
+void attention_softmax_backward(float* dp, const float* p, int64_t rows, int64_t seq_len,
+                                cudaStream_t stream) {
+  softmax_backward_any(dp, p, dp, rows, seq_len, stream);
+}
+
+void attention_softmax_backward(const float* dp, const bf16* p, bf16* ds, int64_t rows,
+                                int64_t seq_len, cudaStream_t stream) {
+  softmax_backward_any(dp, p, ds, rows, seq_len, stream);
+}
+
+template <typename Out>
+void swiglu_forward_any(Out* h, const float* gate_up, int64_t rows, int64_t width,
+                        cudaStream_t stream) {
   const int64_t total = rows * width;
   if (total == 0) return;
-  swiglu_forward_kernel<<<grid_for(total, 256), 256, 0, stream>>>(h, gate_up, width, total);
+  swiglu_forward_kernel<Out><<<grid_for(total, 256), 256, 0, stream>>>(h, gate_up, width, total);
   check_launch("swiglu_forward");
 }
 
-void swiglu_backward(float* d_gate_up, const float* dh, const float* gate_up, int64_t rows,
-                     int64_t width, cudaStream_t stream) {
+template <typename Out>
+void swiglu_backward_any(Out* d_gate_up, const float* dh, const float* gate_up, int64_t rows,
+                         int64_t width, cudaStream_t stream) {
   const int64_t total = rows * width;
   if (total == 0) return;
-  swiglu_backward_kernel<<<grid_for(total, 256), 256, 0, stream>>>(d_gate_up, dh, gate_up, width,
-                                                                   total);
+  swiglu_backward_kernel<Out><<<grid_for(total, 256), 256, 0, stream>>>(d_gate_up, dh, gate_up,
+                                                                        width, total);
   check_launch("swiglu_backward");
+}
+
+void swiglu_forward(float* h, const float* gate_up, int64_t rows, int64_t width,
+                    cudaStream_t stream) {
+  swiglu_forward_any(h, gate_up, rows, width, stream);
+}
+void swiglu_forward(bf16* h, const float* gate_up, int64_t rows, int64_t width,
+                    cudaStream_t stream) {
+  swiglu_forward_any(h, gate_up, rows, width, stream);
+}
+void swiglu_backward(float* d_gate_up, const float* dh, const float* gate_up, int64_t rows,
+                     int64_t width, cudaStream_t stream) {
+  swiglu_backward_any(d_gate_up, dh, gate_up, rows, width, stream);
+}
+void swiglu_backward(bf16* d_gate_up, const float* dh, const float* gate_up, int64_t rows,
+                     int64_t width, cudaStream_t stream) {
+  swiglu_backward_any(d_gate_up, dh, gate_up, rows, width, stream);
 }
 
 void cross_entropy(float* logits, double* row_loss, const int32_t* targets, const float* weights,
                    int64_t rows, int64_t vocab, float grad_scale, bool write_grad,
-                   cudaStream_t stream) {
+                   cudaStream_t stream, bf16* grad_bf16) {
   if (rows == 0) return;
   cross_entropy_kernel<<<grid_for(rows, 1), kCrossEntropyBlock, 0, stream>>>(
-      logits, row_loss, targets, weights, vocab, grad_scale, write_grad);
+      logits, row_loss, targets, weights, vocab, grad_scale, write_grad, grad_bf16);
   check_launch("cross_entropy");
+}
+
+void gradient_square_sums(double* partials, const float* grads, const OptimizerChunk* chunks,
+                          int64_t n_chunks, cudaStream_t stream) {
+  if (n_chunks == 0) return;
+  gradient_square_kernel<<<grid_for(n_chunks, 1), kOptimizerBlock, 0, stream>>>(partials, grads,
+                                                                                 chunks);
+  check_launch("gradient_square_sums");
+}
+
+void finish_gradient_norm(double* norm, float* scale, const double* partials, int64_t n_chunks,
+                          double max_norm, cudaStream_t stream) {
+  finish_norm_kernel<<<1, kOptimizerBlock, 0, stream>>>(norm, scale, partials, n_chunks, max_norm);
+  check_launch("finish_gradient_norm");
+}
+
+void adamw_update(float* values, bf16* values_bf16, float* m, float* v, const float* grads,
+                  const float* scale, const OptimizerChunk* chunks, int64_t n_chunks,
+                  const AdamWConstants& k, cudaStream_t stream) {
+  if (n_chunks == 0) return;
+  adamw_kernel<<<grid_for(n_chunks, 1), kOptimizerBlock, 0, stream>>>(values, values_bf16, m, v,
+                                                                       grads, scale, chunks, k);
+  check_launch("adamw_update");
 }
 
 }  // namespace ruvdllm::cuda

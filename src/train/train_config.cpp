@@ -237,6 +237,11 @@ TrainConfig parse_train_config(std::string_view toml_text, const std::string& so
   c.threads = static_cast<int>(train.non_negative("threads", c.threads));
   if (c.threads > 1024) fail("{}: train.threads {} is more than 1024", source, c.threads);
   c.device = train.string("device", c.device);
+  c.precision = train.string("precision", c.precision);
+  if (!c.precision.empty() && c.precision != "bf16" && c.precision != "tf32" &&
+      c.precision != "f32") {
+    fail("{}: train.precision '{}' must be bf16, tf32 or f32", source, c.precision);
+  }
   train.finish();
 
   Section objective(top.table("objective"), "objective", source);

@@ -248,6 +248,7 @@ std::vector<Parameter>& TrainModel::parameters() { return impl_->parameters; }
 const std::vector<Parameter>& TrainModel::parameters() const { return impl_->parameters; }
 int64_t TrainModel::n_parameters() const { return impl_->values.view().elements(); }
 void TrainModel::zero_grad() {
+  if (device_zero_grad()) return;
   if (impl_->grads.nbytes() > 0) std::memset(impl_->grads.data(), 0, impl_->grads.nbytes());
 }
 

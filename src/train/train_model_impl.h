@@ -115,6 +115,8 @@ struct TrainModel::Impl {
   std::string device = "cpu";
   std::unique_ptr<DeviceEngine> engine;
   bool device_values_stale = true;
+  DevicePrecision device_precision = DevicePrecision::TF32;
+  AdamW* device_optimizer = nullptr;  // set while AdamW runs on the device
   ModelConfig config;
   AttentionMode attention;
   Tensor values, grads;  // every parameter, one after another, 64-byte aligned

@@ -19,6 +19,7 @@
 #include "ruvdllm/core/error.h"
 #include "ruvdllm/core/thread_pool.h"
 #include "ruvdllm/model/model.h"
+#include "ruvdllm/text/chat_template.h"
 #include "ruvdllm/text/tokenizer.h"
 #include "ruvdllm/train/checkpoint.h"
 #include "ruvdllm/train/data_sampler.h"
@@ -99,6 +100,8 @@ class ProgressLine {
 struct LoadedModel {
   std::unique_ptr<TrainModel> model;
   std::optional<Tokenizer> tokenizer;
+  // The template `generate --chat` uses for the base model, so SFT chats are laid out the same.
+  std::optional<ChatTemplate> chat_template;
 };
 
 LoadedModel load_model(const TrainConfig& config) {
@@ -110,6 +113,10 @@ LoadedModel load_model(const TrainConfig& config) {
     out.model = TrainModel::from_model(*source);
     if (!out.tokenizer && source->format() == "gguf" && !source->vocab().tokens.empty()) {
       out.tokenizer = Tokenizer::load(spec.init_from);
+    }
+    if (out.tokenizer) {
+      out.chat_template = ChatTemplate::for_model(source->vocab().chat_template,
+                                                  arch_name(source->config().arch), *out.tokenizer);
     }
     const ModelConfig& c = out.model->config();
     if (c.context_length < config.seq_len) {
@@ -216,9 +223,18 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
   if (config.lora && config.device != "cpu") {
     fail("device '{}': the CUDA engine does not support LoRA; LoRA trains on the CPU (--device cpu)", config.device);
   }
+  const bool on_cpu = config.device == "cpu";
+  if (on_cpu && !config.precision.empty() && config.precision != "f32") {
+    fail("{}: train.precision = \"{}\" needs a CUDA device; the CPU trains in f32 (set precision = \"f32\" "
+         "or --device cuda)",
+         config.source, config.precision);
+  }
+  const DevicePrecision precision =
+      parse_device_precision(config.precision.empty() ? (on_cpu ? "f32" : "bf16") : config.precision);
   ThreadPool pool(config.threads);
   LoadedModel loaded = load_model(config);
   TrainModel& model = *loaded.model;
+  model.set_device_precision(precision);
   model.set_device(config.device);
   if (config.lora) model.add_lora(*config.lora);  // before AdamW, which keeps the parameter list
   const int32_t vocab = static_cast<int32_t>(model.config().vocab_size);
@@ -238,7 +254,10 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
     const int32_t eos = model.config().eos_token_id >= 0 ? static_cast<int32_t>(model.config().eos_token_id)
                                                           : loaded.tokenizer->eos_id().value_or(-1);
     auto load = [&](const DataSpec& d) {
-      SftDataset data = load_sft_jsonl(d.path, d.name, *loaded.tokenizer, eos, config.seq_len);
+      SftDataset data =
+          loaded.chat_template
+              ? load_sft_jsonl(d.path, d.name, *loaded.tokenizer, eos, config.seq_len, *loaded.chat_template)
+              : load_sft_jsonl(d.path, d.name, *loaded.tokenizer, eos, config.seq_len);
       for (const SftExample& e : data.examples) {
         for (int32_t id : e.tokens) {
           if (id >= vocab) fail("{}: token id {} is outside the model's vocabulary of {}", d.path, id, vocab);
@@ -283,6 +302,9 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
   }
   std::ofstream log(log_path, std::ios::app);
   if (!log) fail("{}: cannot open the training log", log_path);
+  // On a GPU the optimiser state lives there (after any resume has loaded it on the host), so
+  // a step moves no weights or gradients between host and device.
+  const bool device_adamw = !config.lora && model.start_device_optimizer(optimizer);
 
   ObjectiveOptions objective;
   objective.schedule = config.schedule;
@@ -301,9 +323,13 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
       config.lora ? fmt::format("{} LoRA parameters (rank {}) on a frozen base of {}", model.n_trainable(),
                                 config.lora->rank, model.n_parameters())
                   : fmt::format("{} parameters", model.n_parameters());
+  const std::string where =
+      on_cpu ? model.device_description()
+             : fmt::format("{}, {} products, AdamW on the device", model.device_description(),
+                           device_precision_name(precision));
   progress.message(fmt::format("training {} ({}) on {}: {} steps of {} tokens ({} x {} x {}) into {}",
                                what, arch_name(model.config().arch),
-                               model.device_description(), config.steps,
+                               where, config.steps,
                                config.tokens_per_step(), config.batch_size, config.grad_accum, config.seq_len,
                                config.out_dir));
   for (const std::string& note : data_notes) progress.message(note);
@@ -341,15 +367,25 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
       masked += noised.n_masked;
       scored += noised.n_scored;
     }
-    const double grad_norm = optimizer.clip_gradients(config.grad_clip, pool);
-    if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
+    const double lr = schedule.at(step);
+    const auto diverged = [&](double grad_norm) {
       fail("step {}: loss {} / gradient norm {} is not finite; the run diverged (lower train.lr, raise "
            "train.warmup_steps); the last checkpoint is {}",
            step + 1, loss, grad_norm, ckpt);
+    };
+    double grad_norm = 0;
+    if (device_adamw) {
+      if (!std::isfinite(loss)) diverged(NAN);
+      // The norm is known only once the step ran; a non-finite one stops the run before any
+      // checkpoint takes the damaged values.
+      grad_norm = model.device_optimizer_step(lr, config.grad_clip);
+      if (!std::isfinite(grad_norm)) diverged(grad_norm);
+    } else {
+      grad_norm = optimizer.clip_gradients(config.grad_clip, pool);
+      if (!std::isfinite(loss) || !std::isfinite(grad_norm)) diverged(grad_norm);
+      optimizer.step(lr, pool);
+      model.values_changed();
     }
-    const double lr = schedule.at(step);
-    optimizer.step(lr, pool);
-    model.values_changed();
     step_seconds += std::chrono::duration<double>(Clock::now() - step_start).count();
     ++steps_run;
 
@@ -393,6 +429,7 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
     const bool stop_here = stats.step == options.stop_after;
     if (last || stop_requested || stop_here ||
         (config.checkpoint_interval > 0 && stats.step % config.checkpoint_interval == 0)) {
+      model.sync_from_device();
       save_checkpoint(config.out_dir, model, optimizer, stats.step, config.text);
       if (config.lora) model.save_lora(config.out_dir, config.model.init_from);
       result.checkpoint = ckpt;
@@ -404,6 +441,7 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
     }
   }
   progress.finish();
+  model.sync_from_device();  // the export reads the host values
 
   if (result.checkpoint.empty()) {
     // Resumed at the final step: nothing ran, the checkpoint on disk is already current.

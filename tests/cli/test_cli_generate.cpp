@@ -354,6 +354,11 @@ TEST_F(GenerateCliTest, BadInputGivesOneLineErrors) {
   expect_clean_failure(generate("--chat -p hi"), "--chat");
   expect_clean_failure(generate("-p hi --cache-blocks --cfg 1"), "--cache-blocks");
   expect_clean_failure(generate("-p hi", "RUVDLLM_TARGET=NEON9 " + kCli), "RUVDLLM_TARGET=NEON9");
+  expect_clean_failure(generate("-p hi --device tpu"), "unknown device 'tpu'");
+  expect_clean_failure(generate("-p hi --device cuda:x"), "cuda:x");
+  expect_clean_failure(generate("-p hi --gpu-weights int3"), "--gpu-weights");
+  // No GPU (CI), no CUDA backend, or no tenth GPU: one clear line in each case.
+  expect_clean_failure(generate("-p hi --device cuda:9"), "cuda:9");
   {
     std::ofstream(path("blank.txt")) << "\n\n";
   }

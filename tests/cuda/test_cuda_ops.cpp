@@ -16,6 +16,7 @@
 #include "cuda/train_kernels.h"
 #include "cuda_test_util.h"
 #include "ruvdllm/core/error.h"
+#include "ruvdllm/core/half.h"
 #include "ruvdllm/train/layers.h"
 #include "test_util.h"
 
@@ -125,6 +126,82 @@ TEST_F(CudaOps, LinearForwardAndBackwardMatchCpu) {
       for (size_t i = 0; i < delta.size(); ++i) delta[i] -= dw0[i];
       // dw is added to a random start, and subtracting it again loses a little more.
       expect_close(delta, dw_delta_ref, bound_for(precision) * 2, label + " dw");
+    }
+  }
+}
+
+std::vector<float> bf16_rounded(const std::vector<float>& x) {
+  std::vector<float> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = bf16_to_f32(f32_to_bf16(x[i]));
+  return out;
+}
+
+std::vector<uint16_t> bits_of(const cuda::DeviceArray<cuda::bf16>& d, size_t n) {
+  cuda::check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  std::vector<uint16_t> host(n);
+  cuda::check_cuda(cudaMemcpy(host.data(), d.data(), n * 2, cudaMemcpyDeviceToHost), "cudaMemcpy");
+  return host;
+}
+
+TEST_F(CudaOps, Bf16ConversionRoundsAsTheHostDoes) {
+  std::vector<float> x = random_floats(10001, 31);
+  for (float& v : x) v *= 1000.0f;
+  // Ties (exactly half an ulp of bf16) both ways, and values near the top of the range.
+  x.push_back(1.0f + 1.0f / 256.0f), x.push_back(1.0f + 3.0f / 256.0f);
+  x.push_back(3.0e38f), x.push_back(-3.0e38f), x.push_back(0.0f), x.push_back(-1e-40f);
+  const auto dx = to_device(x);
+  cuda::DeviceArray<cuda::bf16> out(x.size());
+  cuda::to_bf16(out.data(), dx.data(), static_cast<int64_t>(x.size()), nullptr);
+  const std::vector<uint16_t> got = bits_of(out, x.size());
+  for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(got[i], f32_to_bf16(x[i])) << i << " " << x[i];
+}
+
+// bf16 operands in memory: against the CPU on the same bf16-rounded inputs only the summation
+// order differs (f32 bound), and against the unrounded f32 product the rounding of the inputs
+// shows (BF16 bound).
+TEST_F(CudaOps, LinearOnBf16OperandsMatchesCpu) {
+  struct Shape {
+    int64_t n, in, out;
+  };
+  for (const Shape sh :
+       {Shape{37, 29, 53}, Shape{64, 128, 96}, Shape{1, 5, 7}, Shape{300, 384, 1152}}) {
+    const auto x = random_floats(static_cast<size_t>(sh.n * sh.in), 11);
+    const auto w = random_floats(static_cast<size_t>(sh.out * sh.in), 12);
+    const auto dy = random_floats(static_cast<size_t>(sh.n * sh.out), 13);
+    const std::string label = "linear bf16-operands " + std::to_string(sh.n) + "x" +
+                              std::to_string(sh.in) + "->" + std::to_string(sh.out);
+    auto to_b = [](const std::vector<float>& v) {
+      const auto d = to_device(v);
+      cuda::DeviceArray<cuda::bf16> b(v.size());
+      cuda::to_bf16(b.data(), d.data(), static_cast<int64_t>(v.size()), nullptr);
+      cuda::check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+      return b;
+    };
+    const auto xb = to_b(x), wb = to_b(w), dyb = to_b(dy);
+    cuda::Gemm gemm(nullptr, MatmulPrecision::BF16);
+    auto y = poisoned<float>(static_cast<size_t>(sh.n * sh.out));
+    gemm.linear_forward(y.data(), xb.data(), wb.data(), sh.n, sh.in, sh.out);
+    auto dx = poisoned<float>(x.size());
+    gemm.linear_backward_input(dx.data(), dyb.data(), wb.data(), sh.n, sh.in, sh.out);
+    auto dw = to_device(std::vector<float>(w.size(), 0.0f));
+    gemm.linear_backward_weight(dw.data(), dyb.data(), xb.data(), sh.n, sh.in, sh.out);
+    const auto y_got = to_host(y, static_cast<size_t>(sh.n * sh.out));
+    const auto dx_got = to_host(dx, x.size());
+    const auto dw_got = to_host(dw, w.size());
+
+    for (const bool rounded : {true, false}) {
+      const auto xr = rounded ? bf16_rounded(x) : x, wr = rounded ? bf16_rounded(w) : w,
+                 dyr = rounded ? bf16_rounded(dy) : dy;
+      std::vector<float> y_ref(y_got.size()), dx_ref(x.size(), 0.0f), dw_ref(w.size(), 0.0f);
+      train::linear_forward<float>(y_ref.data(), xr.data(), wr.data(), nullptr, sh.n, sh.in,
+                                   sh.out);
+      train::linear_backward<float>(dx_ref.data(), dw_ref.data(), nullptr, dyr.data(), xr.data(),
+                                    wr.data(), sh.n, sh.in, sh.out);
+      const double bound = rounded ? bound_for(MatmulPrecision::F32) : bound_for(MatmulPrecision::BF16);
+      const std::string what = label + (rounded ? " (rounded in)" : " (f32 in)");
+      expect_close(y_got, y_ref, bound, what + " y");
+      expect_close(dx_got, dx_ref, bound, what + " dx");
+      expect_close(dw_got, dw_ref, bound, what + " dw");
     }
   }
 }
@@ -323,6 +400,45 @@ TEST_P(CudaAttention, ForwardAndBackwardMatchCpuWithGqa) {
       expect_close(from_heads(to_host(dv, nkv), sh.S, sh.L, sh.Hkv, sh.D), dv_ref, bound,
                    label + " dv");
     }
+
+    // bf16 operands and a bf16 softmax (the engine's BF16 mode).
+    const std::string label = std::string("attention bf16-operands mask ") +
+                              std::to_string(static_cast<int>(cpu.mask)) + " L" +
+                              std::to_string(sh.L) + " H" + std::to_string(sh.H) + "/" +
+                              std::to_string(sh.Hkv) + " D" + std::to_string(sh.D);
+    const auto to_b = [](const cuda::DeviceArray<float>& f, size_t n) {
+      cuda::DeviceArray<cuda::bf16> b(n);
+      cuda::to_bf16(b.data(), f.data(), static_cast<int64_t>(n), nullptr);
+      return b;
+    };
+    const auto bits_to_floats = [](const std::vector<uint16_t>& bits) {
+      std::vector<float> out(bits.size());
+      for (size_t i = 0; i < bits.size(); ++i) out[i] = bf16_to_f32(bits[i]);
+      return out;
+    };
+    const auto qb = to_b(dq_in, nq), kb = to_b(dk_in, nkv), vb = to_b(dv_in, nkv),
+               doutb = to_b(ddout, nq);
+    cuda::Gemm gemm(nullptr, MatmulPrecision::BF16);
+    auto scores = poisoned<float>(np);
+    auto probs_b = poisoned<cuda::bf16>(np);
+    auto out = poisoned<float>(nq);
+    cuda::attention_forward(gemm, dims, qb.data(), kb.data(), vb.data(), scores.data(),
+                            probs_b.data(), out.data(), nullptr);
+    const double bound = attention_bound(MatmulPrecision::BF16);
+    expect_close(bits_to_floats(bits_of(probs_b, np)), probs_ref, bound, label + " probs");
+    expect_close(from_heads(to_host(out, nq), sh.S, sh.L, sh.H, sh.D), out_ref, bound,
+                 label + " out");
+    auto dq = poisoned<float>(nq), dk = poisoned<float>(nkv), dv = poisoned<float>(nkv),
+         dprobs = poisoned<float>(np);
+    auto dscores = poisoned<cuda::bf16>(np);
+    cuda::attention_backward(gemm, dims, doutb.data(), probs_b.data(), qb.data(), kb.data(),
+                             vb.data(), dq.data(), dk.data(), dv.data(), dprobs.data(),
+                             dscores.data(), nullptr);
+    expect_close(from_heads(to_host(dq, nq), sh.S, sh.L, sh.H, sh.D), dq_ref, bound, label + " dq");
+    expect_close(from_heads(to_host(dk, nkv), sh.S, sh.L, sh.Hkv, sh.D), dk_ref, bound,
+                 label + " dk");
+    expect_close(from_heads(to_host(dv, nkv), sh.S, sh.L, sh.Hkv, sh.D), dv_ref, bound,
+                 label + " dv");
   }
 }
 

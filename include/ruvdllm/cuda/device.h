@@ -15,6 +15,9 @@ int device_count();
 // Marketing name of device `index`, e.g. "NVIDIA H100 80GB HBM3" (Error for a bad index).
 std::string device_name(int index);
 
+// "cuda" → 0, "cuda:N" → N; Error naming the accepted forms (cpu, cuda, cuda:N) otherwise.
+int parse_cuda_device(const std::string& device);
+
 // Name, compute capability and memory of device `index` on one line, for logs and benchmarks.
 std::string device_summary(int index);
 

@@ -61,6 +61,11 @@ struct TrainConfig {
   uint64_t seed = 1;
   int threads = 0;  // 0: one per physical core
   std::string device = "cpu";  // where the passes run: cpu, cuda or cuda:N
+  // train.precision: the device's products, "bf16", "tf32" or "f32"; empty: bf16 on a CUDA
+  // device, f32 on the CPU. The CPU computes in f32 only: "bf16" or "tf32" with device cpu is
+  // an Error (run_training), rather than a silently different run. With a CUDA device AdamW
+  // runs there too (TrainModel::start_device_optimizer).
+  std::string precision;
 
   NoiseSchedule schedule = NoiseSchedule::Linear;
   double t_eps = 1e-3;

@@ -20,6 +20,16 @@ class Tokenizer;
 
 namespace ruvdllm::train {
 
+class AdamW;  // optimizer.h
+
+// How the device multiplies (cuda::MatmulPrecision): plain f32, TF32 tensor cores, or bf16
+// operands in memory with f32 accumulation and f32 master weights. The CPU always computes in
+// f32.
+enum class DevicePrecision { F32, TF32, BF16 };
+// "f32", "tf32" or "bf16"; Error naming the accepted values otherwise.
+DevicePrecision parse_device_precision(const std::string& name);
+const char* device_precision_name(DevicePrecision precision);
+
 // One weight tensor, named and shaped as in GGUF (shape[0] is the innermost dimension).
 struct Parameter {
   std::string name;            // "token_embd.weight", "blk.0.attn_q.weight", ...
@@ -71,6 +81,23 @@ class TrainModel {
   const std::string& device() const;
   std::string device_description() const;  // e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"
   void values_changed();
+  // The device's products (default TF32); kept across set_device calls, unused on the CPU.
+  void set_device_precision(DevicePrecision precision);
+  DevicePrecision device_precision() const;
+
+  // AdamW on the device. start_device_optimizer(opt) (device not the CPU, else it returns
+  // false and changes nothing) moves opt's moments and the values to the device; from then on
+  // gradients stay there (zero_grad clears them there; the host gradient arrays are no longer
+  // written), device_optimizer_step clips and steps on the device, and the host values and
+  // opt's moments are stale until sync_from_device() copies them back (before a checkpoint,
+  // an export or anything else that reads them). opt.steps_done() stays current. Resuming is
+  // exact: the device state after sync_from_device is the whole optimiser state.
+  bool start_device_optimizer(AdamW& optimizer);
+  bool device_optimizer_active() const;
+  // Clips the global gradient norm to max_norm (<= 0: never) and steps with learning rate lr;
+  // returns the norm before clipping, as AdamW::clip_gradients does.
+  double device_optimizer_step(double lr, double max_norm);
+  void sync_from_device();
 
   // Returns Σ_i weights[i] · CE_i over the batch and ADDS grad_scale · ∂(that sum)/∂θ into the
   // gradients. Only rows with weight > 0 go through the output head.
@@ -112,6 +139,7 @@ class TrainModel {
   // The passes on the device set by set_device; false when they run on the CPU.
   bool device_forward_backward(const Batch& batch, float grad_scale, bool backward, double* loss);
   bool device_forward_logits(std::span<const int32_t> tokens, int64_t n_seq, float* logits);
+  bool device_zero_grad();  // false unless the optimiser is on the device
 
  public:
   struct Impl;  // public so the implementation files can share it; its header is private

@@ -5,10 +5,12 @@
 (sum of weighted cross-entropy over the scored rows, head applied to those rows only),
 forward + backward, gradients left on the GPU.
 
-    python3 tools/device/torch_train_bench.py tf32 bf16 [compile]
+    python3 tools/torch_train_bench.py tf32 bf16 compile compile+adamw
 
-tf32: f32 weights and activations, TF32 matrix products (as CudaTrainEngine's default).
+tf32: f32 weights and activations, TF32 matrix products (CudaTrainEngine's TF32 mode).
 bf16: autocast to bfloat16 with f32 master weights. compile: torch.compile of the bf16 model.
+A "+adamw" suffix makes each timed step a whole training step: gradient-norm clipping to 1.0
+and torch.optim.AdamW (fused, on the GPU), as bench_cuda_train's mode 2 does.
 Prints tokens/s per mode (median of timed steps, after warm-up).
 """
 import math
@@ -80,9 +82,16 @@ def main():
     targets = targets_all[scored].to(dev)
     weights = torch.ones(rows.numel(), device=dev)
     cos, sin = rope_tables(dev)
-    for mode in modes:
+    for spec in modes:
+        mode, _, extra = spec.partition("+")
+        if mode not in ("tf32", "bf16", "compile") or extra not in ("", "adamw"):
+            sys.exit(f"unknown mode {spec!r}: tf32, bf16 or compile, optionally with +adamw")
         torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
         model = Model().to(dev)
+        opt = None
+        if extra == "adamw":
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.95),
+                                    weight_decay=0.1, fused=True)
         step_fn = model
         if mode == "compile":
             step_fn = torch.compile(model)
@@ -94,6 +103,9 @@ def main():
             with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
                 loss = step_fn(tokens, rows, targets, weights, cos, sin)
             loss.backward()
+            if opt is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
             return loss
 
         for _ in range(3 if mode != "compile" else 5):
@@ -107,7 +119,7 @@ def main():
             times.append(time.perf_counter() - t0)
         med = statistics.median(times)
         loss = step().item()
-        print(f"torch {mode:8s} step {med * 1e3:7.2f} ms  {S * L / med:12,.0f} tokens/s  "
+        print(f"torch {spec:14s} step {med * 1e3:7.2f} ms  {S * L / med:12,.0f} tokens/s  "
               f"(loss {loss:.1f}, mean CE {loss / rows.numel():.3f}, ln V {math.log(V):.3f})")
 
 

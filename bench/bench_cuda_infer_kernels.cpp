@@ -1,0 +1,137 @@
+// Dequantization to bf16 on the GPU at an FFN weight's shape (4096 × 12288, an 8B model's
+// gate/up projection). bytes_per_second counts the bytes read (the blocks) plus the bytes
+// written (2 per value): the kernel should run near the device's memory bandwidth. Three
+// copies of the weights are cycled so the blocks come from DRAM, not from the 50 MB L2.
+// Device time per launch comes from CUDA events (manual time).
+//   bench_cuda_infer_kernels --benchmark_min_time=0.2s
+#include <benchmark/benchmark.h>
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/cuda_check.h"
+#include "cuda/device_buffer.h"
+#include "cuda/infer_kernels.h"
+#include "ruvdllm/core/half.h"
+#include "ruvdllm/core/tensor_type.h"
+#include "ruvdllm/cuda/device.h"
+#include "ruvdllm/kernels/quant.h"
+
+namespace ruvdllm::cuda {
+namespace {
+
+constexpr int64_t kRows = 4096, kCols = 12288;
+constexpr int kCopies = 3;
+
+// Random bytes with finite f16 scales: the kernel's speed does not depend on the values.
+std::vector<uint8_t> random_weights(TensorType type) {
+  const TypeTraits& t = type_traits(type);
+  const size_t bytes = row_bytes(type, kCols) * kRows;
+  std::vector<uint8_t> data(bytes);
+  std::mt19937_64 rng(42);
+  for (size_t i = 0; i < bytes; i += 8) {
+    const uint64_t r = rng();
+    std::memcpy(data.data() + i, &r, std::min<size_t>(8, bytes - i));
+  }
+  const uint16_t scale = f32_to_f16(0.01f);
+  size_t scale_at = 0;  // offset of the block's f16 scale(s)
+  if (type == TensorType::Q6_K) scale_at = offsetof(BlockQ6_K, d);
+  if (t.quantized) {
+    for (size_t b = 0; b < bytes; b += t.block_bytes) {
+      std::memcpy(data.data() + b + scale_at, &scale, 2);
+      if (type == TensorType::Q4_K || type == TensorType::Q5_K)
+        std::memcpy(data.data() + b + 2, &scale, 2);
+    }
+  } else if (type == TensorType::F16) {
+    for (size_t i = 0; i < bytes; i += 2) std::memcpy(data.data() + i, &scale, 2);
+  }
+  return data;
+}
+
+// The device copies of a type's weights, made once: the benchmark function runs several times.
+struct Weights {
+  size_t bytes = 0;
+  std::vector<DeviceArray<uint8_t>> copies;
+};
+
+const Weights& weights_of(TensorType type) {
+  static std::map<TensorType, Weights> cache;
+  Weights& w = cache[type];
+  if (w.copies.empty()) {
+    const std::vector<uint8_t> host = random_weights(type);
+    w.bytes = host.size();
+    for (int c = 0; c < kCopies; ++c) {
+      w.copies.emplace_back(host.size());
+      check_cuda(
+          cudaMemcpy(w.copies.back().data(), host.data(), host.size(), cudaMemcpyHostToDevice),
+          "cudaMemcpy");
+    }
+  }
+  return w;
+}
+
+void BM_DequantizeToBf16(benchmark::State& state, TensorType type) {
+  const Weights& weights = weights_of(type);
+  const auto& copies = weights.copies;
+  DeviceArray<bf16> out(static_cast<size_t>(kRows * kCols));
+  cudaEvent_t start, stop;
+  check_cuda(cudaEventCreate(&start), "cudaEventCreate");
+  check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
+  // One untimed pass loads the kernel and warms the clocks.
+  dequantize_to_bf16(out.data(), copies[0].data(), type, kRows, kCols, nullptr);
+  check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  int copy = 0;
+  for (auto _ : state) {
+    check_cuda(cudaEventRecord(start, nullptr), "cudaEventRecord");
+    dequantize_to_bf16(out.data(), copies[copy].data(), type, kRows, kCols, nullptr);
+    check_cuda(cudaEventRecord(stop, nullptr), "cudaEventRecord");
+    check_cuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float ms = 0;
+    check_cuda(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    state.SetIterationTime(ms / 1e3);
+    copy = (copy + 1) % kCopies;
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  const int64_t moved = static_cast<int64_t>(weights.bytes) + kRows * kCols * 2;
+  state.SetBytesProcessed(state.iterations() * moved);
+  state.counters["Gvalues/s"] = benchmark::Counter(static_cast<double>(kRows * kCols) * 1e-9,
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void register_all() {
+  for (const TensorType type : {TensorType::Q4_K, TensorType::Q8_0, TensorType::Q6_K,
+                                TensorType::Q4_0, TensorType::Q5_K, TensorType::F16}) {
+    benchmark::RegisterBenchmark(
+        (std::string("BM_DequantizeToBf16/") + type_name(type) + "/4096x12288").c_str(),
+        [type](benchmark::State& state) { BM_DequantizeToBf16(state, type); })
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
+}
+
+}  // namespace
+}  // namespace ruvdllm::cuda
+
+int main(int argc, char** argv) {
+  std::string why;
+  if (!ruvdllm::cuda::cuda_available(&why)) {
+    std::printf("bench_cuda_infer_kernels: skipped, %s\n", why.c_str());
+    return 0;
+  }
+  std::printf("device: %s\n", ruvdllm::cuda::device_summary(0).c_str());
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  ruvdllm::cuda::register_all();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

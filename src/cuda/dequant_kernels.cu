@@ -1,0 +1,462 @@
+// Weight dequantization to bf16 (dequantize_to_bf16) and embedding lookup to f32 (embed_rows),
+// for every type infer_kernels.h lists, with GGUF's block layouts (ruvdllm/kernels/quant.h).
+//
+// Results are bit-identical to the CPU reference (dequantize_row_reference, then
+// f32_to_bf16's round to nearest even): every product and difference is written with the _rn
+// intrinsics, which nvcc never fuses into an FMA, in the reference's order:
+//   Q4_0: float(q - 8) * d          Q8_0: float(q) * d
+//   Q4_K / Q5_K: (d * sc) * float(q) - (dmin * m)
+//   Q6_K: (d * sc) * float(q - 32)
+//
+// A quantized tensor is one flat run of blocks (rows are whole blocks), so dequantization is a
+// 1-D problem: each CTA copies a tile of blocks into shared memory with 16-byte loads (the
+// block sizes 18, 34 and 210 bytes defeat aligned vector loads straight from a block), then
+// each thread decodes groups of 8 consecutive values and writes each group with one 16-byte
+// store, consecutive threads on consecutive groups.
+//
+// No fmt here: nvcc's host pass cannot compile fmt's headers (see train_kernels.cu).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "cuda/cuda_check.h"
+#include "cuda/infer_kernels.h"
+#include "ruvdllm/core/tensor_type.h"
+
+namespace ruvdllm::cuda {
+namespace {
+
+constexpr int kGroup = 8;  // values per thread step: one 16-byte bf16 store
+constexpr int kTileThreads = 256;
+constexpr int kTileGroups = 1024;  // 8192 values per CTA: 4 groups per thread
+constexpr int kEmbedThreads = 128;
+
+// Largest power of two up to 16 that divides n: the alignment of block i of a 16-aligned tile.
+constexpr int alignment_of(int n) {
+  return n % 16 == 0 ? 16 : n % 8 == 0 ? 8 : n % 4 == 0 ? 4 : n % 2 == 0 ? 2 : 1;
+}
+
+// Little-endian loads from a pointer known to be aligned to kAlign bytes (1 reads bytes, which
+// embed_rows needs: a table row in a GGUF mapping promises nothing).
+template <int kAlign>
+__device__ inline uint32_t load_u16(const uint8_t* p) {
+  if constexpr (kAlign >= 2) {
+    return *reinterpret_cast<const uint16_t*>(p);
+  } else {
+    return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8);
+  }
+}
+
+template <int kAlign>
+__device__ inline uint32_t load_u32(const uint8_t* p) {
+  if constexpr (kAlign >= 4) {
+    return *reinterpret_cast<const uint32_t*>(p);
+  } else {
+    return load_u16<kAlign>(p) | (load_u16<kAlign>(p + 2) << 16);
+  }
+}
+
+// Eight bytes as two words, byte k of the run in byte k % 4 of word k / 4.
+template <int kAlign>
+__device__ inline uint2 load_8_bytes(const uint8_t* p) {
+  if constexpr (kAlign >= 8) {
+    return *reinterpret_cast<const uint2*>(p);
+  } else {
+    return make_uint2(load_u32<kAlign>(p), load_u32<kAlign>(p + 4));
+  }
+}
+
+__device__ inline uint32_t byte_of(uint2 w, int k) {
+  return ((k < 4 ? w.x : w.y) >> (8 * (k & 3))) & 0xFFu;
+}
+
+template <int kAlign>
+__device__ inline float load_f16(const uint8_t* p) {
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(load_u16<kAlign>(p))));
+}
+
+// The 6-bit scale and min of sub-block j of a Q4_K / Q5_K super-block (see k_scale_min in
+// quant_reference_k.cpp for the packing).
+__device__ inline void k_scale_min(const uint8_t* packed, int j, int* scale, int* min) {
+  if (j < 4) {
+    *scale = packed[j] & 63;
+    *min = packed[j + 4] & 63;
+  } else {
+    *scale = (packed[j + 4] & 0xF) | ((packed[j - 4] >> 6) << 4);
+    *min = (packed[j + 4] >> 4) | ((packed[j] >> 6) << 4);
+  }
+}
+
+// Each format decodes group g (values [8g, 8g + 8)) of one block at `block`, which is aligned
+// to kAlign bytes.
+struct Q4_0Format {
+  static constexpr int kBlockValues = 32, kBlockBytes = 18;
+  template <int kAlign>
+  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
+    const float d = load_f16<kAlign>(block);
+    // Value j sits in the low nibble of qs[j], value j + 16 in the high nibble.
+    const uint2 q = load_8_bytes<(kAlign < 2 ? kAlign : 2)>(block + 2 + 8 * (g & 1));
+    const int shift = 4 * (g >> 1);
+#pragma unroll
+    for (int k = 0; k < kGroup; ++k) {
+      const int level = static_cast<int>((byte_of(q, k) >> shift) & 0xFu) - 8;
+      v[k] = __fmul_rn(static_cast<float>(level), d);
+    }
+  }
+};
+
+struct Q8_0Format {
+  static constexpr int kBlockValues = 32, kBlockBytes = 34;
+  template <int kAlign>
+  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
+    const float d = load_f16<kAlign>(block);
+    const uint2 q = load_8_bytes<(kAlign < 2 ? kAlign : 2)>(block + 2 + 8 * g);
+#pragma unroll
+    for (int k = 0; k < kGroup; ++k) {
+      const int level = static_cast<int8_t>(byte_of(q, k));
+      v[k] = __fmul_rn(static_cast<float>(level), d);
+    }
+  }
+};
+
+// Q4_K and Q5_K: sub-block j (32 values, groups 4j .. 4j+3) takes the low nibbles of qs bytes
+// [32·(j/2), +32) when j is even and their high nibbles when odd; Q5_K's fifth bit of value l
+// of sub-block j is bit j of qh[l].
+template <bool kFifthBit>
+__device__ inline void decode_affine_k(const uint8_t* block, const uint2 low, uint2 high_bits,
+                                       int j, float v[kGroup], float d, float dmin) {
+  int sc, mn;
+  k_scale_min(block + 4, j, &sc, &mn);
+  const float scale = __fmul_rn(d, static_cast<float>(sc));
+  const float offset = __fmul_rn(dmin, static_cast<float>(mn));
+  const int shift = 4 * (j & 1);
+#pragma unroll
+  for (int k = 0; k < kGroup; ++k) {
+    int level = static_cast<int>((byte_of(low, k) >> shift) & 0xFu);
+    if constexpr (kFifthBit) level |= static_cast<int>((byte_of(high_bits, k) >> j) & 1u) << 4;
+    v[k] = __fsub_rn(__fmul_rn(scale, static_cast<float>(level)), offset);
+  }
+}
+
+struct Q4_KFormat {
+  static constexpr int kBlockValues = 256, kBlockBytes = 144;
+  template <int kAlign>
+  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
+    const int j = g >> 2, l0 = 8 * (g & 3);
+    const uint2 q = load_8_bytes<kAlign>(block + 16 + 32 * (j >> 1) + l0);
+    decode_affine_k<false>(block, q, make_uint2(0, 0), j, v, load_f16<kAlign>(block),
+                           load_f16<kAlign>(block + 2));
+  }
+};
+
+struct Q5_KFormat {
+  static constexpr int kBlockValues = 256, kBlockBytes = 176;
+  template <int kAlign>
+  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
+    const int j = g >> 2, l0 = 8 * (g & 3);
+    const uint2 qh = load_8_bytes<kAlign>(block + 16 + l0);
+    const uint2 q = load_8_bytes<kAlign>(block + 48 + 32 * (j >> 1) + l0);
+    decode_affine_k<true>(block, q, qh, j, v, load_f16<kAlign>(block), load_f16<kAlign>(block + 2));
+  }
+};
+
+// Q6_K: each half of 128 values has 64 ql bytes, 32 qh bytes and 8 scales. Quarter k (32
+// values, l = 0..31) takes the low (k < 2) or high nibble of ql[l + 32·(k & 1)], bits 2k, 2k+1
+// of qh[l], and scale 2k + l / 16.
+struct Q6_KFormat {
+  static constexpr int kBlockValues = 256, kBlockBytes = 210;
+  template <int kAlign>
+  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
+    const int half = g >> 4, quarter = (g >> 2) & 3, l0 = 8 * (g & 3);
+    const uint2 ql = load_8_bytes<kAlign>(block + 64 * half + 32 * (quarter & 1) + l0);
+    const uint2 qh = load_8_bytes<kAlign>(block + 128 + 32 * half + l0);
+    const int sc = static_cast<int8_t>(block[192 + 8 * half + 2 * quarter + l0 / 16]);
+    const float scale = __fmul_rn(load_f16<kAlign>(block + 208), static_cast<float>(sc));
+    const int low_shift = 4 * (quarter >> 1), high_shift = 2 * quarter;
+#pragma unroll
+    for (int k = 0; k < kGroup; ++k) {
+      const int level = static_cast<int>(((byte_of(ql, k) >> low_shift) & 0xFu) |
+                                         (((byte_of(qh, k) >> high_shift) & 3u) << 4)) -
+                        32;
+      v[k] = __fmul_rn(scale, static_cast<float>(level));
+    }
+  }
+};
+
+__device__ inline uint32_t bits_of(__nv_bfloat162 pair) {
+  uint32_t bits;
+  memcpy(&bits, &pair, sizeof(bits));
+  return bits;
+}
+
+template <bool kVector>
+__device__ inline void store_group(bf16* dst, const float v[kGroup]) {
+  if constexpr (kVector) {
+    *reinterpret_cast<uint4*>(dst) = make_uint4(
+        bits_of(__floats2bfloat162_rn(v[0], v[1])), bits_of(__floats2bfloat162_rn(v[2], v[3])),
+        bits_of(__floats2bfloat162_rn(v[4], v[5])), bits_of(__floats2bfloat162_rn(v[6], v[7])));
+  } else {
+#pragma unroll
+    for (int k = 0; k < kGroup; ++k) dst[k] = __float2bfloat16_rn(v[k]);
+  }
+}
+
+template <class Format>
+constexpr int kTileBlocks = (kTileGroups * kGroup) / Format::kBlockValues;
+
+// One CTA per tile of kTileBlocks blocks (the last tile may be shorter). kVectorIn: the
+// weights start 16-byte aligned (every tile then does, tile sizes being multiples of 16 bytes);
+// kVectorOut: `out` is 16-byte aligned.
+template <class Format, bool kVectorIn, bool kVectorOut>
+__global__ void __launch_bounds__(kTileThreads)
+    dequantize_tile_kernel(bf16* out, const uint8_t* weights, int64_t n_blocks) {
+  constexpr int kTileBytes = kTileBlocks<Format> * Format::kBlockBytes;
+  static_assert(kTileBytes % 16 == 0 && kTileBytes <= 48 * 1024);
+  constexpr int kGroupsPerBlock = Format::kBlockValues / kGroup;
+  __shared__ __align__(16) uint8_t tile[kTileBytes];
+
+  const int64_t first_block = static_cast<int64_t>(blockIdx.x) * kTileBlocks<Format>;
+  const int64_t left = n_blocks - first_block;
+  const int blocks = left < kTileBlocks<Format> ? static_cast<int>(left) : kTileBlocks<Format>;
+  const int bytes = blocks * Format::kBlockBytes;
+  const uint8_t* src = weights + first_block * Format::kBlockBytes;
+  int copied = 0;
+  if constexpr (kVectorIn) {
+    const int vectors = bytes / 16;
+    const uint4* src16 = reinterpret_cast<const uint4*>(src);
+    uint4* tile16 = reinterpret_cast<uint4*>(tile);
+    for (int i = threadIdx.x; i < vectors; i += kTileThreads) tile16[i] = __ldg(src16 + i);
+    copied = vectors * 16;
+  }
+  for (int i = copied + threadIdx.x; i < bytes; i += kTileThreads) tile[i] = src[i];
+  __syncthreads();
+
+  bf16* dst = out + first_block * Format::kBlockValues;
+  const int groups = blocks * kGroupsPerBlock;
+  for (int i = threadIdx.x; i < groups; i += kTileThreads) {
+    float v[kGroup];
+    Format::template decode<alignment_of(Format::kBlockBytes)>(
+        tile + (i / kGroupsPerBlock) * Format::kBlockBytes, i % kGroupsPerBlock, v);
+    store_group<kVectorOut>(dst + static_cast<int64_t>(i) * kGroup, v);
+  }
+}
+
+// Plain float types, kGroup values per thread; the last group of an unaligned or odd-sized
+// run is converted one value at a time.
+__device__ inline float to_float(float x) { return x; }
+__device__ inline float to_float(__half x) { return __half2float(x); }
+__device__ inline float to_float(bf16 x) { return __bfloat162float(x); }
+
+template <typename In, bool kVector>
+__global__ void convert_kernel(bf16* out, const In* in, int64_t n) {
+  const int64_t first = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * kGroup;
+  if (first >= n) return;
+  if (kVector && first + kGroup <= n) {
+    float v[kGroup];
+    if constexpr (sizeof(In) == 4) {
+      const float4 a = *reinterpret_cast<const float4*>(in + first);
+      const float4 b = *reinterpret_cast<const float4*>(in + first + 4);
+      const float values[kGroup] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+      for (int k = 0; k < kGroup; ++k) v[k] = values[k];
+    } else {
+      const uint4 raw = *reinterpret_cast<const uint4*>(in + first);
+      In values[kGroup];
+      memcpy(values, &raw, sizeof(raw));
+#pragma unroll
+      for (int k = 0; k < kGroup; ++k) v[k] = to_float(values[k]);
+    }
+    store_group<true>(out + first, v);
+    return;
+  }
+  const int64_t end = first + kGroup < n ? first + kGroup : n;
+  for (int64_t i = first; i < end; ++i) out[i] = __float2bfloat16_rn(to_float(in[i]));
+}
+
+// One CTA per token; threads stride over the row's groups (quantized) or values (floats).
+template <class Format>
+__global__ void embed_quantized_kernel(float* out, const uint8_t* table, const int32_t* tokens,
+                                       int64_t d) {
+  constexpr int kGroupsPerBlock = Format::kBlockValues / kGroup;
+  const int64_t row_bytes = d / Format::kBlockValues * Format::kBlockBytes;
+  const uint8_t* row = table + static_cast<int64_t>(tokens[blockIdx.x]) * row_bytes;
+  float* dst = out + static_cast<int64_t>(blockIdx.x) * d;
+  for (int64_t i = threadIdx.x; i < d / kGroup; i += blockDim.x) {
+    float v[kGroup];
+    Format::template decode<1>(row + (i / kGroupsPerBlock) * Format::kBlockBytes,
+                               static_cast<int>(i % kGroupsPerBlock), v);
+#pragma unroll
+    for (int k = 0; k < kGroup; ++k) dst[i * kGroup + k] = v[k];
+  }
+}
+
+template <typename In>
+__global__ void embed_float_kernel(float* out, const In* table, const int32_t* tokens, int64_t d) {
+  const In* row = table + static_cast<int64_t>(tokens[blockIdx.x]) * d;
+  float* dst = out + static_cast<int64_t>(blockIdx.x) * d;
+  for (int64_t i = threadIdx.x; i < d; i += blockDim.x) dst[i] = to_float(row[i]);
+}
+
+unsigned blocks_for(int64_t work, int64_t per_block, const char* what) {
+  const int64_t blocks = (work + per_block - 1) / per_block;
+  if (blocks > std::numeric_limits<int>::max()) {
+    throw_error(std::string("CUDA: ") + what + ": " + std::to_string(work) +
+                " work items need too many blocks");
+  }
+  return static_cast<unsigned>(blocks < 1 ? 1 : blocks);
+}
+
+bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+std::string describe(TensorType type) {
+  const auto id = static_cast<uint32_t>(type);
+  return is_supported_type(id) ? std::string(type_name(type)) : "id " + std::to_string(id);
+}
+
+// Error unless type is supported and cols a whole number of its blocks.
+void check_shape(const char* what, TensorType type, int64_t rows, int64_t cols) {
+  if (!dequantize_supported(type)) {
+    throw_error(std::string(what) + ": unsupported tensor type " + describe(type));
+  }
+  const int64_t block = type_traits(type).block_size;
+  if (rows < 0 || cols < 0 || cols % block != 0) {
+    throw_error(std::string(what) + ": bad shape " + std::to_string(rows) + " x " +
+                std::to_string(cols) + " for type " + describe(type) +
+                " (row length must be a multiple of " + std::to_string(block) + ")");
+  }
+}
+
+template <class Format, bool kVectorIn, bool kVectorOut>
+void launch_tiles(bf16* out, const void* weights, int64_t n_blocks, cudaStream_t stream) {
+  dequantize_tile_kernel<Format, kVectorIn, kVectorOut>
+      <<<blocks_for(n_blocks, kTileBlocks<Format>, "dequantize_to_bf16"), kTileThreads, 0,
+         stream>>>(out, static_cast<const uint8_t*>(weights), n_blocks);
+}
+
+template <class Format>
+void dequantize_blocks(bf16* out, const void* weights, int64_t n_blocks, cudaStream_t stream) {
+  const bool in16 = aligned(weights, 16), out16 = aligned(out, 16);
+  if (in16 && out16) {
+    launch_tiles<Format, true, true>(out, weights, n_blocks, stream);
+  } else if (in16) {
+    launch_tiles<Format, true, false>(out, weights, n_blocks, stream);
+  } else if (out16) {
+    launch_tiles<Format, false, true>(out, weights, n_blocks, stream);
+  } else {
+    launch_tiles<Format, false, false>(out, weights, n_blocks, stream);
+  }
+  check_launch("dequantize_to_bf16");
+}
+
+template <typename In>
+void convert_floats(bf16* out, const void* in, int64_t n, cudaStream_t stream) {
+  const auto* src = static_cast<const In*>(in);
+  const unsigned grid = blocks_for(n, int64_t{kTileThreads} * kGroup, "dequantize_to_bf16");
+  if (aligned(in, 16) && aligned(out, 16)) {
+    convert_kernel<In, true><<<grid, kTileThreads, 0, stream>>>(out, src, n);
+  } else {
+    convert_kernel<In, false><<<grid, kTileThreads, 0, stream>>>(out, src, n);
+  }
+  check_launch("dequantize_to_bf16");
+}
+
+template <class Format>
+void embed_blocks(float* out, const void* table, const int32_t* tokens, int64_t n, int64_t d,
+                  cudaStream_t stream) {
+  embed_quantized_kernel<Format><<<static_cast<unsigned>(n), kEmbedThreads, 0, stream>>>(
+      out, static_cast<const uint8_t*>(table), tokens, d);
+  check_launch("embed_rows");
+}
+
+template <typename In>
+void embed_floats(float* out, const void* table, const int32_t* tokens, int64_t n, int64_t d,
+                  cudaStream_t stream) {
+  embed_float_kernel<In><<<static_cast<unsigned>(n), kEmbedThreads, 0, stream>>>(
+      out, static_cast<const In*>(table), tokens, d);
+  check_launch("embed_rows");
+}
+
+}  // namespace
+
+bool dequantize_supported(TensorType type) {
+  switch (type) {
+    case TensorType::F32:
+    case TensorType::F16:
+    case TensorType::BF16:
+    case TensorType::Q4_0:
+    case TensorType::Q8_0:
+    case TensorType::Q4_K:
+    case TensorType::Q5_K:
+    case TensorType::Q6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void dequantize_to_bf16(bf16* out, const void* weights, TensorType type, int64_t rows, int64_t cols,
+                        cudaStream_t stream) {
+  check_shape("dequantize_to_bf16", type, rows, cols);
+  const int64_t n = rows * cols;
+  if (n == 0) return;
+  const int64_t n_blocks = n / type_traits(type).block_size;
+  switch (type) {
+    case TensorType::F32:
+      return convert_floats<float>(out, weights, n, stream);
+    case TensorType::F16:
+      return convert_floats<__half>(out, weights, n, stream);
+    case TensorType::BF16:
+      return convert_floats<bf16>(out, weights, n, stream);
+    case TensorType::Q4_0:
+      return dequantize_blocks<Q4_0Format>(out, weights, n_blocks, stream);
+    case TensorType::Q8_0:
+      return dequantize_blocks<Q8_0Format>(out, weights, n_blocks, stream);
+    case TensorType::Q4_K:
+      return dequantize_blocks<Q4_KFormat>(out, weights, n_blocks, stream);
+    case TensorType::Q5_K:
+      return dequantize_blocks<Q5_KFormat>(out, weights, n_blocks, stream);
+    case TensorType::Q6_K:
+      return dequantize_blocks<Q6_KFormat>(out, weights, n_blocks, stream);
+    default:
+      break;
+  }
+  throw_error("dequantize_to_bf16: unsupported tensor type " + describe(type));
+}
+
+// The token ids are not range-checked here (the table's row count is not passed): the caller
+// validates them against the vocabulary before they reach the device.
+void embed_rows(float* out, const void* table, TensorType type, const int32_t* tokens, int64_t n,
+                int64_t d, cudaStream_t stream) {
+  check_shape("embed_rows", type, n, d);
+  if (n == 0 || d == 0) return;
+  if (n > std::numeric_limits<int>::max()) {
+    throw_error("embed_rows: " + std::to_string(n) + " tokens are too many for one launch");
+  }
+  switch (type) {
+    case TensorType::F32:
+      return embed_floats<float>(out, table, tokens, n, d, stream);
+    case TensorType::F16:
+      return embed_floats<__half>(out, table, tokens, n, d, stream);
+    case TensorType::BF16:
+      return embed_floats<bf16>(out, table, tokens, n, d, stream);
+    case TensorType::Q4_0:
+      return embed_blocks<Q4_0Format>(out, table, tokens, n, d, stream);
+    case TensorType::Q8_0:
+      return embed_blocks<Q8_0Format>(out, table, tokens, n, d, stream);
+    case TensorType::Q4_K:
+      return embed_blocks<Q4_KFormat>(out, table, tokens, n, d, stream);
+    case TensorType::Q5_K:
+      return embed_blocks<Q5_KFormat>(out, table, tokens, n, d, stream);
+    case TensorType::Q6_K:
+      return embed_blocks<Q6_KFormat>(out, table, tokens, n, d, stream);
+    default:
+      break;
+  }
+  throw_error("embed_rows: unsupported tensor type " + describe(type));
+}
+
+}  // namespace ruvdllm::cuda

@@ -1,0 +1,520 @@
+// Flash attention on bf16 tensor cores (mma.sync m16n8k16, f32 accumulation), the
+// FlashAttention-2 scheme: a block of 4 warps owns 64 or 128 query rows of one (sequence,
+// head), 16 or 32 rows per warp; key/value tiles stream through double-buffered shared memory
+// (cp.async), and each warp keeps its scores, softmax statistics and output rows in registers,
+// so only the bf16 probabilities P change precision between the two products.
+//
+// No fmt here: nvcc's host pass cannot compile fmt's headers, so errors go through
+// throw_error (cuda_check.h), which throws ruvdllm::Error.
+#include <cuda_bf16.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "cuda/cuda_check.h"
+#include "cuda/flash_attention.h"
+
+namespace ruvdllm::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kThreads = kWarps * 32;
+constexpr float kLog2e = 1.4426950408889634f;
+
+// Kernels exist for padded head dims 64, 128 and 256; a smaller head_dim runs on the next one
+// up with its extra columns zero-filled (and their products skipped). MT is the number of m16
+// row tiles per warp: with 2, every K and V fragment read from shared memory feeds two
+// products, which halves the shared-memory traffic that otherwise bounds mma.sync, but the
+// block then covers 128 queries, too few blocks for short sequences (the host picks). With one
+// row tile and head dims up to 128 the warp's Q fragments stay in registers; otherwise they
+// are re-read from shared memory at each k step (registers go to the output accumulators).
+// The key tile is 64 wide unless a warp's output rows hold more than 128 columns (D · MT), where
+// 64 keys of scores would push it past 255 registers; then 32 (ptxas -v: no spills, 135 to 228
+// registers).
+template <int D, int MT>
+struct Tile {
+  static constexpr int kBlockM = kWarps * 16 * MT;
+  static constexpr int kBlockN = D * MT <= 128 ? 64 : 32;
+  // 16 bytes of padding per row: the 8 rows an ldmatrix reads then start 4 banks apart.
+  static constexpr int kStride = D + 8;
+  static constexpr bool kQInRegisters = MT == 1 && D <= 128;
+  static constexpr size_t kSmemBytes =
+      static_cast<size_t>(kBlockM + 4 * kBlockN) * kStride * sizeof(__nv_bfloat16);
+};
+constexpr int kSmallestBlockM = Tile<64, 1>::kBlockM;
+
+struct Params {
+  __nv_bfloat16* out;
+  const __nv_bfloat16* q;
+  const __nv_bfloat16* k;
+  const __nv_bfloat16* v;
+  int64_t n_q, n_kv, n_head, n_head_kv, group, head_dim;
+  int n_q_tiles;
+  float scale_log2;  // scale · log2(e): the softmax runs on exp2
+  int mask;          // MaskMode's value
+  int64_t block_len, q_pos0;
+};
+
+// One past the last key position that a query at q_pos sees (src/kernels/attention.cpp).
+__device__ inline int64_t visible_key_end(int mask, int64_t block_len, int64_t q_pos) {
+  if (mask == static_cast<int>(MaskMode::Causal)) return q_pos + 1;
+  if (mask == static_cast<int>(MaskMode::BlockCausal)) return (q_pos / block_len + 1) * block_len;
+  return INT64_MAX;
+}
+
+__device__ inline uint32_t smem_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// Copies 16 bytes, or writes 16 zero bytes when src_bytes is 0 (src is then not read).
+__device__ inline void cp_async_16(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_address(dst)), "l"(src),
+               "r"(src_bytes)
+               : "memory");
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int N>
+__device__ inline void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ inline void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_address(p)));
+}
+__device__ inline void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_address(p)));
+}
+
+// c += a · b for a 16×16 bf16 A fragment, a 16×8 bf16 B fragment and a 16×8 f32 C fragment.
+__device__ inline void mma_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// 2^x on the special-function unit (relative error about 2⁻²², far below bf16's); -inf gives 0.
+// exp2f would add a rescaling for subnormal results, which a softmax does not need.
+__device__ inline float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ inline uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// Rows [first_row, first_row + ROWS) of a [n_rows][head_dim] matrix into a [ROWS][kStride]
+// tile; rows past n_rows and columns past head_dim become zeros, so they add nothing.
+template <int ROWS, int D>
+__device__ inline void load_tile(__nv_bfloat16* dst, const __nv_bfloat16* src, int64_t first_row,
+                                 int64_t n_rows, int64_t head_dim) {
+  constexpr int kChunks = D / 8;  // 16-byte pieces of a row
+  for (int c = threadIdx.x; c < ROWS * kChunks; c += kThreads) {
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    const int64_t row = first_row + r;
+    const bool inside = row < n_rows && col < head_dim;
+    cp_async_16(dst + r * Tile<D, 1>::kStride + col, inside ? src + row * head_dim + col : src,
+                inside ? 16 : 0);
+  }
+}
+
+template <int D, int MT>
+__global__ void __launch_bounds__(kThreads) flash_attention_kernel(const Params p) {
+  using T = Tile<D, MT>;
+  constexpr int BM = T::kBlockM, BN = T::kBlockN, S = T::kStride;
+  constexpr int kWarpRows = 16 * MT;
+  constexpr int kDimSteps = D / 16;  // k16 steps of Q·Kᵀ, and n16 column pairs of P·V
+  constexpr int kKeyTiles8 = BN / 8;
+  extern __shared__ __align__(16) unsigned char smem[];
+  __nv_bfloat16* q_s = reinterpret_cast<__nv_bfloat16*>(smem);  // [BM][S]
+  __nv_bfloat16* k_s = q_s + BM * S;                            // [2][BN][S]
+  __nv_bfloat16* v_s = k_s + 2 * BN * S;                        // [2][BN][S]
+
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int quad_row = lane / 4, quad_col = lane % 4;  // the mma fragment coordinates
+  const int64_t head_seq = blockIdx.x;                 // sequence · n_head + head
+  const int64_t seq = head_seq / p.n_head, head = head_seq % p.n_head;
+  // Last query tiles first: under a causal mask they see the most keys, and starting the
+  // longest blocks early balances the SMs.
+  const int64_t i0 = static_cast<int64_t>(p.n_q_tiles - 1 - static_cast<int>(blockIdx.y)) * BM;
+  const int64_t rows = min(static_cast<int64_t>(BM), p.n_q - i0);
+  const int64_t kv_head = seq * p.n_head_kv + head / p.group;
+  const __nv_bfloat16* q = p.q + (head_seq * p.n_q + i0) * p.head_dim;
+  const __nv_bfloat16* k = p.k + kv_head * p.n_kv * p.head_dim;
+  const __nv_bfloat16* v = p.v + kv_head * p.n_kv * p.head_dim;
+
+  const int64_t pos0 = p.q_pos0 + i0;
+  // Keys from kv_end on are hidden from every row; keys before unmasked_end are seen by all.
+  const int64_t kv_end = min(p.n_kv, visible_key_end(p.mask, p.block_len, pos0 + rows - 1));
+  const int64_t unmasked_end = min(kv_end, visible_key_end(p.mask, p.block_len, pos0));
+  const int n_key_tiles = static_cast<int>((kv_end + BN - 1) / BN);
+  // This thread's rows are warp·kWarpRows + mt·16 + quad_row + 8·r; they see keys below these.
+  int64_t key_limit[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int64_t pos = pos0 + warp * kWarpRows + mt * 16 + quad_row + 8 * r;
+      key_limit[mt][r] = min(p.n_kv, visible_key_end(p.mask, p.block_len, pos));
+    }
+  }
+
+  load_tile<BM, D>(q_s, q, 0, rows, p.head_dim);
+  load_tile<BN, D>(k_s, k, 0, p.n_kv, p.head_dim);
+  load_tile<BN, D>(v_s, v, 0, p.n_kv, p.head_dim);
+  cp_async_commit();
+
+  const __nv_bfloat16* q_warp = q_s + warp * kWarpRows * S;
+  // ldmatrix addresses: lane l supplies row l % 8 of 8×8 matrix l / 8. For an A fragment the
+  // matrices are rows {0..7, 8..15, 0..7, 8..15} × columns {0..7, 0..7, 8..15, 8..15}.
+  const int lm_row = lane % 8, lm_matrix = lane / 8;
+  const int a_row = lm_row + (lm_matrix & 1) * 8, a_col = (lm_matrix >> 1) * 8;
+  uint32_t q_frag[T::kQInRegisters ? kDimSteps : 1][4];
+  float o[MT][D / 8][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
+  }
+  float row_max[MT][2], row_sum[MT][2];  // max in units of scale·log2(e); sum: this lane's share
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    row_max[mt][0] = row_max[mt][1] = -INFINITY;
+    row_sum[mt][0] = row_sum[mt][1] = 0.0f;
+  }
+
+  for (int t = 0; t < n_key_tiles; ++t) {
+    const int buf = t & 1;
+    if (t + 1 < n_key_tiles) {
+      load_tile<BN, D>(k_s + (buf ^ 1) * BN * S, k, static_cast<int64_t>(t + 1) * BN, p.n_kv,
+                       p.head_dim);
+      load_tile<BN, D>(v_s + (buf ^ 1) * BN * S, v, static_cast<int64_t>(t + 1) * BN, p.n_kv,
+                       p.head_dim);
+    }
+    cp_async_commit();  // possibly empty, so that wait<1> always means "tile t has landed"
+    cp_async_wait<1>();
+    __syncthreads();
+    const __nv_bfloat16* k_tile = k_s + buf * BN * S;
+    const __nv_bfloat16* v_tile = v_s + buf * BN * S;
+
+    if constexpr (T::kQInRegisters) {
+      if (t == 0) {
+#pragma unroll
+        for (int kk = 0; kk < kDimSteps; ++kk)
+          ldmatrix_x4(q_frag[kk], q_warp + a_row * S + kk * 16 + a_col);
+      }
+    }
+
+    // Scores S = Q·Kᵀ: sc[mt][n] is the 16×8 fragment of row tile mt and keys n·8 .. n·8+7.
+    float sc[MT][kKeyTiles8][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+      for (int n = 0; n < kKeyTiles8; ++n)
+        sc[mt][n][0] = sc[mt][n][1] = sc[mt][n][2] = sc[mt][n][3] = 0.0f;
+    }
+#pragma unroll
+    for (int kk = 0; kk < kDimSteps; ++kk) {
+      if (kk * 16 >= p.head_dim) break;  // zero-padded columns
+      uint32_t a[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        if constexpr (T::kQInRegisters) {
+          a[mt][0] = q_frag[kk][0];
+          a[mt][1] = q_frag[kk][1];
+          a[mt][2] = q_frag[kk][2];
+          a[mt][3] = q_frag[kk][3];
+        } else {
+          ldmatrix_x4(a[mt], q_warp + (mt * 16 + a_row) * S + kk * 16 + a_col);
+        }
+      }
+#pragma unroll
+      for (int np = 0; np < kKeyTiles8 / 2; ++np) {
+        // Matrices: keys np·16 + {0..7, 0..7, 8..15, 8..15}, dims kk·16 + {0..7, 8..15, ...}.
+        uint32_t b[4];
+        ldmatrix_x4(b, k_tile + (np * 16 + (lm_matrix >> 1) * 8 + lm_row) * S + kk * 16 +
+                           (lm_matrix & 1) * 8);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma_bf16(sc[mt][2 * np], a[mt], b[0], b[1]);
+          mma_bf16(sc[mt][2 * np + 1], a[mt], b[2], b[3]);
+        }
+      }
+    }
+
+    const int64_t j0 = static_cast<int64_t>(t) * BN;
+    if (j0 + BN > unmasked_end) {
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int n = 0; n < kKeyTiles8; ++n) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int64_t key = j0 + n * 8 + 2 * quad_col + (e & 1);
+            if (key >= key_limit[mt][e >> 1]) sc[mt][n][e] = -INFINITY;
+          }
+        }
+      }
+    }
+
+    // Online softmax: each row's max is shared by the quad of lanes that hold the row.
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      float alpha[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        float tile_max = -INFINITY;
+#pragma unroll
+        for (int n = 0; n < kKeyTiles8; ++n)
+          tile_max = fmaxf(tile_max, fmaxf(sc[mt][n][2 * r], sc[mt][n][2 * r + 1]));
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
+        tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
+        const float m_new = fmaxf(row_max[mt][r], tile_max * p.scale_log2);
+        // A row that has seen only hidden keys keeps max -inf; measuring from 0 instead makes
+        // its exps exactly 0 rather than NaN.
+        const float m_ref = m_new == -INFINITY ? 0.0f : m_new;
+        alpha[r] = fast_exp2(row_max[mt][r] - m_ref);
+        row_max[mt][r] = m_new;
+        float sum = 0.0f;
+#pragma unroll
+        for (int n = 0; n < kKeyTiles8; ++n) {
+#pragma unroll
+          for (int e = 2 * r; e < 2 * r + 2; ++e) {
+            sc[mt][n][e] = fast_exp2(fmaf(sc[mt][n][e], p.scale_log2, -m_ref));
+            sum += sc[mt][n][e];
+          }
+        }
+        row_sum[mt][r] = row_sum[mt][r] * alpha[r] + sum;
+      }
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+        o[mt][n][0] *= alpha[0];
+        o[mt][n][1] *= alpha[0];
+        o[mt][n][2] *= alpha[1];
+        o[mt][n][3] *= alpha[1];
+      }
+    }
+
+    // O += P·V. Two adjacent score fragments (keys kp·16 .. kp·16+15) are, packed to bf16,
+    // exactly the A fragment of the next product.
+#pragma unroll
+    for (int kp = 0; kp < BN / 16; ++kp) {
+      uint32_t a[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        a[mt][0] = pack_bf16(sc[mt][2 * kp][0], sc[mt][2 * kp][1]);
+        a[mt][1] = pack_bf16(sc[mt][2 * kp][2], sc[mt][2 * kp][3]);
+        a[mt][2] = pack_bf16(sc[mt][2 * kp + 1][0], sc[mt][2 * kp + 1][1]);
+        a[mt][3] = pack_bf16(sc[mt][2 * kp + 1][2], sc[mt][2 * kp + 1][3]);
+      }
+#pragma unroll
+      for (int dp = 0; dp < kDimSteps; ++dp) {
+        if (dp * 16 >= p.head_dim) break;
+        // Transposed matrices: keys kp·16 + {0..7, 8..15, 0..7, 8..15}, dims dp·16 +
+        // {0..7, 0..7, 8..15, 8..15}.
+        uint32_t b[4];
+        ldmatrix_x4_trans(b, v_tile + (kp * 16 + (lm_matrix & 1) * 8 + lm_row) * S + dp * 16 +
+                                 (lm_matrix >> 1) * 8);
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma_bf16(o[mt][2 * dp], a[mt], b[0], b[1]);
+          mma_bf16(o[mt][2 * dp + 1], a[mt], b[2], b[3]);
+        }
+      }
+    }
+    __syncthreads();  // the next iteration refills this buffer
+  }
+
+  // Normalise, and stage the warp's rows in its own part of the Q tile (only this warp ever
+  // reads it, and it is done) so that the stores to the token-major output are whole 16-byte
+  // pieces.
+  __syncwarp();
+  __nv_bfloat16* stage = q_s + warp * kWarpRows * S;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float sum = row_sum[mt][r];
+      sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+      sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+      inv[r] = sum > 0.0f ? 1.0f / sum : 0.0f;  // a row that saw no key gets zeros
+    }
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      const int col = n * 8 + 2 * quad_col;
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        *reinterpret_cast<uint32_t*>(stage + (mt * 16 + quad_row + 8 * r) * S + col) =
+            pack_bf16(o[mt][n][2 * r] * inv[r], o[mt][n][2 * r + 1] * inv[r]);
+      }
+    }
+  }
+  __syncwarp();
+  const int64_t out_stride = p.n_head * p.head_dim;
+  const int64_t row0 = i0 + warp * kWarpRows;
+  __nv_bfloat16* out = p.out + (seq * p.n_q + row0) * out_stride + head * p.head_dim;
+  constexpr int kChunks = D / 8;
+  for (int c = lane; c < kWarpRows * kChunks; c += 32) {
+    const int r = c / kChunks, col = (c % kChunks) * 8;
+    if (row0 + r < p.n_q && col < p.head_dim) {
+      *reinterpret_cast<uint4*>(out + r * out_stride + col) =
+          *reinterpret_cast<const uint4*>(stage + r * S + col);
+    }
+  }
+}
+
+// Raises the kernel's dynamic shared-memory limit above the default 48 KB, once per device.
+template <int D, int MT>
+void allow_shared_memory() {
+  static std::atomic<uint64_t> devices_done{0};
+  int device = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
+  if (bit != 0 && (devices_done.load(std::memory_order_acquire) & bit) != 0) return;
+  check_cuda(cudaFuncSetAttribute(flash_attention_kernel<D, MT>,
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(Tile<D, MT>::kSmemBytes)),
+             "cudaFuncSetAttribute(flash_attention)");
+  devices_done.fetch_or(bit, std::memory_order_release);
+}
+
+template <int D, int MT>
+void launch(Params p, int64_t n_blocks_x, cudaStream_t stream) {
+  using T = Tile<D, MT>;
+  allow_shared_memory<D, MT>();
+  p.n_q_tiles = static_cast<int>((p.n_q + T::kBlockM - 1) / T::kBlockM);
+  const dim3 grid(static_cast<unsigned>(n_blocks_x), static_cast<unsigned>(p.n_q_tiles));
+  flash_attention_kernel<D, MT><<<grid, kThreads, T::kSmemBytes, stream>>>(p);
+  check_launch("flash_attention");
+}
+
+// Two row tiles per warp when that still gives every SM a block, else one; row_tiles 1 or 2
+// forces a variant.
+template <int D>
+void launch_for_grid(const Params& p, int64_t n_blocks_x, int row_tiles, cudaStream_t stream) {
+  if (row_tiles == 0) {
+    int device = 0, sms = 0;
+    check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
+               "cudaDeviceGetAttribute(multiprocessor count)");
+    constexpr int kWideM = Tile<D, 2>::kBlockM;
+    row_tiles = n_blocks_x * ((p.n_q + kWideM - 1) / kWideM) >= sms ? 2 : 1;
+  }
+  if (row_tiles == 2) {
+    launch<D, 2>(p, n_blocks_x, stream);
+  } else {
+    launch<D, 1>(p, n_blocks_x, stream);
+  }
+}
+
+std::string str(int64_t x) { return std::to_string(x); }
+
+[[noreturn]] void bad(const std::string& what) { throw_error("flash_attention: " + what); }
+
+void check_dims(const FlashAttentionDims& d) {
+  if (d.n_seq < 0 || d.n_q < 0 || d.n_kv < 0) {
+    bad("negative size (n_seq " + str(d.n_seq) + ", n_q " + str(d.n_q) + ", n_kv " + str(d.n_kv) +
+        ")");
+  }
+  if (d.n_head <= 0 || d.n_head_kv <= 0 || d.n_head % d.n_head_kv != 0) {
+    bad("n_head " + str(d.n_head) + " is not a positive multiple of n_head_kv " + str(d.n_head_kv));
+  }
+  if (d.head_dim <= 0 || d.head_dim % 16 != 0 || d.head_dim > 256) {
+    bad("head_dim " + str(d.head_dim) + " is unsupported (a multiple of 16, at most 256)");
+  }
+  if (!(d.scale > 0) || !std::isfinite(d.scale)) {
+    bad("scale " + std::to_string(d.scale) + " must be positive and finite");
+  }
+  if (d.q_pos0 < 0) bad("q_pos0 " + str(d.q_pos0) + " is negative");
+  if (d.n_q > 0 && d.n_kv == 0) bad(str(d.n_q) + " queries but no keys");
+  switch (d.mask) {
+    case MaskMode::Full:
+      break;
+    case MaskMode::BlockCausal:
+      if (d.block_len <= 0) bad("block-causal mask needs block_len > 0, got " + str(d.block_len));
+      [[fallthrough]];
+    case MaskMode::Causal:
+      // As on the CPU: a masked query must find its own position among the keys.
+      if (d.q_pos0 + d.n_q > d.n_kv) {
+        bad("queries reach position " + str(d.q_pos0 + d.n_q - 1) + " but there are only " +
+            str(d.n_kv) + " keys");
+      }
+      break;
+    default:
+      bad("unknown mask mode " + str(static_cast<int>(d.mask)));
+  }
+  // Launch limits: query tiles go in grid.y, (sequence, head) pairs in grid.x.
+  if ((d.n_q + kSmallestBlockM - 1) / kSmallestBlockM > 65535)
+    bad("n_q " + str(d.n_q) + " is too large");
+  if (d.n_seq * d.n_head > std::numeric_limits<int32_t>::max() ||
+      d.n_kv > std::numeric_limits<int32_t>::max()) {
+    bad("too many sequences, heads or keys for one launch");
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+
+namespace detail {
+
+// flash_attention with the kernel variant chosen by the caller: row_tiles 0 picks as
+// flash_attention does, 1 or 2 force that many m16 row tiles per warp (head dims above 128
+// always use 1). Declared where it is used (the test and the benchmark compare the variants),
+// not in the header: callers have no reason to choose.
+void flash_attention_variant(__nv_bfloat16* out, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                             const __nv_bfloat16* v, const FlashAttentionDims& dims, int row_tiles,
+                             cudaStream_t stream) {
+  check_dims(dims);
+  if (row_tiles < 0 || row_tiles > 2) bad("row_tiles " + str(row_tiles) + " is not 0, 1 or 2");
+  if (dims.n_seq == 0 || dims.n_q == 0) return;
+  if (!out || !q || !k || !v) bad("null tensor pointer");
+  // Tiles move in 16-byte pieces (cp.async and the output stores).
+  if (!aligned16(out) || !aligned16(q) || !aligned16(k) || !aligned16(v)) {
+    bad("q, k, v and out must be 16-byte aligned");
+  }
+  Params p{};
+  p.out = out;
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.n_q = dims.n_q;
+  p.n_kv = dims.n_kv;
+  p.n_head = dims.n_head;
+  p.n_head_kv = dims.n_head_kv;
+  p.group = dims.n_head / dims.n_head_kv;
+  p.head_dim = dims.head_dim;
+  p.scale_log2 = dims.scale * kLog2e;
+  p.mask = static_cast<int>(dims.mask);
+  p.block_len = dims.block_len;
+  p.q_pos0 = dims.q_pos0;
+  const int64_t n_blocks_x = dims.n_seq * dims.n_head;
+  if (dims.head_dim <= 64) {
+    launch_for_grid<64>(p, n_blocks_x, row_tiles, stream);
+  } else if (dims.head_dim <= 128) {
+    launch_for_grid<128>(p, n_blocks_x, row_tiles, stream);
+  } else {
+    launch<256, 1>(p, n_blocks_x, stream);  // two row tiles would not fit the registers
+  }
+}
+
+}  // namespace detail
+
+void flash_attention(__nv_bfloat16* out, const __nv_bfloat16* q, const __nv_bfloat16* k,
+                     const __nv_bfloat16* v, const FlashAttentionDims& dims, cudaStream_t stream) {
+  detail::flash_attention_variant(out, q, k, v, dims, 0, stream);
+}
+
+}  // namespace ruvdllm::cuda

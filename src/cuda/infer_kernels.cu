@@ -1,0 +1,280 @@
+// The element-wise and row-wise kernels between the GEMMs of a denoising step (declared in
+// infer_kernels.h): each reads its f32 input once and writes the bf16 operand of the next
+// GEMM. Arithmetic is f32, as on the CPU; sums of squares are f32 warp/CTA reductions, which
+// differ from the CPU's double sums by float rounding only. The dequantization launchers are
+// in dequant_kernels.cu.
+//
+// No fmt here: nvcc's host pass cannot compile fmt's headers (see train_kernels.cu).
+#include <cuda_bf16.h>
+
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "cuda/cuda_check.h"
+#include "cuda/infer_kernels.h"
+
+namespace ruvdllm::cuda {
+namespace {
+
+constexpr int kWarp = 32;
+constexpr int kNormThreads = 256;  // one CTA per row of rmsnorm_to_bf16
+constexpr int kNormWarps = kNormThreads / kWarp;
+constexpr int kHeadThreads = 256;  // one warp per (token, head) row of split_qkv_heads
+constexpr int kHeadsPerBlock = kHeadThreads / kWarp;
+constexpr int kFlatThreads = 256;
+constexpr int kVec = 4;  // values per thread of the flat kernels' vector path
+
+__device__ inline float warp_sum(float v) {
+  for (int offset = kWarp / 2; offset > 0; offset >>= 1)
+    v += __shfl_xor_sync(0xffffffffu, v, offset);
+  return v;
+}
+
+__device__ inline uint32_t bits_of(__nv_bfloat162 pair) {
+  uint32_t bits;
+  memcpy(&bits, &pair, sizeof(bits));
+  return bits;
+}
+
+// Four values as bf16 in one 8-byte store (dst 8-byte aligned).
+__device__ inline void store4(bf16* dst, float a, float b, float c, float d) {
+  *reinterpret_cast<uint2*>(dst) =
+      make_uint2(bits_of(__floats2bfloat162_rn(a, b)), bits_of(__floats2bfloat162_rn(c, d)));
+}
+
+unsigned blocks_for(int64_t work, int64_t per_block, const char* what) {
+  const int64_t blocks = (work + per_block - 1) / per_block;
+  if (blocks > std::numeric_limits<int>::max()) {
+    throw_error(std::string("CUDA: ") + what + ": " + std::to_string(work) +
+                " work items need too many blocks");
+  }
+  return static_cast<unsigned>(blocks < 1 ? 1 : blocks);
+}
+
+bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+// kVector: d % 4 == 0, x and w 16-byte aligned, y 8-byte aligned. A null w scales by 1, as the
+// CPU rmsnorm's null weight does.
+template <bool kVector>
+__global__ void __launch_bounds__(kNormThreads)
+    rmsnorm_to_bf16_kernel(bf16* y, const float* x, const float* w, int64_t d, float eps) {
+  __shared__ float warp_sums[kNormWarps];
+  const float* xr = x + static_cast<int64_t>(blockIdx.x) * d;
+  bf16* yr = y + static_cast<int64_t>(blockIdx.x) * d;
+  float ss = 0.0f;
+  if constexpr (kVector) {
+    for (int64_t i = threadIdx.x; i < d / 4; i += kNormThreads) {
+      const float4 v = reinterpret_cast<const float4*>(xr)[i];
+      ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < d; i += kNormThreads) ss += xr[i] * xr[i];
+  }
+  ss = warp_sum(ss);
+  if (threadIdx.x % kWarp == 0) warp_sums[threadIdx.x / kWarp] = ss;
+  __syncthreads();
+  float total = 0.0f;
+#pragma unroll
+  for (int k = 0; k < kNormWarps; ++k) total += warp_sums[k];  // same order in every thread
+  const float inv_rms = 1.0f / sqrtf(total / static_cast<float>(d) + eps);
+  if constexpr (kVector) {
+    for (int64_t i = threadIdx.x; i < d / 4; i += kNormThreads) {
+      const float4 v = reinterpret_cast<const float4*>(xr)[i];
+      const float4 g = w ? reinterpret_cast<const float4*>(w)[i] : make_float4(1, 1, 1, 1);
+      store4(yr + 4 * i, v.x * inv_rms * g.x, v.y * inv_rms * g.y, v.z * inv_rms * g.z,
+             v.w * inv_rms * g.w);
+    }
+  } else {
+    for (int64_t i = threadIdx.x; i < d; i += kNormThreads)
+      yr[i] = __float2bfloat16_rn(xr[i] * inv_rms * (w ? w[i] : 1.0f));
+  }
+}
+
+struct QkvParams {
+  int64_t seq_len, n_head, n_head_kv, head_dim, pos0, kv_rows, kv_row0;
+  bool neox;
+  float eps;
+};
+
+// Warp per (token, head slot); slots are the n_head q heads, then the k heads, then the v
+// heads of the token's row. Lane i handles the RoPE pairs i, i + 32, …: (2i, 2i+1) in Normal
+// order, (i, i + head_dim/2) in NeoX order, as ruvdllm::rope pairs them. A null cos_sin leaves
+// q and k unrotated.
+__global__ void __launch_bounds__(kHeadThreads)
+    split_qkv_heads_kernel(bf16* q, bf16* k, bf16* v, const float* qkv, const float* bias,
+                           const float* q_norm, const float* k_norm, const float2* cos_sin,
+                           QkvParams p, int64_t total) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * kHeadsPerBlock + threadIdx.x / kWarp;
+  if (row >= total) return;  // whole warps leave together, so the shuffles below stay full
+  const int lane = threadIdx.x % kWarp;
+  const int64_t slots = p.n_head + 2 * p.n_head_kv;
+  const int64_t token = row / slots, slot = row % slots;
+  const int64_t seq = token / p.seq_len, pos = token % p.seq_len;
+  const int64_t D = p.head_dim, half = D / 2;
+  const float* src = qkv + row * D;  // the token's row is slots·D wide
+  const float* b = bias ? bias + slot * D : nullptr;
+
+  const float* norm_w;
+  bf16* dst;
+  bool rotate;
+  if (slot < p.n_head) {
+    norm_w = q_norm;
+    rotate = true;
+    dst = q + ((seq * p.n_head + slot) * p.seq_len + pos) * D;
+  } else {
+    const bool is_k = slot < p.n_head + p.n_head_kv;
+    const int64_t h = slot - p.n_head - (is_k ? 0 : p.n_head_kv);
+    norm_w = is_k ? k_norm : nullptr;
+    rotate = is_k;
+    dst = (is_k ? k : v) + ((seq * p.n_head_kv + h) * p.kv_rows + p.kv_row0 + pos) * D;
+  }
+  rotate = rotate && cos_sin;
+
+  float inv_rms = 1.0f;
+  if (norm_w) {
+    float ss = 0.0f;
+    for (int64_t c = lane; c < D; c += kWarp) {
+      const float x = b ? src[c] + b[c] : src[c];
+      ss += x * x;
+    }
+    ss = warp_sum(ss);
+    inv_rms = 1.0f / sqrtf(ss / static_cast<float>(D) + p.eps);
+  }
+  const float2* angles = rotate ? cos_sin + (p.pos0 + pos) * half : nullptr;
+  for (int64_t i = lane; i < half; i += kWarp) {
+    const int64_t ia = p.neox ? i : 2 * i;
+    const int64_t ib = p.neox ? i + half : 2 * i + 1;
+    float x0 = src[ia], x1 = src[ib];
+    if (b) {
+      x0 += b[ia];
+      x1 += b[ib];
+    }
+    if (norm_w) {
+      x0 = x0 * inv_rms * norm_w[ia];
+      x1 = x1 * inv_rms * norm_w[ib];
+    }
+    if (rotate) {
+      const float2 cs = angles[i];
+      const float y0 = x0 * cs.x - x1 * cs.y;
+      const float y1 = x0 * cs.y + x1 * cs.x;
+      x0 = y0;
+      x1 = y1;
+    }
+    dst[ia] = __float2bfloat16_rn(x0);
+    dst[ib] = __float2bfloat16_rn(x1);
+  }
+}
+
+__device__ inline float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+
+// kVector: width % 4 == 0, gate_up 16-byte aligned, h 8-byte aligned; 4 values per thread.
+template <bool kVector>
+__global__ void swiglu_to_bf16_kernel(bf16* h, const float* gate_up, int64_t width, int64_t total) {
+  constexpr int kPer = kVector ? kVec : 1;
+  const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * kPer;
+  if (i >= total) return;
+  const int64_t r = i / width, c = i % width;
+  const float* gate = gate_up + 2 * r * width + c;
+  const float* up = gate + width;
+  if constexpr (kVector) {
+    const float4 g = *reinterpret_cast<const float4*>(gate);
+    const float4 u = *reinterpret_cast<const float4*>(up);
+    store4(h + i, silu_times(g.x, u.x), silu_times(g.y, u.y), silu_times(g.z, u.z),
+           silu_times(g.w, u.w));
+  } else {
+    h[i] = __float2bfloat16_rn(silu_times(*gate, *up));
+  }
+}
+
+// kVector: in 16-byte and out 8-byte aligned; the last partial group goes value by value.
+template <bool kVector>
+__global__ void f32_to_bf16_kernel(bf16* out, const float* in, int64_t n) {
+  constexpr int kPer = kVector ? kVec : 1;
+  const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * kPer;
+  if (i >= n) return;
+  if (kVector && i + kVec <= n) {
+    const float4 v = *reinterpret_cast<const float4*>(in + i);
+    store4(out + i, v.x, v.y, v.z, v.w);
+    return;
+  }
+  const int64_t end = i + kPer < n ? i + kPer : n;
+  for (int64_t j = i; j < end; ++j) out[j] = __float2bfloat16_rn(in[j]);
+}
+
+}  // namespace
+
+void rmsnorm_to_bf16(bf16* y, const float* x, const float* w, int64_t rows, int64_t d, float eps,
+                     cudaStream_t stream) {
+  if (rows < 0 || d <= 0) {
+    throw_error("rmsnorm_to_bf16: bad shape " + std::to_string(rows) + " rows of " +
+                std::to_string(d));
+  }
+  if (rows == 0) return;
+  const unsigned grid = blocks_for(rows, 1, "rmsnorm_to_bf16");
+  if (d % 4 == 0 && aligned(x, 16) && aligned(w, 16) && aligned(y, 8)) {
+    rmsnorm_to_bf16_kernel<true><<<grid, kNormThreads, 0, stream>>>(y, x, w, d, eps);
+  } else {
+    rmsnorm_to_bf16_kernel<false><<<grid, kNormThreads, 0, stream>>>(y, x, w, d, eps);
+  }
+  check_launch("rmsnorm_to_bf16");
+}
+
+void split_qkv_heads(bf16* q, bf16* k, bf16* v, const float* qkv, const float* bias,
+                     const float* q_norm, const float* k_norm, const float2* cos_sin,
+                     const QkvLayout& layout, cudaStream_t stream) {
+  const QkvLayout& l = layout;
+  if (l.n_seq < 0 || l.seq_len < 0 || l.n_head < 0 || l.n_head_kv < 0 || l.head_dim <= 0 ||
+      l.head_dim % 2 != 0 || l.pos0 < 0 || l.kv_row0 < 0 || l.kv_rows < l.kv_row0 + l.seq_len) {
+    throw_error("split_qkv_heads: bad layout (sequences " + std::to_string(l.n_seq) + " of " +
+                std::to_string(l.seq_len) + ", heads " + std::to_string(l.n_head) + "/" +
+                std::to_string(l.n_head_kv) + " of " + std::to_string(l.head_dim) + ", pos0 " +
+                std::to_string(l.pos0) + ", kv rows " + std::to_string(l.kv_row0) + " + " +
+                std::to_string(l.seq_len) + " of " + std::to_string(l.kv_rows) +
+                "; head_dim must be even and positive)");
+  }
+  const int64_t total = l.n_seq * l.seq_len * (l.n_head + 2 * l.n_head_kv);
+  if (total == 0) return;
+  const QkvParams params{l.seq_len, l.n_head,  l.n_head_kv, l.head_dim,
+                         l.pos0,    l.kv_rows, l.kv_row0,   l.order == RopeOrder::NeoX,
+                         l.eps};
+  split_qkv_heads_kernel<<<blocks_for(total, kHeadsPerBlock, "split_qkv_heads"), kHeadThreads, 0,
+                           stream>>>(q, k, v, qkv, bias, q_norm, k_norm, cos_sin, params, total);
+  check_launch("split_qkv_heads");
+}
+
+void swiglu_to_bf16(bf16* h, const float* gate_up, int64_t rows, int64_t width,
+                    cudaStream_t stream) {
+  if (rows < 0 || width < 0) {
+    throw_error("swiglu_to_bf16: bad shape " + std::to_string(rows) + " rows of width " +
+                std::to_string(width));
+  }
+  const int64_t total = rows * width;
+  if (total == 0) return;
+  if (width % kVec == 0 && aligned(gate_up, 16) && aligned(h, 8)) {
+    swiglu_to_bf16_kernel<true><<<blocks_for(total, int64_t{kFlatThreads} * kVec, "swiglu_to_bf16"),
+                                  kFlatThreads, 0, stream>>>(h, gate_up, width, total);
+  } else {
+    swiglu_to_bf16_kernel<false>
+        <<<blocks_for(total, kFlatThreads, "swiglu_to_bf16"), kFlatThreads, 0, stream>>>(
+            h, gate_up, width, total);
+  }
+  check_launch("swiglu_to_bf16");
+}
+
+void f32_to_bf16(bf16* out, const float* in, int64_t n, cudaStream_t stream) {
+  if (n < 0) throw_error("f32_to_bf16: bad length " + std::to_string(n));
+  if (n == 0) return;
+  if (aligned(in, 16) && aligned(out, 8)) {
+    f32_to_bf16_kernel<true>
+        <<<blocks_for(n, int64_t{kFlatThreads} * kVec, "f32_to_bf16"), kFlatThreads, 0, stream>>>(
+            out, in, n);
+  } else {
+    f32_to_bf16_kernel<false>
+        <<<blocks_for(n, kFlatThreads, "f32_to_bf16"), kFlatThreads, 0, stream>>>(out, in, n);
+  }
+  check_launch("f32_to_bf16");
+}
+
+}  // namespace ruvdllm::cuda

@@ -1,0 +1,557 @@
+// The CUDA inference kernels (src/cuda/infer_kernels.h) against the CPU on random inputs.
+// Dequantization and embedding must match the CPU reference bit for bit: the GPU forms each
+// value with the reference's own product/difference order (no fused multiply-add), so the
+// f32 value is identical and its round-to-nearest-even bf16 is too. The f32 element-wise
+// kernels (RMSNorm, q/k/v split with RoPE, SwiGLU) differ from f64 references by float
+// rounding and then by the bf16 rounding of the result; each test states its bound. Outputs
+// start poisoned (0xFF bytes, a NaN), so an element a kernel fails to write fails the check.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <span>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "cuda/infer_kernels.h"
+#include "cuda/train_kernels.h"
+#include "cuda_test_util.h"
+#include "ruvdllm/core/error.h"
+#include "ruvdllm/core/half.h"
+#include "ruvdllm/kernels/ops.h"
+#include "ruvdllm/kernels/quant.h"
+#include "test_util.h"
+
+namespace ruvdllm {
+namespace {
+
+using cuda::bf16;
+using testing::CudaTest;
+using testing::poisoned;
+using testing::random_floats;
+using testing::to_device;
+using testing::to_host;
+
+constexpr TensorType kAllTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16,
+                                    TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K,
+                                    TensorType::Q5_K, TensorType::Q6_K};
+
+// bf16 keeps 8 significant bits: rounding moves a value by at most half an ulp, 2^-8 of it.
+constexpr double kBf16HalfUlp = 1.0 / 256.0;
+
+bf16* as_bf16(uint16_t* p) { return reinterpret_cast<bf16*>(p); }
+
+std::vector<uint16_t> cpu_bf16(const std::vector<float>& x) {
+  std::vector<uint16_t> out(x.size());
+  for (size_t i = 0; i < x.size(); ++i) out[i] = f32_to_bf16(x[i]);
+  return out;
+}
+
+// Rows of random floats in type's block layout, made by ruvdllm's own CPU quantizer.
+std::vector<uint8_t> quantize_rows(TensorType type, const std::vector<float>& x, int64_t rows,
+                                   int64_t cols) {
+  const size_t stride = row_bytes(type, cols);
+  std::vector<uint8_t> out(stride * static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r)
+    quantize_row_reference(type, x.data() + r * cols, out.data() + stride * r, cols);
+  return out;
+}
+
+void put_f16(uint8_t* p, float v) {
+  const uint16_t h = f32_to_f16(v);
+  std::memcpy(p, &h, 2);
+}
+
+// Blocks of random bytes, so every bit of every level, scale and min field is exercised
+// (quantizers leave some patterns rare), with finite random f16 super-block scales.
+std::vector<uint8_t> random_blocks(TensorType type, int64_t rows, int64_t cols, uint64_t seed) {
+  const TypeTraits& t = type_traits(type);
+  const size_t n_blocks = static_cast<size_t>(rows * cols / t.block_size);
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(-0.05f, 0.05f);
+  std::vector<uint8_t> out(n_blocks * t.block_bytes);
+  for (auto& b : out) b = static_cast<uint8_t>(byte(rng));
+  for (size_t b = 0; b < n_blocks; ++b) {
+    uint8_t* block = out.data() + b * t.block_bytes;
+    switch (type) {
+      case TensorType::Q4_0:
+      case TensorType::Q8_0:
+        put_f16(block, scale(rng));
+        break;
+      case TensorType::Q4_K:
+      case TensorType::Q5_K:
+        put_f16(block, scale(rng));
+        put_f16(block + 2, scale(rng));
+        break;
+      case TensorType::Q6_K:
+        put_f16(block + offsetof(BlockQ6_K, d), scale(rng));
+        break;
+      default:
+        break;
+    }
+  }
+  return out;
+}
+
+// A type's rows: quantized from random floats by the CPU quantizer, or random blocks; float
+// types get random values converted by quantize_row_reference.
+std::vector<uint8_t> make_rows(TensorType type, int64_t rows, int64_t cols, uint64_t seed,
+                               bool raw_blocks) {
+  if (raw_blocks && type_traits(type).quantized) return random_blocks(type, rows, cols, seed);
+  const auto x = random_floats(static_cast<size_t>(rows * cols), seed, -2.0f, 2.0f);
+  return quantize_rows(type, x, rows, cols);
+}
+
+std::vector<float> cpu_dequantize(TensorType type, const std::vector<uint8_t>& data, int64_t rows,
+                                  int64_t cols) {
+  const size_t stride = row_bytes(type, cols);
+  std::vector<float> out(static_cast<size_t>(rows * cols));
+  for (int64_t r = 0; r < rows; ++r)
+    dequantize_row_reference(type, data.data() + stride * r, out.data() + r * cols, cols);
+  return out;
+}
+
+// Device copy of bytes placed `offset` bytes into the allocation, to reach the unaligned paths.
+struct DeviceBytes {
+  cuda::DeviceArray<uint8_t> storage;
+  const void* ptr = nullptr;
+  DeviceBytes(const std::vector<uint8_t>& bytes, size_t offset) : storage(bytes.size() + offset) {
+    cuda::check_cuda(
+        cudaMemcpy(storage.data() + offset, bytes.data(), bytes.size(), cudaMemcpyHostToDevice),
+        "cudaMemcpy");
+    ptr = storage.data() + offset;
+  }
+};
+
+size_t count_differences(const std::vector<uint16_t>& a, const std::vector<uint16_t>& b) {
+  size_t n = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) n += a[i] != b[i];
+  return n + (a.size() > b.size() ? a.size() - b.size() : b.size() - a.size());
+}
+
+size_t count_mismatches(const std::vector<uint16_t>& got, const std::vector<uint16_t>& want,
+                        const std::string& label) {
+  size_t bad = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    if (got[i] == want[i]) continue;
+    if (bad++ == 0) {
+      ADD_FAILURE() << label << ": first mismatch at " << i << ": got 0x" << std::hex << got[i]
+                    << " want 0x" << want[i] << std::dec;
+    }
+  }
+  return bad;
+}
+
+// ---- host-side checks (no GPU needed: they fail before any device call) ----
+
+TEST(InferKernelsArgs, SupportedTypes) {
+  for (const TensorType t : kAllTypes) EXPECT_TRUE(cuda::dequantize_supported(t)) << type_name(t);
+  EXPECT_FALSE(cuda::dequantize_supported(TensorType::Q8_K));
+  EXPECT_FALSE(cuda::dequantize_supported(static_cast<TensorType>(99)));
+}
+
+TEST(InferKernelsArgs, DequantizeRejectsBadTypesAndShapes) {
+  EXPECT_THROW(cuda::dequantize_to_bf16(nullptr, nullptr, TensorType::Q8_K, 1, 256, nullptr),
+               Error);
+  EXPECT_THROW(
+      cuda::dequantize_to_bf16(nullptr, nullptr, static_cast<TensorType>(99), 1, 32, nullptr),
+      Error);
+  EXPECT_THROW(cuda::dequantize_to_bf16(nullptr, nullptr, TensorType::Q4_K, 2, 100, nullptr),
+               Error);
+  EXPECT_THROW(cuda::dequantize_to_bf16(nullptr, nullptr, TensorType::Q8_0, 2, 48, nullptr), Error);
+  EXPECT_THROW(cuda::dequantize_to_bf16(nullptr, nullptr, TensorType::F16, -1, 8, nullptr), Error);
+  try {
+    cuda::dequantize_to_bf16(nullptr, nullptr, TensorType::Q6_K, 3, 300, nullptr);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("q6_K"), std::string::npos) << what;
+    EXPECT_NE(what.find("256"), std::string::npos) << what;
+  }
+  // Nothing to do is not an error.
+  EXPECT_NO_THROW(cuda::dequantize_to_bf16(nullptr, nullptr, TensorType::Q4_K, 0, 256, nullptr));
+}
+
+TEST(InferKernelsArgs, EmbedRejectsBadTypesAndShapes) {
+  EXPECT_THROW(cuda::embed_rows(nullptr, nullptr, TensorType::Q8_K, nullptr, 1, 256, nullptr),
+               Error);
+  EXPECT_THROW(cuda::embed_rows(nullptr, nullptr, TensorType::Q4_0, nullptr, 1, 33, nullptr),
+               Error);
+  EXPECT_THROW(cuda::embed_rows(nullptr, nullptr, TensorType::F32, nullptr, -2, 4, nullptr), Error);
+}
+
+TEST(InferKernelsArgs, ElementwiseRejectBadShapes) {
+  const cuda::QkvLayout odd{.seq_len = 1, .n_head = 1, .n_head_kv = 1, .head_dim = 7, .kv_rows = 1};
+  EXPECT_THROW(cuda::split_qkv_heads(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                     nullptr, odd, nullptr),
+               Error);
+  const cuda::QkvLayout short_cache{
+      .seq_len = 4, .n_head = 1, .n_head_kv = 1, .head_dim = 8, .kv_rows = 5, .kv_row0 = 2};
+  EXPECT_THROW(cuda::split_qkv_heads(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                                     nullptr, short_cache, nullptr),
+               Error);
+  EXPECT_THROW(cuda::rmsnorm_to_bf16(nullptr, nullptr, nullptr, 1, 0, 1e-5f, nullptr), Error);
+  EXPECT_THROW(cuda::swiglu_to_bf16(nullptr, nullptr, -1, 4, nullptr), Error);
+  EXPECT_THROW(cuda::f32_to_bf16(nullptr, nullptr, -1, nullptr), Error);
+}
+
+// ---- on the GPU ----
+
+using InferKernels = CudaTest;
+
+struct MatrixShape {
+  int64_t rows, blocks_per_row;  // cols = blocks_per_row · block size
+};
+// Odd row counts, one block, and enough blocks to cross several tiles of every type (32
+// K-quant super-blocks or 256 Q4_0/Q8_0 blocks per CTA) with a partial last tile.
+constexpr MatrixShape kShapes[] = {{1, 1}, {3, 3}, {7, 2}, {33, 5}, {67, 16}};
+// For the float types (block size 1): odd widths, and widths that are not multiples of 8.
+constexpr MatrixShape kFloatShapes[] = {{1, 1}, {3, 37}, {7, 64}, {33, 130}, {5, 4099}};
+
+void check_dequantize(TensorType type, int64_t rows, int64_t cols, bool raw_blocks,
+                      size_t in_offset, size_t out_offset, uint64_t seed) {
+  const std::string label = std::string(type_name(type)) + " " + std::to_string(rows) + "x" +
+                            std::to_string(cols) + (raw_blocks ? " random-blocks" : " quantized") +
+                            " in+" + std::to_string(in_offset) + " out+" +
+                            std::to_string(out_offset);
+  const auto data = make_rows(type, rows, cols, seed, raw_blocks);
+  const auto want = cpu_bf16(cpu_dequantize(type, data, rows, cols));
+  const DeviceBytes weights(data, in_offset);
+  const size_t n = want.size();
+  auto out = poisoned<uint16_t>(n + out_offset);
+  cuda::dequantize_to_bf16(as_bf16(out.data() + out_offset), weights.ptr, type, rows, cols,
+                           nullptr);
+  cuda::check_cuda(cudaGetLastError(), "dequantize_to_bf16");
+  auto got = to_host(out, n + out_offset);
+  got.erase(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(out_offset));
+  EXPECT_EQ(count_mismatches(got, want, label), 0u) << label;
+}
+
+TEST_F(InferKernels, DequantizeMatchesCpuBitForBit) {
+  uint64_t seed = 100;
+  for (const TensorType type : kAllTypes) {
+    const bool quantized = type_traits(type).quantized;
+    const int64_t block = type_traits(type).block_size;
+    for (const MatrixShape sh : quantized ? std::span(kShapes) : std::span(kFloatShapes)) {
+      for (const bool raw : {false, true}) {
+        if (raw && !quantized) continue;
+        check_dequantize(type, sh.rows, sh.blocks_per_row * block, raw, 0, 0, ++seed);
+      }
+    }
+  }
+}
+
+// Weights off 16-byte alignment (the tiles are then copied byte by byte) and an output off
+// 16-byte alignment (stored value by value); the element size keeps float types aligned to
+// themselves.
+TEST_F(InferKernels, DequantizeHandlesUnalignedPointers) {
+  uint64_t seed = 300;
+  for (const TensorType type : kAllTypes) {
+    const bool quantized = type_traits(type).quantized;
+    const int64_t cols = quantized ? 3 * type_traits(type).block_size : 37;
+    const size_t elem = quantized ? 2 : type_traits(type).block_bytes;
+    for (const size_t in_offset : {size_t{0}, elem}) {
+      for (const size_t out_offset : {size_t{0}, size_t{1}}) {
+        if (in_offset == 0 && out_offset == 0) continue;
+        check_dequantize(type, 67, cols, true, in_offset, out_offset, ++seed);
+        check_dequantize(type, 5, cols, false, in_offset, out_offset, ++seed);
+      }
+    }
+  }
+  // Q4_0 with an odd byte offset: only byte loads are safe.
+  check_dequantize(TensorType::Q4_0, 9, 64, true, 1, 3, ++seed);
+}
+
+TEST_F(InferKernels, EmbedRowsMatchCpuBitForBit) {
+  uint64_t seed = 500;
+  const int64_t vocab = 11;
+  // Repeats, the first and the last row; an odd count.
+  const std::vector<int32_t> tokens = {3, 0, 10, 3, 7, 7, 1, 10, 5};
+  const auto d_tokens = to_device(tokens);
+  for (const TensorType type : kAllTypes) {
+    const bool quantized = type_traits(type).quantized;
+    for (const int64_t units : {int64_t{1}, int64_t{3}, int64_t{37}}) {
+      if (quantized && units == 37) continue;  // 37 super-blocks: a slow CPU quantization
+      const int64_t d = quantized ? units * type_traits(type).block_size : units * 13;
+      for (const bool raw : {false, true}) {
+        const auto table = make_rows(type, vocab, d, ++seed, raw);
+        const auto rows = cpu_dequantize(type, table, vocab, d);
+        std::vector<float> want(tokens.size() * static_cast<size_t>(d));
+        for (size_t i = 0; i < tokens.size(); ++i)
+          std::copy_n(rows.begin() + tokens[i] * d, d, want.begin() + static_cast<int64_t>(i) * d);
+        const DeviceBytes d_table(table, 0);
+        auto out = poisoned<float>(want.size());
+        cuda::embed_rows(out.data(), d_table.ptr, type, d_tokens.data(),
+                         static_cast<int64_t>(tokens.size()), d, nullptr);
+        const auto got = to_host(out, want.size());
+        const std::string label = std::string(type_name(type)) + " d=" + std::to_string(d);
+        size_t bad = 0;
+        for (size_t i = 0; i < want.size(); ++i) {
+          if (std::memcmp(&got[i], &want[i], sizeof(float)) == 0) continue;
+          if (bad++ == 0)
+            ADD_FAILURE() << label << " at " << i << ": " << got[i] << " vs " << want[i];
+        }
+        EXPECT_EQ(bad, 0u) << label;
+      }
+    }
+  }
+}
+
+// got (bf16 bits) against an exact value. The kernel's f32 value is within
+// err = rel_f32·|want| + abs_f32 of it, and bf16 rounding moves that by at most 2^-8 of its
+// magnitude: |got − want| ≤ err + 2^-8·(|want| + err).
+size_t count_outside(const std::vector<uint16_t>& got, const std::vector<double>& want,
+                     double rel_f32, const std::vector<double>& abs_f32, const std::string& label) {
+  size_t bad = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    const double g = bf16_to_f32(got[i]);
+    const double err = rel_f32 * std::fabs(want[i]) + abs_f32[i];
+    const double bound = (err + kBf16HalfUlp * (std::fabs(want[i]) + err)) * (1 + 1e-12);
+    if (std::fabs(g - want[i]) <= bound) continue;  // NaN (unwritten) fails here
+    if (bad++ == 0) {
+      ADD_FAILURE() << label << ": element " << i << " is " << g << ", want " << want[i]
+                    << " (bound " << bound << ")";
+    }
+  }
+  return bad;
+}
+
+// RMSNorm's f32 sum of squares and scaling stay within 1e-5 relative of the f64 reference for
+// these widths (measured around 1e-7); bf16 rounding adds its half ulp.
+TEST_F(InferKernels, RmsnormToBf16MatchesCpu) {
+  struct Shape {
+    int64_t rows, d;
+    size_t offset;  // floats: 1 reaches the scalar path
+  };
+  uint64_t seed = 700;
+  for (const Shape sh : {Shape{1, 7, 0}, Shape{5, 64, 0}, Shape{3, 130, 0}, Shape{17, 4096, 0},
+                         Shape{9, 64, 1}, Shape{4, 1000, 0}}) {
+    for (const bool with_weight : {true, false}) {
+      const float eps = 1e-5f;
+      auto x = random_floats(static_cast<size_t>(sh.rows * sh.d) + sh.offset, ++seed, -3.0f, 3.0f);
+      auto w = random_floats(static_cast<size_t>(sh.d) + sh.offset, ++seed, 0.5f, 1.5f);
+      std::vector<float> ref(static_cast<size_t>(sh.rows * sh.d));
+      rmsnorm_reference(x.data() + sh.offset, with_weight ? w.data() + sh.offset : nullptr,
+                        ref.data(), sh.rows, sh.d, eps);
+      const auto dx = to_device(x), dw = to_device(w);
+      auto y = poisoned<uint16_t>(ref.size() + sh.offset);
+      cuda::rmsnorm_to_bf16(as_bf16(y.data() + sh.offset), dx.data() + sh.offset,
+                            with_weight ? dw.data() + sh.offset : nullptr, sh.rows, sh.d, eps,
+                            nullptr);
+      auto got = to_host(y, ref.size() + sh.offset);
+      got.erase(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(sh.offset));
+      const std::vector<double> want(ref.begin(), ref.end());
+      const std::string label = "rmsnorm " + std::to_string(sh.rows) + "x" + std::to_string(sh.d) +
+                                (with_weight ? "" : " no-weight") + " +" +
+                                std::to_string(sh.offset);
+      EXPECT_EQ(count_outside(got, want, 1e-5, std::vector<double>(want.size(), 0.0), label), 0u);
+      // Most values round to the very bf16 of the CPU result; a few sit on a rounding edge.
+      const size_t differ = count_differences(got, cpu_bf16(ref));
+      std::printf("  %-36s %zu of %zu differ from bf16(cpu) by an ulp\n", label.c_str(), differ,
+                  ref.size());
+      EXPECT_LE(differ, ref.size() / 50 + 1) << label;
+    }
+  }
+}
+
+// silu in f32 (expf within 2 ulp, then a division and a product) stays within 1e-6 relative of
+// the f64 reference; bf16 rounding adds its half ulp.
+TEST_F(InferKernels, SwigluToBf16MatchesCpu) {
+  struct Shape {
+    int64_t rows, width;
+    size_t offset;  // floats: 1 reaches the scalar path
+  };
+  uint64_t seed = 900;
+  for (const Shape sh : {Shape{1, 5, 0}, Shape{3, 64, 0}, Shape{17, 1000, 0}, Shape{2, 11008, 0},
+                         Shape{7, 64, 1}, Shape{5, 3, 0}}) {
+    const size_t n = static_cast<size_t>(sh.rows * sh.width);
+    // Gates up to ±12 reach silu's flat negative tail and its linear positive side.
+    auto gate_up = random_floats(2 * n + sh.offset, ++seed, -12.0f, 12.0f);
+    std::vector<double> want(n);
+    for (int64_t r = 0; r < sh.rows; ++r) {
+      const float* row = gate_up.data() + sh.offset + 2 * r * sh.width;
+      std::vector<float> out(static_cast<size_t>(sh.width));
+      swiglu_reference(row, row + sh.width, out.data(), sh.width);
+      std::copy(out.begin(), out.end(), want.begin() + r * sh.width);
+    }
+    const auto d_in = to_device(gate_up);
+    auto h = poisoned<uint16_t>(n + sh.offset);
+    cuda::swiglu_to_bf16(as_bf16(h.data() + sh.offset), d_in.data() + sh.offset, sh.rows, sh.width,
+                         nullptr);
+    auto got = to_host(h, n + sh.offset);
+    got.erase(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(sh.offset));
+    const std::string label = "swiglu " + std::to_string(sh.rows) + "x" + std::to_string(sh.width) +
+                              " +" + std::to_string(sh.offset);
+    // swiglu_reference rounds its f64 result to f32: half an f32 ulp more, inside the 1e-6.
+    EXPECT_EQ(count_outside(got, want, 1e-6, std::vector<double>(n, 1e-30), label), 0u);
+  }
+}
+
+TEST_F(InferKernels, F32ToBf16RoundsAsTheHostDoes) {
+  uint64_t seed = 1100;
+  for (const size_t n : {size_t{1}, size_t{7}, size_t{1000}, size_t{4099}}) {
+    for (const size_t offset : {size_t{0}, size_t{1}}) {
+      auto x = random_floats(n + offset, ++seed, -1.0f, 1.0f);
+      // Magnitudes from 1e-30 to 1e30, and exact ties that round-to-even must settle.
+      std::mt19937_64 rng(seed);
+      std::uniform_real_distribution<float> exponent(-30.0f, 30.0f);
+      for (auto& v : x) v *= std::pow(10.0f, exponent(rng));
+      if (n > 4) {
+        x[offset] = 1.0f + 1.0f / 256.0f;
+        x[offset + 1] = 1.0f + 3.0f / 256.0f;
+      }
+      const auto dx = to_device(x);
+      auto out = poisoned<uint16_t>(n + offset);
+      cuda::f32_to_bf16(as_bf16(out.data() + offset), dx.data() + offset, static_cast<int64_t>(n),
+                        nullptr);
+      auto got = to_host(out, n + offset);
+      got.erase(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(offset));
+      const std::vector<float> in(x.begin() + static_cast<std::ptrdiff_t>(offset), x.end());
+      const std::string label =
+          "f32_to_bf16 n=" + std::to_string(n) + " +" + std::to_string(offset);
+      EXPECT_EQ(count_mismatches(got, cpu_bf16(in), label), 0u) << label;
+    }
+  }
+}
+
+// split_qkv_heads against a plain f64 reference: bias, RMSNorm over head_dim with the q/k
+// weights, RoPE with f64 angles (pairs as ruvdllm::rope forms them), head-major layout.
+struct QkvCase {
+  int64_t n_seq, seq_len, n_head, n_head_kv, head_dim, pos0, kv_rows, kv_row0;
+  RopeOrder order;
+  bool bias, norm, rope;
+};
+
+void check_split_qkv(const QkvCase& c, uint64_t seed) {
+  const int64_t T = c.n_seq * c.seq_len, D = c.head_dim, half = D / 2;
+  const int64_t slots = c.n_head + 2 * c.n_head_kv, width = slots * D;
+  const float base = 10000.0f, eps = 1e-6f;
+  const auto qkv = random_floats(static_cast<size_t>(T * width), seed, -2.0f, 2.0f);
+  const auto bias = random_floats(static_cast<size_t>(width), seed + 1, -0.5f, 0.5f);
+  const auto q_norm = random_floats(static_cast<size_t>(D), seed + 2, 0.5f, 1.5f);
+  const auto k_norm = random_floats(static_cast<size_t>(D), seed + 3, 0.5f, 1.5f);
+
+  const size_t q_size = static_cast<size_t>(c.n_seq * c.n_head * c.seq_len * D);
+  const size_t kv_size = static_cast<size_t>(c.n_seq * c.n_head_kv * c.kv_rows * D);
+  // NaN marks the K/V rows this pass must leave alone (a cached prefix, rows after it).
+  std::vector<double> want_q(q_size), want_k(kv_size, NAN), want_v(kv_size, NAN);
+  // The f32 error allowance of each element: 1e-5 of the largest value of its head (RoPE mixes
+  // two values, so a small result can carry its partner's rounding).
+  std::vector<double> slack_q(q_size), slack_k(kv_size), slack_v(kv_size);
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t s = t / c.seq_len, p = t % c.seq_len;
+    for (int64_t slot = 0; slot < slots; ++slot) {
+      std::vector<double> x(static_cast<size_t>(D));
+      for (int64_t i = 0; i < D; ++i) {
+        x[i] = qkv[t * width + slot * D + i];
+        if (c.bias) x[i] += bias[slot * D + i];
+      }
+      const bool is_q = slot < c.n_head, is_k = !is_q && slot < c.n_head + c.n_head_kv;
+      if (c.norm && (is_q || is_k)) {
+        double ss = 0;
+        for (double v : x) ss += v * v;
+        const double inv = 1.0 / std::sqrt(ss / D + eps);
+        for (int64_t i = 0; i < D; ++i) x[i] *= inv * (is_q ? q_norm : k_norm)[i];
+      }
+      if (c.rope && (is_q || is_k)) {
+        for (int64_t i = 0; i < half; ++i) {
+          const double theta =
+              static_cast<double>(c.pos0 + p) *
+              std::pow(static_cast<double>(base), -2.0 * i / static_cast<double>(D));
+          const int64_t a = c.order == RopeOrder::Normal ? 2 * i : i;
+          const int64_t b = c.order == RopeOrder::Normal ? 2 * i + 1 : i + half;
+          const double x0 = x[a], x1 = x[b];
+          x[a] = x0 * std::cos(theta) - x1 * std::sin(theta);
+          x[b] = x0 * std::sin(theta) + x1 * std::cos(theta);
+        }
+      }
+      double largest = 0;
+      for (double v : x) largest = std::max(largest, std::fabs(v));
+      size_t at;
+      std::vector<double>*want, *slack;
+      if (is_q) {
+        at = static_cast<size_t>(((s * c.n_head + slot) * c.seq_len + p) * D);
+        want = &want_q, slack = &slack_q;
+      } else {
+        const int64_t h = slot - c.n_head - (is_k ? 0 : c.n_head_kv);
+        at = static_cast<size_t>(((s * c.n_head_kv + h) * c.kv_rows + c.kv_row0 + p) * D);
+        want = is_k ? &want_k : &want_v;
+        slack = is_k ? &slack_k : &slack_v;
+      }
+      for (int64_t i = 0; i < D; ++i) {
+        (*want)[at + i] = x[i];
+        (*slack)[at + i] = 1e-5 * largest;
+      }
+    }
+  }
+
+  const auto d_qkv = to_device(qkv), d_bias = to_device(bias), d_qn = to_device(q_norm),
+             d_kn = to_device(k_norm);
+  const auto table = cuda::rope_table(c.pos0 + c.seq_len, D, base);
+  const auto d_table = to_device(table);
+  auto q = poisoned<uint16_t>(q_size), k = poisoned<uint16_t>(kv_size),
+       v = poisoned<uint16_t>(kv_size);
+  const cuda::QkvLayout layout{.n_seq = c.n_seq,
+                               .seq_len = c.seq_len,
+                               .n_head = c.n_head,
+                               .n_head_kv = c.n_head_kv,
+                               .head_dim = D,
+                               .pos0 = c.pos0,
+                               .kv_rows = c.kv_rows,
+                               .kv_row0 = c.kv_row0,
+                               .order = c.order,
+                               .eps = eps};
+  cuda::split_qkv_heads(as_bf16(q.data()), as_bf16(k.data()), as_bf16(v.data()), d_qkv.data(),
+                        c.bias ? d_bias.data() : nullptr, c.norm ? d_qn.data() : nullptr,
+                        c.norm ? d_kn.data() : nullptr, c.rope ? d_table.data() : nullptr, layout,
+                        nullptr);
+  const std::string label =
+      "split_qkv " + std::to_string(c.n_seq) + "x" + std::to_string(c.seq_len) + " heads " +
+      std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + "x" + std::to_string(D) +
+      (c.order == RopeOrder::NeoX ? " neox" : " normal") + (c.bias ? " bias" : "") +
+      (c.norm ? " norm" : "") + (c.rope ? " rope" : " no-rope");
+  const auto got_q = to_host(q, q_size), got_k = to_host(k, kv_size), got_v = to_host(v, kv_size);
+  EXPECT_EQ(count_outside(got_q, want_q, 0, slack_q, label + " q"), 0u);
+  // Rows outside this pass's range must keep their poison bits.
+  for (auto [got, want, slack, name] :
+       {std::tuple{&got_k, &want_k, &slack_k, " k"}, std::tuple{&got_v, &want_v, &slack_v, " v"}}) {
+    std::vector<uint16_t> got_rows;
+    std::vector<double> want_rows, slack_rows;
+    size_t touched = 0;
+    for (size_t i = 0; i < want->size(); ++i) {
+      if (std::isnan((*want)[i])) {
+        touched += (*got)[i] != 0xFFFFu;
+        continue;
+      }
+      got_rows.push_back((*got)[i]);
+      want_rows.push_back((*want)[i]);
+      slack_rows.push_back((*slack)[i]);
+    }
+    EXPECT_EQ(touched, 0u) << label << name
+                           << ": rows outside [kv_row0, kv_row0 + seq_len) written";
+    EXPECT_EQ(count_outside(got_rows, want_rows, 0, slack_rows, label + name), 0u);
+  }
+}
+
+TEST_F(InferKernels, SplitQkvHeadsMatchesF64Reference) {
+  const QkvCase cases[] = {
+      // n_seq, seq_len, heads, kv heads, head_dim, pos0, kv_rows, kv_row0, order, bias, norm, rope
+      {2, 5, 4, 2, 64, 0, 5, 0, RopeOrder::Normal, true, false, true},
+      {1, 7, 3, 1, 128, 3, 12, 5, RopeOrder::NeoX, false, true, true},
+      {3, 1, 2, 2, 6, 2, 4, 1, RopeOrder::NeoX, true, true, true},
+      {1, 33, 5, 5, 96, 0, 40, 7, RopeOrder::Normal, true, true, true},
+      {2, 3, 4, 4, 64, 9, 3, 0, RopeOrder::NeoX, true, false, true},
+      {2, 4, 2, 1, 32, 0, 4, 0, RopeOrder::Normal, true, true, false},
+  };
+  uint64_t seed = 1300;
+  for (const QkvCase& c : cases) check_split_qkv(c, seed += 10);
+}
+
+}  // namespace
+}  // namespace ruvdllm
