@@ -28,17 +28,24 @@ bool is_float_type(TensorType type) {
   return type == TensorType::F32 || type == TensorType::F16 || type == TensorType::BF16;
 }
 
+// Every upload goes through the engine's stream: a plain cudaMemcpy from pageable memory may
+// return before its DMA lands, and the engine's non-blocking stream would not wait for it.
+void upload(void* device, const void* host, size_t bytes, cudaStream_t stream) {
+  check_cuda(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream),
+             "cudaMemcpyAsync (upload)");
+}
+
 // A small tensor (norm weight, bias) as f32 on the device.
-DeviceArray<float> upload_vector(const TensorView& t, int64_t expected) {
+DeviceArray<float> upload_vector(const TensorView& t, int64_t expected, cudaStream_t stream) {
   if (t.elements() != expected) {
     fail("{}: {} elements, expected {}", t.name, t.elements(), expected);
   }
   std::vector<float> host(static_cast<size_t>(expected));
   dequantize_row(t.type, t.data, host.data(), expected);
   DeviceArray<float> d(host.size());
-  check_cuda(cudaMemcpy(d.data(), host.data(), host.size() * sizeof(float),
-                        cudaMemcpyHostToDevice),
-             "cudaMemcpy");
+  upload(d.data(), host.data(), host.size() * sizeof(float), stream);
+  // `host` dies here; the copy must have left it.
+  check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
   return d;
 }
 
@@ -142,12 +149,10 @@ void CudaInferEngine::Impl::upload_linear(Linear* lin, std::initializer_list<con
                      std::all_of(parts.begin(), parts.end(),
                                  [](const TensorView* t) { return is_float_type(t->type); });
   if (dense) lin->dense.reserve(static_cast<size_t>(lin->out * lin->in));
-  DeviceArray<uint8_t> staging;
   int64_t row0 = 0;
   for (const TensorView* t : parts) {
     DeviceArray<uint8_t> blocks(t->nbytes);
-    check_cuda(cudaMemcpy(blocks.data(), t->data, t->nbytes, cudaMemcpyHostToDevice),
-               "cudaMemcpy");
+    upload(blocks.data(), t->data, t->nbytes, stream);
     if (dense) {
       dequantize_to_bf16(lin->dense.data() + row0 * lin->in, blocks.data(), t->type, t->rows(),
                          lin->in, stream);
@@ -337,15 +342,14 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
   }
   m.embd_type = embd.type;
   m.embd_blocks.reserve(embd.nbytes);
-  check_cuda(cudaMemcpy(m.embd_blocks.data(), embd.data, embd.nbytes, cudaMemcpyHostToDevice),
-             "cudaMemcpy");
+  upload(m.embd_blocks.data(), embd.data, embd.nbytes, m.stream);
   m.weight_bytes += embd.nbytes;
-  m.output_norm = upload_vector(weights.output_norm, E);
+  m.output_norm = upload_vector(weights.output_norm, E, m.stream);
 
   for (const LayerWeights& lw : weights.layers) {
     DeviceLayer d;
-    d.attn_norm = upload_vector(lw.attn_norm, E);
-    d.ffn_norm = upload_vector(lw.ffn_norm, E);
+    d.attn_norm = upload_vector(lw.attn_norm, E, m.stream);
+    d.ffn_norm = upload_vector(lw.ffn_norm, E, m.stream);
     m.upload_linear(&d.qkv, {&lw.wq, &lw.wk, &lw.wv});
     m.upload_linear(&d.wo, {&lw.wo});
     m.upload_linear(&d.gate_up, {&lw.ffn_gate, &lw.ffn_up});
@@ -357,13 +361,12 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
       dequantize_row(lw.bk.type, lw.bk.data, bias.data() + qd, kvd);
       dequantize_row(lw.bv.type, lw.bv.data, bias.data() + qd + kvd, kvd);
       d.qkv_bias.reserve(bias.size());
-      check_cuda(cudaMemcpy(d.qkv_bias.data(), bias.data(), bias.size() * sizeof(float),
-                            cudaMemcpyHostToDevice),
-                 "cudaMemcpy");
+      upload(d.qkv_bias.data(), bias.data(), bias.size() * sizeof(float), m.stream);
+      check_cuda(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize");
     }
     if (config.qk_norm) {
-      d.q_norm = upload_vector(lw.q_norm, D);
-      d.k_norm = upload_vector(lw.k_norm, D);
+      d.q_norm = upload_vector(lw.q_norm, D, m.stream);
+      d.k_norm = upload_vector(lw.k_norm, D, m.stream);
     }
     m.layers.push_back(std::move(d));
   }
@@ -380,9 +383,8 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
 
   const std::vector<float2> table = rope_table(config.context_length, D, config.rope_base);
   m.cos_sin.reserve(table.size());
-  check_cuda(cudaMemcpy(m.cos_sin.data(), table.data(), table.size() * sizeof(float2),
-                        cudaMemcpyHostToDevice),
-             "cudaMemcpy");
+  upload(m.cos_sin.data(), table.data(), table.size() * sizeof(float2), m.stream);
+  check_cuda(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize (weights upload)");
   m.weight_bytes += m.weight_scratch.bytes();
 }
 

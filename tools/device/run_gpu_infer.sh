@@ -22,7 +22,7 @@ status=0
 for part in $parts; do
   case $part in
     tests)
-      for t in test_infer_kernels test_flash_attention test_cuda_sampling test_cuda_infer; do
+      for t in test_infer_kernels test_flash_attention test_cuda_sampling test_cuda_infer test_cuda_ops test_cuda_train; do
         [ -x "$pack/bin/$t" ] || continue
         "$pack/bin/$t" >"$out/$t.txt" 2>&1
         rc=$?
