@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
+#include "cuda_bench_main.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
 #include "cuda/flash_attention.h"
 #include "ruvdllm/core/half.h"
-#include "ruvdllm/cuda/device.h"
 
 namespace ruvdllm::cuda {
 namespace detail {
@@ -119,13 +119,4 @@ BENCHMARK(BM_FlashAttention)
 }  // namespace
 }  // namespace ruvdllm::cuda
 
-int main(int argc, char** argv) {
-  std::string why;
-  benchmark::AddCustomContext(
-      "device", ruvdllm::cuda::cuda_available(&why) ? ruvdllm::cuda::device_summary(0) : why);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
+int main(int argc, char** argv) { return ruvdllm::cuda::cuda_benchmark_main(argc, argv); }

@@ -17,12 +17,12 @@
 #include <string>
 #include <vector>
 
+#include "cuda_bench_main.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
 #include "cuda/infer_kernels.h"
 #include "ruvdllm/core/half.h"
 #include "ruvdllm/core/tensor_type.h"
-#include "ruvdllm/cuda/device.h"
 #include "ruvdllm/kernels/quant.h"
 
 namespace ruvdllm::cuda {
@@ -122,16 +122,5 @@ void register_all() {
 }  // namespace ruvdllm::cuda
 
 int main(int argc, char** argv) {
-  std::string why;
-  if (!ruvdllm::cuda::cuda_available(&why)) {
-    std::printf("bench_cuda_infer_kernels: skipped, %s\n", why.c_str());
-    return 0;
-  }
-  std::printf("device: %s\n", ruvdllm::cuda::device_summary(0).c_str());
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  ruvdllm::cuda::register_all();
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
+  return ruvdllm::cuda::cuda_benchmark_main(argc, argv, ruvdllm::cuda::register_all);
 }

@@ -4,6 +4,8 @@
 // precision pays at these shapes.
 //   bench_cuda_train --benchmark_min_time=2x --benchmark_repetitions=3
 //                    --benchmark_report_aggregates_only=true
+// BM_DataParallelStep: whole steps on 1 and 2 GPUs (data parallel, same global batch), and
+// BM_AllReduceGradients: the NCCL sum of a gradient-sized buffer alone.
 // Step arguments: precision (0 f32, 1 tf32, 2 bf16: MatmulPrecision's order; 3 bf16 linear
 // layers with attention in f32/TF32, set_bf16_attention(false)) and mode:
 //   0  every tensor frozen: forward + backward, the device work alone, no optimiser;
@@ -15,6 +17,8 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -26,8 +30,10 @@
 #include "cuda/device_buffer.h"
 #include "ruvdllm/core/half.h"
 #include "ruvdllm/cuda/device.h"
+#include "ruvdllm/cuda/multi_gpu.h"
 #include "ruvdllm/cuda/train_engine.h"
 #include "ruvdllm/train/optimizer.h"
+#include "ruvdllm/train/train_model.h"
 
 namespace ruvdllm::cuda {
 namespace {
@@ -197,6 +203,96 @@ BENCHMARK(BM_TrainStep)
     ->ArgNames({"precision", "mode"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+// Data parallelism: whole training steps (bf16, AdamW on the device) through TrainModel on
+// 1, 2, ... GPUs with the same global batch of 16 × 512, split evenly; the NCCL all-reduce of
+// the gradients included. Scaling efficiency = tokens/s on N GPUs ÷ (N × tokens/s on 1).
+void BM_DataParallelStep(benchmark::State& state) {
+  const int n = static_cast<int>(state.range(0));
+  if (cuda::device_count() < n) {
+    state.SkipWithError("not enough GPUs");
+    return;
+  }
+  const ModelConfig c = default_shape();
+  auto model = train::TrainModel::create(c, 5);
+  model->set_device_precision(train::DevicePrecision::BF16);
+  std::vector<int> devices;
+  for (int d = 0; d < n; ++d) devices.push_back(d);
+  model->set_devices(devices);
+  train::AdamW opt(model->parameters(), {});
+  model->start_device_optimizer(opt);
+  const BatchData& b = batch();
+  train::Batch tb;
+  tb.n_seq = kSeqs;
+  tb.seq_len = kSeqLen;
+  tb.inputs = b.inputs;
+  tb.targets = b.targets;
+  tb.weights = b.weights;
+  ThreadPool pool(1);
+  const float scale = 1.0f / static_cast<float>(b.scored);
+  // Where the time goes: the passes (every replica at once) and the optimiser step (the NCCL
+  // all-reduce, then AdamW on every replica); each call waits for its GPUs.
+  using Clock = std::chrono::steady_clock;
+  double passes_s = 0, optimizer_s = 0;
+  for (auto _ : state) {
+    const auto t0 = Clock::now();
+    model->zero_grad();
+    benchmark::DoNotOptimize(model->forward_backward(tb, scale, pool));
+    const auto t1 = Clock::now();
+    benchmark::DoNotOptimize(model->device_optimizer_step(1e-5, 1.0));
+    passes_s += std::chrono::duration<double>(t1 - t0).count();
+    optimizer_s += std::chrono::duration<double>(Clock::now() - t1).count();
+  }
+  report(state, 3 * forward_flops(c, b.scored));
+  const double it = static_cast<double>(std::max<int64_t>(1, state.iterations()));
+  state.counters["gpus"] = n;
+  state.counters["passes_ms"] = 1e3 * passes_s / it;
+  state.counters["optimizer_ms"] = 1e3 * optimizer_s / it;
+}
+
+// The NCCL all-reduce alone over a buffer the size of the default model's gradients (16.9M
+// floats, 68 MB), on every GPU present: the floor of the optimiser step's extra cost.
+void BM_AllReduceGradients(benchmark::State& state) {
+  const int n = cuda::device_count();
+  if (n < 2) {
+    state.SkipWithError("needs 2 GPUs");
+    return;
+  }
+  std::vector<int> devices;
+  for (int d = 0; d < n; ++d) devices.push_back(d);
+  NcclGroup group(devices);
+  const size_t count = static_cast<size_t>(state.range(0));
+  std::vector<DeviceArray<float>> buffers;
+  std::vector<float*> pointers;
+  std::vector<void*> streams(static_cast<size_t>(n), nullptr);
+  buffers.reserve(static_cast<size_t>(n));
+  for (int d = 0; d < n; ++d) {
+    check_cuda(cudaSetDevice(d), "cudaSetDevice");
+    buffers.emplace_back(count);
+    check_cuda(cudaMemset(buffers.back().data(), 0, count * sizeof(float)), "cudaMemset");
+    pointers.push_back(buffers.back().data());
+  }
+  const auto sync_all = [&] {
+    for (int d = 0; d < n; ++d) {
+      check_cuda(cudaSetDevice(d), "cudaSetDevice");
+      check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+    }
+  };
+  group.all_reduce_sum(pointers, count, streams);  // NCCL connects its peers on first use
+  sync_all();
+  for (auto _ : state) {
+    group.all_reduce_sum(pointers, count, streams);
+    sync_all();
+  }
+  const double bytes = static_cast<double>(count * sizeof(float));
+  // NCCL's "bus bandwidth": what each GPU's links carry, 2(n−1)/n of the buffer.
+  state.counters["bus_GB/s"] = benchmark::Counter(
+      bytes * 2.0 * (n - 1) / n * 1e-9 * static_cast<double>(state.iterations()),
+      benchmark::Counter::kIsRate);
+  check_cuda(cudaSetDevice(0), "cudaSetDevice");
+}
+BENCHMARK(BM_AllReduceGradients)->Arg(16913280)->Unit(benchmark::kMicrosecond)->UseRealTime();
+BENCHMARK(BM_DataParallelStep)->DenseRange(1, 2)->ArgName("gpus")->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_ForwardLoss(benchmark::State& state) {
   const ModelConfig c = default_shape();

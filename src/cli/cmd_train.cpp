@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <fmt/format.h>
@@ -24,6 +25,8 @@ struct TrainArgs {
   bool resume = false;
   int threads = -1;
   std::string device;
+  std::string devices;
+  bool devices_given = false;  // an empty --devices "" is an error, not "not given"
   std::string precision;
   bool merge_lora = false;
 };
@@ -42,7 +45,9 @@ void run_train(const TrainArgs& args) {
   if (args.steps > 0) config.steps = args.steps;
   if (!args.out.empty()) config.out_dir = args.out;
   if (args.threads >= 0) config.threads = args.threads;
-  if (!args.device.empty()) config.device = args.device;
+  train::apply_device_options(
+      config, args.device,
+      args.devices_given ? std::optional<std::string>(args.devices) : std::nullopt);
   if (!args.precision.empty()) config.precision = args.precision;
   if (args.merge_lora) {
     if (!config.lora) fail("{}: --merge-lora needs a [lora] section", args.config);
@@ -87,13 +92,19 @@ void register_train(CLI::App& app) {
   cmd->add_option("-t,--threads", args->threads, "Threads (overrides train.threads; 0: physical cores)")
       ->check(CLI::Range(0, 1024));
   cmd->add_option("--device", args->device, "Where the passes run: cpu, cuda or cuda:N (overrides train.device)");
+  CLI::Option* devices = cmd->add_option("--devices", args->devices,
+                  "Data-parallel training on these CUDA devices, e.g. 0,1: one replica each, every "
+                  "batch split evenly across them (overrides train.device and train.devices)");
   cmd->add_option("--precision", args->precision,
                   "Device products: bf16 (the CUDA default), tf32 or f32 (overrides train.precision; the CPU "
                   "trains in f32)")
       ->check(CLI::IsMember({"bf16", "tf32", "f32"}));
   cmd->add_flag("--merge-lora", args->merge_lora,
                 "With [lora]: also write model.gguf with the adapters merged (output.merge_lora)");
-  cmd->callback([args] { run_train(*args); });
+  cmd->callback([args, devices] {
+    args->devices_given = devices->count() > 0;
+    run_train(*args);
+  });
 }
 
 }  // namespace ruvdllm::cli

@@ -25,6 +25,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/infer_kernels.h"
+#include "cuda/launch_util.h"
 #include "ruvdllm/core/tensor_type.h"
 
 namespace ruvdllm::cuda {
@@ -300,17 +301,6 @@ __global__ void embed_float_kernel(float* out, const In* table, const int32_t* t
   float* dst = out + static_cast<int64_t>(blockIdx.x) * d;
   for (int64_t i = threadIdx.x; i < d; i += blockDim.x) dst[i] = to_float(row[i]);
 }
-
-unsigned blocks_for(int64_t work, int64_t per_block, const char* what) {
-  const int64_t blocks = (work + per_block - 1) / per_block;
-  if (blocks > std::numeric_limits<int>::max()) {
-    throw_error(std::string("CUDA: ") + what + ": " + std::to_string(work) +
-                " work items need too many blocks");
-  }
-  return static_cast<unsigned>(blocks < 1 ? 1 : blocks);
-}
-
-bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 std::string describe(TensorType type) {
   const auto id = static_cast<uint32_t>(type);

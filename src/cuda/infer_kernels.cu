@@ -14,6 +14,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/infer_kernels.h"
+#include "cuda/launch_util.h"
 
 namespace ruvdllm::cuda {
 namespace {
@@ -43,17 +44,6 @@ __device__ inline void store4(bf16* dst, float a, float b, float c, float d) {
   *reinterpret_cast<uint2*>(dst) =
       make_uint2(bits_of(__floats2bfloat162_rn(a, b)), bits_of(__floats2bfloat162_rn(c, d)));
 }
-
-unsigned blocks_for(int64_t work, int64_t per_block, const char* what) {
-  const int64_t blocks = (work + per_block - 1) / per_block;
-  if (blocks > std::numeric_limits<int>::max()) {
-    throw_error(std::string("CUDA: ") + what + ": " + std::to_string(work) +
-                " work items need too many blocks");
-  }
-  return static_cast<unsigned>(blocks < 1 ? 1 : blocks);
-}
-
-bool aligned(const void* p, uintptr_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
 
 // kVector: d % 4 == 0, x and w 16-byte aligned, y 8-byte aligned. A null w scales by 1, as the
 // CPU rmsnorm's null weight does.

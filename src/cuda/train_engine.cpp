@@ -808,6 +808,11 @@ void CudaTrainEngine::get_moments(const std::string& name, float* m, float* v) {
 void CudaTrainEngine::download_values() { impl_->download_all(impl_->values, false); }
 void CudaTrainEngine::download_gradients() { impl_->download_all(impl_->grads, true); }
 
+float* CudaTrainEngine::device_gradients() { return impl_->grads.data(); }
+size_t CudaTrainEngine::gradient_count() const { return impl_->layout.total; }
+void* CudaTrainEngine::stream_handle() { return impl_->stream; }
+int CudaTrainEngine::device_index() const { return impl_->device; }
+
 size_t CudaTrainEngine::device_bytes() const {
   const Impl& m = *impl_;
   size_t total = m.values.bytes() + m.grads.bytes() + m.values_b.bytes() +

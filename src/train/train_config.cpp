@@ -1,10 +1,13 @@
 #include "ruvdllm/train/train_config.h"
 
+#include <algorithm>
+#include <charconv>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
 
+#include <fmt/format.h>
 #include <toml++/toml.h>
 
 #include "ruvdllm/core/error.h"
@@ -103,6 +106,14 @@ class Section {
   const std::string& source_;
   std::set<std::string> read_;
 };
+
+void check_device_list(const std::vector<int>& devices) {
+  if (devices.empty()) fail("the device list is empty; name at least one CUDA device index");
+  std::set<int> seen;
+  for (int d : devices) {
+    if (!seen.insert(d).second) fail("CUDA device {} is listed twice", d);
+  }
+}
 
 void read_model(Section& s, TrainConfig& c, const std::string& source) {
   ModelSpec& m = c.model;
@@ -236,7 +247,28 @@ TrainConfig parse_train_config(std::string_view toml_text, const std::string& so
   c.seed = static_cast<uint64_t>(train.non_negative("seed", static_cast<int64_t>(c.seed)));
   c.threads = static_cast<int>(train.non_negative("threads", c.threads));
   if (c.threads > 1024) fail("{}: train.threads {} is more than 1024", source, c.threads);
+  const bool device_given = train.has("device");
   c.device = train.string("device", c.device);
+  if (const toml::array* devices = train.array("devices")) {
+    for (size_t i = 0; i < devices->size(); ++i) {
+      const auto* index = devices->get(i)->as_integer();
+      if (!index || index->get() < 0 || index->get() > 1 << 20) {
+        fail("{}: train.devices[{}] must be a CUDA device index (0, 1, ...)", source, i);
+      }
+      c.devices.push_back(static_cast<int>(index->get()));
+    }
+    try {
+      check_device_list(c.devices);
+    } catch (const Error& e) {
+      fail("{}: train.devices: {}", source, e.what());
+    }
+    if (device_given) {
+      fail("{}: train.device = \"{}\" conflicts with train.devices (CUDA device indices); keep one "
+           "of them",
+           source, c.device);
+    }
+    c.device = fmt::format("cuda:{}", c.devices[0]);
+  }
   c.precision = train.string("precision", c.precision);
   if (!c.precision.empty() && c.precision != "bf16" && c.precision != "tf32" &&
       c.precision != "f32") {
@@ -310,6 +342,11 @@ TrainConfig parse_train_config(std::string_view toml_text, const std::string& so
       fail("{}: [lora]: {}", source, e.what());
     }
     if (c.model.init_from.empty()) fail("{}: [lora] needs model.init_from (the base model the adapters train on)", source);
+    if (c.devices.size() > 1) {
+      fail("{}: train.devices: the CUDA engine does not support LoRA, on one GPU or several; LoRA "
+           "trains on the CPU",
+           source);
+    }
     if (c.device != "cpu") {
       fail("{}: train.device = \"{}\": the CUDA engine does not support LoRA; LoRA trains on the CPU", source,
            c.device);
@@ -320,6 +357,53 @@ TrainConfig parse_train_config(std::string_view toml_text, const std::string& so
 
   top.finish();
   return c;
+}
+
+std::vector<int> parse_device_list(std::string_view text) {
+  std::vector<int> out;
+  size_t at = 0;
+  while (!text.empty() && at <= text.size()) {
+    const size_t comma = std::min(text.find(',', at), text.size());
+    const std::string_view item = text.substr(at, comma - at);
+    int index = -1;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), index);
+    if (item.empty() || ec != std::errc() || end != item.data() + item.size() || index < 0) {
+      fail("--devices '{}': '{}' is not a CUDA device index (expected a list such as 0,1)", text,
+           item);
+    }
+    out.push_back(index);
+    at = comma + 1;
+  }
+  try {
+    check_device_list(out);
+  } catch (const Error& e) {
+    fail("--devices '{}': {}", text, e.what());
+  }
+  return out;
+}
+
+void apply_device_options(TrainConfig& config, const std::string& device,
+                          const std::optional<std::string>& devices) {
+  if (!device.empty() && devices) {
+    if (device == "cpu") {
+      fail("--device cpu conflicts with --devices {}: --devices trains on CUDA GPUs; drop one of "
+           "them",
+           *devices);
+    }
+    fail("--device {} conflicts with --devices {}; give one of them", device, *devices);
+  }
+  if (!device.empty()) {
+    config.device = device;
+    config.devices.clear();
+  }
+  if (devices) {
+    config.devices = parse_device_list(*devices);
+    config.device = fmt::format("cuda:{}", config.devices[0]);
+  }
+  if (config.lora && !config.devices.empty()) {
+    fail("{}: --devices {}: the CUDA engine does not support LoRA; LoRA trains on the CPU",
+         config.source, devices.value_or(""));
+  }
 }
 
 TrainConfig load_train_config(const std::string& path) {

@@ -108,12 +108,16 @@ namespace ruvdllm::train {
 
 // The passes on a GPU (train_model_device.cpp); null when they run on the CPU.
 class DeviceEngine;
+// Replicas 1..N-1 and their NCCL communicators, for data parallelism (set_devices); replica
+// 0 is Impl::engine.
+class DeviceReplicas;
 
 struct TrainModel::Impl {
   Impl();
   ~Impl();
   std::string device = "cpu";
   std::unique_ptr<DeviceEngine> engine;
+  std::unique_ptr<DeviceReplicas> replicas;  // null on the CPU or one GPU
   bool device_values_stale = true;
   DevicePrecision device_precision = DevicePrecision::TF32;
   AdamW* device_optimizer = nullptr;  // set while AdamW runs on the device

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "ruvdllm/core/error.h"
@@ -220,6 +222,16 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
   }
   if (options.resume && !fs::exists(ckpt)) fail("{}: no checkpoint to resume from", ckpt);
 
+  if (config.lora && !config.devices.empty()) {
+    fail("devices {}: the CUDA engine does not support LoRA; LoRA trains on the CPU",
+         fmt::join(config.devices, ","));
+  }
+  const auto n_devices = static_cast<int64_t>(std::max<size_t>(1, config.devices.size()));
+  if (config.batch_size % n_devices != 0) {
+    fail("{}: train.batch_size {} does not split evenly across {} GPUs (--devices {}); make it a "
+         "multiple of {}",
+         config.source, config.batch_size, n_devices, fmt::join(config.devices, ","), n_devices);
+  }
   if (config.lora && config.device != "cpu") {
     fail("device '{}': the CUDA engine does not support LoRA; LoRA trains on the CPU (--device cpu)", config.device);
   }
@@ -235,7 +247,11 @@ RunResult run_training(const TrainConfig& config, const RunOptions& options) {
   LoadedModel loaded = load_model(config);
   TrainModel& model = *loaded.model;
   model.set_device_precision(precision);
-  model.set_device(config.device);
+  if (config.devices.empty()) {
+    model.set_device(config.device);
+  } else {
+    model.set_devices(config.devices);
+  }
   if (config.lora) model.add_lora(*config.lora);  // before AdamW, which keeps the parameter list
   const int32_t vocab = static_cast<int32_t>(model.config().vocab_size);
 

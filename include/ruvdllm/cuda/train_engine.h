@@ -114,6 +114,15 @@ class CudaTrainEngine {
   // Device gradients into every non-null HostTensor::grad (overwritten), for tests.
   void download_gradients();
 
+  // ---- Data parallelism (multi_gpu.h). The flat gradient buffer on the device, every
+  // trainable tensor at its layout offset, and the stream (a cudaStream_t) the engine orders
+  // its work on, so a collective can sum the replicas' buffers in place between
+  // forward_backward and adamw_step.
+  float* device_gradients();
+  size_t gradient_count() const;
+  void* stream_handle();
+  int device_index() const;
+
   // Device bytes held now (weights, gradients, activations of the largest batch so far).
   size_t device_bytes() const;
 

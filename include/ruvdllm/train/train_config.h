@@ -61,6 +61,10 @@ struct TrainConfig {
   uint64_t seed = 1;
   int threads = 0;  // 0: one per physical core
   std::string device = "cpu";  // where the passes run: cpu, cuda or cuda:N
+  // train.devices (--devices 0,1): data-parallel training on these CUDA devices, one replica
+  // each, the batch_size sequences of each micro-batch split evenly across them (TrainModel::
+  // set_devices). Empty: `device` alone. When set, `device` is "cuda:" + the first index.
+  std::vector<int> devices;
   // train.precision: the device's products, "bf16", "tf32" or "f32"; empty: bf16 on a CUDA
   // device, f32 on the CPU. The CPU computes in f32 only: "bf16" or "tf32" with device cpu is
   // an Error (run_training), rather than a silently different run. With a CUDA device AdamW
@@ -90,6 +94,15 @@ struct TrainConfig {
   int64_t tokens_per_step() const { return sequences_per_step() * seq_len; }
   LrSchedule lr_schedule() const { return {lr, min_lr, warmup_steps, steps}; }
 };
+
+// "0,1" → {0, 1}. Error for an empty list, an entry that is not a non-negative integer, or a
+// duplicate.
+std::vector<int> parse_device_list(std::string_view text);
+// The command line's --device and --devices over the config's train.device/train.devices
+// (empty device / no devices: not given). Error for both at once (device cpu included), a
+// bad list (parse_device_list), or several devices with [lora].
+void apply_device_options(TrainConfig& config, const std::string& device,
+                          const std::optional<std::string>& devices);
 
 // `source` names the text in messages ("CONFIG.toml: train.lr must be a number").
 TrainConfig parse_train_config(std::string_view toml_text, const std::string& source);

@@ -81,6 +81,19 @@ class TrainModel {
   const std::string& device() const;
   std::string device_description() const;  // e.g. "cuda:0 (NVIDIA H100 80GB HBM3)"
   void values_changed();
+  // Data parallelism: one replica of the device engine per CUDA device index in `devices` (a
+  // single index is set_device("cuda:N")). forward_backward splits the batch's sequences evenly
+  // across the replicas (Error when they do not divide) and runs them at once, one host thread
+  // per GPU. With the optimiser on the device, device_optimizer_step sums the replicas'
+  // gradients with one NCCL all-reduce and steps every replica with the same AdamW update, so
+  // they stay bit-identical; forward_loss, forward_logits and sync_from_device use replica 0.
+  // Error for an empty list, a duplicate, an index that does not exist, adapters attached, or
+  // several devices in a build without CUDA or NCCL.
+  void set_devices(const std::vector<int>& devices);
+  int64_t n_replicas() const;  // 1 on the CPU or on one GPU
+  // Replica `replica`'s device weights, flat in parameters() order, to check that replicas
+  // agree. Overwrites the host values, leaving replica 0's there.
+  std::vector<float> replica_values(int64_t replica);
   // The device's products (default TF32); kept across set_device calls, unused on the CPU.
   void set_device_precision(DevicePrecision precision);
   DevicePrecision device_precision() const;
