@@ -82,6 +82,7 @@ struct BenchGenerateArgs {
   std::string gpu_weights = "auto";
   float temperature = 0;
   float top_p = 1;
+  bool cache_blocks = false;
 };
 
 // The runtime issue's reference model: random 160m LLaDA weights at Q8_0, written once to the
@@ -139,6 +140,7 @@ void run_bench_generate(const BenchGenerateArgs& args) {
   o.seed = 1;
   o.temperature = args.temperature;
   o.top_p = args.top_p;
+  o.cache_blocks = args.cache_blocks;
   // Random weights may well commit an EOS early; every planned step must still run.
   o.eos_fill = false;
   const GenerationResult r = generator.run(prompt, o);
@@ -194,6 +196,7 @@ void register_bench(CLI::App& app) {
   generate->add_option("--gpu-weights", gen->gpu_weights, "auto, quantized or bf16 (with --device cuda)");
   generate->add_option("--temp", gen->temperature, "Sampling temperature")->check(CLI::Range(0.0f, 100.0f));
   generate->add_option("--top-p", gen->top_p, "Nucleus mass")->check(CLI::Range(0.0f, 1.0f));
+  generate->add_flag("--cache-blocks", gen->cache_blocks, "Cache keys/values of the prompt and finished blocks");
   generate->callback([gen] { run_bench_generate(*gen); });
   register_bench_gpu(*bench);
 }

@@ -51,7 +51,7 @@ struct Params {
   const __nv_bfloat16* q;
   const __nv_bfloat16* k;
   const __nv_bfloat16* v;
-  int64_t n_q, n_kv, n_head, n_head_kv, group, head_dim;
+  int64_t n_q, n_kv, kv_rows, n_head, n_head_kv, group, head_dim;
   int n_q_tiles;
   float scale_log2;  // scale · log2(e): the softmax runs on exp2
   int mask;          // MaskMode's value
@@ -151,8 +151,8 @@ __global__ void __launch_bounds__(kThreads) flash_attention_kernel(const Params 
   const int64_t rows = min(static_cast<int64_t>(BM), p.n_q - i0);
   const int64_t kv_head = seq * p.n_head_kv + head / p.group;
   const __nv_bfloat16* q = p.q + (head_seq * p.n_q + i0) * p.head_dim;
-  const __nv_bfloat16* k = p.k + kv_head * p.n_kv * p.head_dim;
-  const __nv_bfloat16* v = p.v + kv_head * p.n_kv * p.head_dim;
+  const __nv_bfloat16* k = p.k + kv_head * p.kv_rows * p.head_dim;
+  const __nv_bfloat16* v = p.v + kv_head * p.kv_rows * p.head_dim;
 
   const int64_t pos0 = p.q_pos0 + i0;
   // Keys from kv_end on are hidden from every row; keys before unmasked_end are seen by all.
@@ -438,6 +438,9 @@ void check_dims(const FlashAttentionDims& d) {
     bad("scale " + std::to_string(d.scale) + " must be positive and finite");
   }
   if (d.q_pos0 < 0) bad("q_pos0 " + str(d.q_pos0) + " is negative");
+  if (d.kv_rows < 0 || (d.kv_rows > 0 && d.kv_rows < d.n_kv)) {
+    bad("kv_rows " + str(d.kv_rows) + " is below n_kv " + str(d.n_kv));
+  }
   if (d.n_q > 0 && d.n_kv == 0) bad(str(d.n_q) + " queries but no keys");
   switch (d.mask) {
     case MaskMode::Full:
@@ -492,6 +495,7 @@ void flash_attention_variant(__nv_bfloat16* out, const __nv_bfloat16* q, const _
   p.v = v;
   p.n_q = dims.n_q;
   p.n_kv = dims.n_kv;
+  p.kv_rows = dims.kv_rows > 0 ? dims.kv_rows : dims.n_kv;
   p.n_head = dims.n_head;
   p.n_head_kv = dims.n_head_kv;
   p.group = dims.n_head / dims.n_head_kv;

@@ -23,10 +23,13 @@ struct FlashAttentionDims {
   MaskMode mask = MaskMode::Full;
   int64_t block_len = 0;  // for BlockCausal
   int64_t q_pos0 = 0;     // position of query row 0; key row j is at position j
+  // Rows k and v hold per (sequence, kv head), at least n_kv (a KV cache sized for the whole
+  // context holds more than this pass reads); 0: n_kv.
+  int64_t kv_rows = 0;
 };
 
-// Head-major inputs: q [n_seq][n_head][n_q][head_dim], k and v [n_seq][n_head_kv][n_kv]
-// [head_dim]. Output token-major, ready for the output projection: out [n_seq][n_q]
+// Head-major inputs: q [n_seq][n_head][n_q][head_dim], k and v [n_seq][n_head_kv][kv_rows]
+// [head_dim], of which the first n_kv rows are read. Output token-major, ready for the output projection: out [n_seq][n_q]
 // [n_head·head_dim] in bf16. A query that sees no key (impossible with the masks above when
 // q_pos0 + i < n_kv) gets zeros. Error (ruvdllm::Error) for an unsupported head_dim or
 // inconsistent dimensions.

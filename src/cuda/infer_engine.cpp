@@ -70,8 +70,20 @@ struct DeviceLayer {
   Linear qkv, wo, gate_up, down;
 };
 
-// Key of a captured pass: the graph's kernels depend on these and on the buffer addresses.
-using PassKey = std::tuple<int64_t, int64_t, int, int64_t>;  // tokens, n_seq, mask, block_len
+// What one pass computes. A captured graph replays exactly this (and the buffer addresses).
+struct PassShape {
+  int64_t tokens = 0, n_seq = 1;
+  MaskMode mask = MaskMode::Full;
+  int64_t block_len = 0;
+  // With the KV cache (n_seq = 1): the pass's tokens follow `past` cached ones, its keys and
+  // values go to cache rows [past, past + tokens), and with `append` they stay there.
+  bool use_cache = false, append = false;
+  int64_t past = 0;
+  auto key() const {
+    return std::tuple(tokens, n_seq, static_cast<int>(mask), block_len, use_cache, append, past);
+  }
+};
+using PassKey = decltype(PassShape{}.key());
 
 }  // namespace
 
@@ -103,6 +115,14 @@ struct CudaInferEngine::Impl {
   // Last pass.
   int64_t n_tokens = 0, n_seq = 1;
 
+  // KV cache: keys and values of cached positions per layer, [n_head_kv][context][head_dim]
+  // bf16, and the final-normed hidden state of the last cached position (Dream's shift). The
+  // host KVCache only counts them (n_tokens); `cache_owner` is the one being filled.
+  std::vector<DeviceArray<bf16>> cache_k, cache_v;
+  DeviceArray<bf16> cache_last_hidden;
+  const KVCache* cache_owner = nullptr;
+  int64_t cached = 0;
+
   std::map<PassKey, cudaGraphExec_t> graphs;
   std::map<PassKey, int> seen;  // passes run eagerly so far per shape (the first warms up)
 
@@ -129,7 +149,8 @@ struct CudaInferEngine::Impl {
   void upload_linear(Linear* lin, std::initializer_list<const TensorView*> parts);
   const bf16* weight_of(const Linear& lin);
   void reserve(int64_t n);
-  void encode_pass(int64_t T, int64_t S, MaskMode mask, int64_t block_len);
+  void encode_pass(const PassShape& pass);
+  void prepare_cache(const KVCache& cache, const ForwardOptions& o, int64_t T, PassShape* pass);
 };
 
 void CudaInferEngine::Impl::upload_linear(Linear* lin, std::initializer_list<const TensorView*> parts) {
@@ -171,6 +192,37 @@ void CudaInferEngine::Impl::upload_linear(Linear* lin, std::initializer_list<con
   }
 }
 
+// Checks that `cache` is the one this engine has been filling (or an empty one, which starts
+// over), allocates the device cache on first use, and sets the pass's cache fields.
+void CudaInferEngine::Impl::prepare_cache(const KVCache& cache, const ForwardOptions& o,
+                                          int64_t T, PassShape* pass) {
+  const ModelConfig& c = config;
+  if (o.n_seq != 1) fail("cuda forward: a KV cache needs n_seq == 1 (is {})", o.n_seq);
+  if (cache.n_tokens == 0) {
+    cache_owner = &cache;
+    cached = 0;
+  } else if (cache_owner != &cache || cache.n_tokens != cached) {
+    fail("cuda forward: this KV cache of {} tokens was not filled by this GPU engine; start "
+         "from an empty cache",
+         cache.n_tokens);
+  }
+  if (cached + T > c.context_length) {
+    fail("cuda forward: {} cached + {} new positions exceed the model's context of {}", cached,
+         T, c.context_length);
+  }
+  if (cache_k.empty()) {
+    const auto per_layer = static_cast<size_t>(c.n_head_kv * c.context_length * c.head_dim);
+    for (int64_t il = 0; il < c.n_layer; ++il) {
+      cache_k.emplace_back(per_layer);
+      cache_v.emplace_back(per_layer);
+    }
+    cache_last_hidden.reserve(static_cast<size_t>(c.n_embd));
+  }
+  pass->use_cache = true;
+  pass->append = o.append_to_cache;
+  pass->past = cached;
+}
+
 const bf16* CudaInferEngine::Impl::weight_of(const Linear& lin) {
   if (lin.all_dense()) return lin.dense.data();
   mark("dequantize");
@@ -206,8 +258,10 @@ void CudaInferEngine::Impl::reserve(int64_t n) {
 }
 
 // Every operation of one pass, enqueued on `stream` (eagerly or into a graph being captured).
-void CudaInferEngine::Impl::encode_pass(int64_t T, int64_t S, MaskMode mask, int64_t block_len) {
+void CudaInferEngine::Impl::encode_pass(const PassShape& pass) {
   const ModelConfig& c = config;
+  const int64_t T = pass.tokens, S = pass.n_seq, past = pass.past;
+  const int64_t ctx = c.context_length;
   const int64_t L = T / S, E = c.n_embd, F = c.n_ff, D = c.head_dim;
   const int64_t H = c.n_head, Hkv = c.n_head_kv;
   const int64_t n_qkv = (H + 2 * Hkv) * D;
@@ -223,34 +277,41 @@ void CudaInferEngine::Impl::encode_pass(int64_t T, int64_t S, MaskMode mask, int
   layout.n_head = H;
   layout.n_head_kv = Hkv;
   layout.head_dim = D;
-  layout.kv_rows = L;
+  layout.kv_rows = pass.use_cache ? ctx : L;
+  layout.kv_row0 = past;
+  layout.pos0 = past;
   layout.order = c.rope_order;
   layout.eps = c.rms_eps;
   FlashAttentionDims dims;
   dims.n_seq = S;
   dims.n_q = L;
-  dims.n_kv = L;
+  dims.n_kv = past + L;
+  dims.q_pos0 = past;
+  dims.kv_rows = pass.use_cache ? ctx : 0;
   dims.n_head = H;
   dims.n_head_kv = Hkv;
   dims.head_dim = D;
   dims.scale = 1.0f / std::sqrt(static_cast<float>(D));
-  dims.mask = mask;
-  dims.block_len = block_len;
+  dims.mask = pass.mask;
+  dims.block_len = pass.block_len;
 
-  for (DeviceLayer& lw : layers) {
+  for (size_t il = 0; il < layers.size(); ++il) {
+    DeviceLayer& lw = layers[il];
+    bf16* k_dst = pass.use_cache ? cache_k[il].data() : k.data();
+    bf16* v_dst = pass.use_cache ? cache_v[il].data() : v.data();
     mark("rmsnorm");
     rmsnorm_to_bf16(xn.data(), x.data(), lw.attn_norm.data(), T, E, c.rms_eps, stream);
     const bf16* w_qkv = weight_of(lw.qkv);
     mark("gemm");
     gemm->linear(qkv.data(), xn.data(), w_qkv, T, E, n_qkv);
     mark("qkv split+rope");
-    split_qkv_heads(q.data(), k.data(), v.data(), qkv.data(),
+    split_qkv_heads(q.data(), k_dst, v_dst, qkv.data(),
                     lw.qkv_bias.capacity() ? lw.qkv_bias.data() : nullptr,
                     lw.q_norm.capacity() ? lw.q_norm.data() : nullptr,
                     lw.k_norm.capacity() ? lw.k_norm.data() : nullptr, cos_sin.data(), layout,
                     stream);
     mark("attention");
-    flash_attention(att.data(), q.data(), k.data(), v.data(), dims, stream);
+    flash_attention(att.data(), q.data(), k_dst, v_dst, dims, stream);
     const bf16* w_o = weight_of(lw.wo);
     mark("gemm");
     gemm->linear(x.data(), att.data(), w_o, T, H * D, E, 1.0f);
@@ -270,14 +331,15 @@ void CudaInferEngine::Impl::encode_pass(int64_t T, int64_t S, MaskMode mask, int
   mark("rmsnorm");
   rmsnorm_to_bf16(xn.data(), x.data(), output_norm.data(), T, E, c.rms_eps, stream);
   const bf16* head_in = xn.data();
+  const size_t row = static_cast<size_t>(E) * sizeof(bf16);
   if (c.shift_logits) {
     // Row i scores position i from the hidden state of i − 1; each sequence's first row keeps
-    // its own (Model::forward does the same).
-    const size_t row = static_cast<size_t>(E) * sizeof(bf16);
+    // its own, or after a cache takes the last cached position's (as Model::forward does).
     for (int64_t s = 0; s < S; ++s) {
       bf16* dst = shifted.data() + s * L * E;
       const bf16* src = xn.data() + s * L * E;
-      check_cuda(cudaMemcpyAsync(dst, src, row, cudaMemcpyDeviceToDevice, stream),
+      const bf16* first = pass.use_cache && past > 0 ? cache_last_hidden.data() : src;
+      check_cuda(cudaMemcpyAsync(dst, first, row, cudaMemcpyDeviceToDevice, stream),
                  "cudaMemcpyAsync");
       if (L > 1) {
         check_cuda(cudaMemcpyAsync(dst + E, src, static_cast<size_t>(L - 1) * row,
@@ -286,6 +348,11 @@ void CudaInferEngine::Impl::encode_pass(int64_t T, int64_t S, MaskMode mask, int
       }
     }
     head_in = shifted.data();
+  }
+  if (pass.append) {
+    check_cuda(cudaMemcpyAsync(cache_last_hidden.data(), xn.data() + (T - 1) * E, row,
+                               cudaMemcpyDeviceToDevice, stream),
+               "cudaMemcpyAsync");
   }
   const bf16* w_head = weight_of(head);
   mark("gemm (head)");
@@ -402,7 +469,8 @@ size_t CudaInferEngine::device_bytes() const {
   const Impl& m = *impl_;
   return m.weight_bytes + m.tokens.bytes() + m.x.bytes() + m.xn.bytes() + m.shifted.bytes() +
          m.qkv.bytes() + m.q.bytes() + m.k.bytes() + m.v.bytes() + m.att.bytes() +
-         m.gate_up.bytes() + m.h.bytes() + m.logits.bytes();
+         m.gate_up.bytes() + m.h.bytes() + m.logits.bytes() +
+         m.cache_k.size() * (m.cache_k.empty() ? 0 : m.cache_k[0].bytes()) * 2;
 }
 
 void CudaInferEngine::forward(std::span<const int32_t> tokens, const ForwardOptions& o) {
@@ -410,10 +478,6 @@ void CudaInferEngine::forward(std::span<const int32_t> tokens, const ForwardOpti
   const ModelConfig& c = m.config;
   const auto T = static_cast<int64_t>(tokens.size());
   if (T == 0) fail("cuda forward: no tokens");
-  if (o.cache) {
-    fail("cuda forward: the CUDA backend has no KV cache yet (drop --cache-blocks or use "
-         "--device cpu)");
-  }
   if (o.n_seq < 1 || T % o.n_seq != 0) {
     fail("cuda forward: {} tokens do not split into {} sequences of equal length", T, o.n_seq);
   }
@@ -432,10 +496,15 @@ void CudaInferEngine::forward(std::span<const int32_t> tokens, const ForwardOpti
     }
   }
   check_cuda(cudaSetDevice(m.options.device), "cudaSetDevice");
+  PassShape pass;
+  pass.tokens = T;
+  pass.n_seq = o.n_seq;
+  pass.mask = o.mask;
+  pass.block_len = o.mask == MaskMode::BlockCausal ? o.block_len : 0;
+  if (o.cache) m.prepare_cache(*o.cache, o, T, &pass);
   m.reserve(T);
   std::copy(tokens.begin(), tokens.end(), m.host_tokens.data());
-  const int64_t block_len = o.mask == MaskMode::BlockCausal ? o.block_len : 0;
-  const PassKey key{T, o.n_seq, static_cast<int>(o.mask), block_len};
+  const PassKey key = pass.key();
 
   auto it = m.graphs.find(key);
   if (it != m.graphs.end()) {
@@ -447,7 +516,7 @@ void CudaInferEngine::forward(std::span<const int32_t> tokens, const ForwardOpti
     check_cuda(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal),
                "cudaStreamBeginCapture");
     try {
-      m.encode_pass(T, o.n_seq, o.mask, block_len);
+      m.encode_pass(pass);
     } catch (...) {
       cudaStreamEndCapture(m.stream, &graph);
       if (graph) cudaGraphDestroy(graph);
@@ -461,22 +530,31 @@ void CudaInferEngine::forward(std::span<const int32_t> tokens, const ForwardOpti
     m.graphs[key] = exec;
     check_cuda(cudaGraphLaunch(exec, m.stream), "cudaGraphLaunch");
   } else {
-    m.encode_pass(T, o.n_seq, o.mask, block_len);
+    m.encode_pass(pass);
     ++m.seen[key];
   }
   check_cuda(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize (forward pass)");
   m.n_tokens = T;
   m.n_seq = o.n_seq;
+  if (pass.append) {
+    m.cached = pass.past + T;
+    o.cache->n_tokens = m.cached;
+  }
 }
 
 std::vector<std::pair<std::string, double>> CudaInferEngine::profile(
     std::span<const int32_t> tokens, const ForwardOptions& options) {
   Impl& m = *impl_;
+  if (options.cache) fail("cuda profile: profiles passes without a KV cache only");
   forward(tokens, options);  // validates and sizes the buffers
   m.profiling = true;
-  const int64_t block_len = options.mask == MaskMode::BlockCausal ? options.block_len : 0;
+  PassShape pass;
+  pass.tokens = static_cast<int64_t>(tokens.size());
+  pass.n_seq = options.n_seq;
+  pass.mask = options.mask;
+  pass.block_len = options.mask == MaskMode::BlockCausal ? options.block_len : 0;
   try {
-    m.encode_pass(static_cast<int64_t>(tokens.size()), options.n_seq, options.mask, block_len);
+    m.encode_pass(pass);
     check_cuda(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize (profiled pass)");
   } catch (...) {
     m.profiling = false;

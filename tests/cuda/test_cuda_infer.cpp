@@ -148,10 +148,11 @@ TEST_F(CudaInfer, RejectsWhatItCannotRun) {
   TempDir dir;
   auto model = random_model(dir, Arch::LLaDA, TensorType::F16, "bad");
   cuda::CudaInferEngine engine(model->config(), model->weights());
+  const auto tokens = random_tokens(model->config(), 8, 1);
   KVCache cache;
   ForwardOptions cached;
   cached.cache = &cache;
-  const auto tokens = random_tokens(model->config(), 8, 1);
+  cached.n_seq = 2;  // a cache holds one sequence
   EXPECT_THROW(engine.forward(tokens, cached), Error);
   std::vector<int32_t> bad = tokens;
   bad[3] = static_cast<int32_t>(model->config().vocab_size);
@@ -183,7 +184,10 @@ class ShadowDenoiser final : public Denoiser {
   std::string description() const override { return "shadow"; }
   void forward(std::span<const int32_t> tokens, const ForwardOptions& options) override {
     cpu_.forward(tokens, options);
-    gpu_.forward(tokens, options);
+    // The GPU keeps its cache on the device and counts it in a KVCache of its own.
+    ForwardOptions gpu_options = options;
+    if (options.cache) gpu_options.cache = &gpu_cache_;
+    gpu_.forward(tokens, gpu_options);
   }
   void propose(std::span<const int64_t> positions, int64_t first_row,
                const SamplingOptions& options, int64_t step,
@@ -218,17 +222,14 @@ class ShadowDenoiser final : public Denoiser {
   Denoiser& cpu_;
   Denoiser& gpu_;
   bool gpu_leads_;
+  KVCache gpu_cache_;
 };
 
-TEST_F(CudaInfer, GenerationMatchesCpuTokenForToken) {
+void expect_generation_matches_cpu(const GenerationOptions& o) {
   auto model = Model::load(std::string(RUVDLLM_SOURCE_DIR) + "/models/default.gguf");
   ThreadPool pool(2);
   ModelDenoiser cpu(*model, pool);
   cuda::CudaDenoiser gpu(*model);
-  GenerationOptions o;
-  o.gen_len = 96;
-  o.steps = 48;
-  o.block_len = 32;
   const Tokenizer tokenizer = Tokenizer::load(std::string(RUVDLLM_SOURCE_DIR) + "/models/default.gguf");
   const std::vector<int32_t> prompt = tokenizer.encode("The history of the city");
 
@@ -241,16 +242,73 @@ TEST_F(CudaInfer, GenerationMatchesCpuTokenForToken) {
   for (const bool gpu_leads : {false, true}) {
     ShadowDenoiser shadow(cpu, gpu, gpu_leads);
     const GenerationResult lockstep = Generator(shadow).run(prompt, o);
-    EXPECT_GT(shadow.compared, 96);
-    std::printf("%s leads: positions compared %ld; swapped ties within 1e-3:%s; within 1e-2:%s\n",
-                gpu_leads ? "GPU" : "CPU", static_cast<long>(shadow.compared),
-                list(shadow.ties).c_str(), list(shadow.near_ties).c_str());
+    EXPECT_GT(shadow.compared, o.gen_len);
+    std::printf("%s leads%s: positions compared %ld; swapped ties within 1e-3:%s; within 1e-2:%s\n",
+                gpu_leads ? "GPU" : "CPU", o.cache_blocks ? " (KV cache)" : "",
+                static_cast<long>(shadow.compared), list(shadow.ties).c_str(),
+                list(shadow.near_ties).c_str());
     Denoiser& leader = gpu_leads ? static_cast<Denoiser&>(gpu) : cpu;
     EXPECT_EQ(lockstep.tokens, Generator(leader).run(prompt, o).tokens);
     if (!gpu_leads && shadow.ties.empty() && shadow.near_ties.empty()) {
       EXPECT_EQ(Generator(gpu).run(prompt, o).tokens, lockstep.tokens);
     }
   }
+}
+
+TEST_F(CudaInfer, GenerationMatchesCpuTokenForToken) {
+  GenerationOptions o;
+  o.gen_len = 96;
+  o.steps = 48;
+  o.block_len = 32;
+  expect_generation_matches_cpu(o);
+}
+
+// Block diffusion with the KV cache: the prompt and every finished block are cached on the
+// device, and each step forwards only the current block.
+TEST_F(CudaInfer, CachedGenerationMatchesCpuTokenForToken) {
+  GenerationOptions o;
+  o.gen_len = 96;
+  o.steps = 48;
+  o.block_len = 32;
+  o.cache_blocks = true;
+  expect_generation_matches_cpu(o);
+}
+
+// Logits of a pass after a cached prefix, for a model with biases and shifted logits (Dream),
+// against the CPU's cache; and a cache the engine did not fill is refused.
+TEST_F(CudaInfer, CachedPassLogitsMatchCpu) {
+  TempDir dir;
+  auto model = random_model(dir, Arch::Dream, TensorType::Q8_0, "dream-cache");
+  cuda::CudaInferEngine engine(model->config(), model->weights());
+  const auto prefix = random_tokens(model->config(), 40, 8);
+  const auto block = random_tokens(model->config(), 16, 9);
+  ThreadPool pool(2);
+  const auto vocab = static_cast<size_t>(model->config().vocab_size);
+  KVCache cpu_cache, gpu_cache;
+  ForwardOptions extend;
+  extend.append_to_cache = true;
+  std::vector<float> cpu(prefix.size() * vocab), gpu(prefix.size() * vocab);
+  extend.cache = &cpu_cache;
+  model->forward(prefix, extend, cpu.data(), pool);
+  extend.cache = &gpu_cache;
+  engine.forward(prefix, extend);
+  engine.copy_logits(gpu.data());
+  EXPECT_LT(rel_error(gpu, cpu), kLogitBound);
+  EXPECT_EQ(gpu_cache.n_tokens, 40);
+  for (int pass = 0; pass < 2; ++pass) {  // the second replays the captured graph
+    ForwardOptions current;
+    std::vector<float> cpu_block(block.size() * vocab), gpu_block(block.size() * vocab);
+    current.cache = &cpu_cache;
+    model->forward(block, current, cpu_block.data(), pool);
+    current.cache = &gpu_cache;
+    engine.forward(block, current);
+    engine.copy_logits(gpu_block.data());
+    EXPECT_LT(rel_error(gpu_block, cpu_block), kLogitBound) << "pass " << pass;
+  }
+  EXPECT_EQ(gpu_cache.n_tokens, 40);
+  ForwardOptions foreign;
+  foreign.cache = &cpu_cache;  // filled by the CPU
+  EXPECT_THROW(engine.forward(block, foreign), Error);
 }
 
 // The CLI end to end: `generate --device cuda` writes what the CPU writes.

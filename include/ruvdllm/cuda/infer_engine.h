@@ -49,8 +49,10 @@ class CudaInferEngine {
   WeightMode weight_mode() const;  // as chosen (never Auto)
   size_t device_bytes() const;  // everything the engine holds now
 
-  // One pass (same contract as Model::forward, without a KV cache); the logits stay on the
-  // device until the next pass. Returns after the pass has finished on the GPU.
+  // One pass (same contract as Model::forward); the logits stay on the device until the next
+  // pass. Returns after the pass has finished on the GPU. A KV cache lives on the device: the
+  // host KVCache only counts its tokens, so a cache must start empty and be filled by this
+  // engine (Error otherwise).
   void forward(std::span<const int32_t> tokens, const ForwardOptions& options);
   // Copies the last pass's logits (tokens × vocab floats) to the host, for tests.
   void copy_logits(float* host) const;
