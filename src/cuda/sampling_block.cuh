@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "cuda/sampling.h"
+#include "ruvdllm/diffusion/rng.h"
 
 namespace ruvdllm::cuda {
 namespace {
@@ -83,22 +84,10 @@ struct Shared {
 };
 static_assert(sizeof(Shared) <= 48 * 1024, "static shared memory is limited to 48 KiB");
 
-// ---- random numbers (device twins of diffusion/rng.h) ----
-
-__device__ inline uint32_t hash32(uint32_t x) {
-  x ^= x >> 16;
-  x *= 0x7FEB352Du;
-  x ^= x >> 15;
-  x *= 0x846CA68Bu;
-  x ^= x >> 16;
-  return x;
-}
+// ---- random numbers (diffusion/rng.h's own functions, constexpr, so usable here) ----
 
 __device__ inline float gumbel_noise(uint64_t key, uint32_t i) {
-  const uint32_t h =
-      hash32(hash32(i ^ static_cast<uint32_t>(key)) + static_cast<uint32_t>(key >> 32));
-  const float u = (static_cast<float>(h >> 9) + 0.5f) * 0x1p-23f;
-  return -logf(-logf(u));
+  return -logf(-logf(vocab_uniform(key, i)));
 }
 
 // ---- per-entry quantities ----

@@ -207,6 +207,20 @@ void bias_backward(float* db, const float* dy, int64_t rows, int64_t cols, Threa
   });
 }
 
+// The attention layers' shape for a batch of S sequences of L tokens, in both passes.
+TrainAttentionShape attention_shape(const ModelConfig& c, const AttentionMode& attention,
+                                    int64_t S, int64_t L) {
+  TrainAttentionShape shape;
+  shape.n_seq = S;
+  shape.seq_len = L;
+  shape.n_head = c.n_head;
+  shape.n_head_kv = c.n_head_kv;
+  shape.head_dim = c.head_dim;
+  shape.mask = attention.mask;
+  shape.block_len = attention.block_len;
+  return shape;
+}
+
 }  // namespace
 
 void TrainModel::Impl::forward(const int32_t* tokens, int64_t S, int64_t L, ThreadPool& pool) {
@@ -227,14 +241,7 @@ void TrainModel::Impl::forward(const int32_t* tokens, int64_t S, int64_t L, Thre
     embedding_forward<float>(x + begin * E, tokens + begin, embd, end - begin, E);
   });
 
-  TrainAttentionShape shape;
-  shape.n_seq = S;
-  shape.seq_len = L;
-  shape.n_head = H;
-  shape.n_head_kv = Hkv;
-  shape.head_dim = D;
-  shape.mask = attention.mask;
-  shape.block_len = attention.block_len;
+  const TrainAttentionShape shape = attention_shape(c, attention, S, L);
 
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const LayerSlots& s = slots.layers[static_cast<size_t>(il)];
@@ -367,14 +374,7 @@ void TrainModel::Impl::backward(const int32_t* tokens, int64_t S, int64_t L, Thr
                 a.residual[static_cast<size_t>(2 * c.n_layer)].get(nT * E), value(slots.output_norm),
                 a.final_rstd.get(nT), T, E, a.norm_partials, pool);
 
-  TrainAttentionShape shape;
-  shape.n_seq = S;
-  shape.seq_len = L;
-  shape.n_head = H;
-  shape.n_head_kv = Hkv;
-  shape.head_dim = D;
-  shape.mask = attention.mask;
-  shape.block_len = attention.block_len;
+  const TrainAttentionShape shape = attention_shape(c, attention, S, L);
 
   for (int64_t il = c.n_layer - 1; il >= 0; --il) {
     const LayerSlots& s = slots.layers[static_cast<size_t>(il)];

@@ -37,8 +37,9 @@ inline double random_uniform(uint64_t key, uint64_t counter = 0) {
 }
 
 // A 32-bit bijective hash (xor-shift-multiply) that vector code can evaluate lane by lane with
-// 32-bit multiplies; used where one draw per vocabulary entry is needed.
-inline uint32_t hash32(uint32_t x) {
+// 32-bit multiplies; used where one draw per vocabulary entry is needed. constexpr, so the GPU
+// sampler (built with --expt-relaxed-constexpr) calls this very code.
+constexpr uint32_t hash32(uint32_t x) {
   x ^= x >> 16;
   x *= 0x7FEB352Du;
   x ^= x >> 15;
@@ -48,7 +49,7 @@ inline uint32_t hash32(uint32_t x) {
 }
 
 // Uniform in [2^-24, 1 - 2^-24], never 0 or 1 (so Gumbel noise stays finite), for entry i.
-inline float vocab_uniform(uint64_t key, uint32_t i) {
+constexpr float vocab_uniform(uint64_t key, uint32_t i) {
   const uint32_t h =
       hash32(hash32(i ^ static_cast<uint32_t>(key)) + static_cast<uint32_t>(key >> 32));
   return (static_cast<float>(h >> 9) + 0.5f) * 0x1p-23f;
