@@ -109,8 +109,8 @@ struct CudaInferEngine::Impl {
   int64_t capacity = 0;
   DeviceArray<int32_t> tokens;
   PinnedArray<int32_t> host_tokens;
-  DeviceArray<float> x, qkv, gate_up, logits;
-  DeviceArray<bf16> xn, shifted, q, k, v, att, h;
+  DeviceArray<float> x, partials, logits;
+  DeviceArray<bf16> xn, shifted, qkv, q, k, v, att, gate_up, h;
 
   // Last pass.
   int64_t n_tokens = 0, n_seq = 1;
@@ -153,7 +153,8 @@ struct CudaInferEngine::Impl {
   void prepare_cache(const KVCache& cache, const ForwardOptions& o, int64_t T, PassShape* pass);
 };
 
-void CudaInferEngine::Impl::upload_linear(Linear* lin, std::initializer_list<const TensorView*> parts) {
+void CudaInferEngine::Impl::upload_linear(Linear* lin,
+                                          std::initializer_list<const TensorView*> parts) {
   lin->in = (*parts.begin())->row_len();
   lin->out = 0;
   for (const TensorView* t : parts) {
@@ -194,21 +195,22 @@ void CudaInferEngine::Impl::upload_linear(Linear* lin, std::initializer_list<con
 
 // Checks that `cache` is the one this engine has been filling (or an empty one, which starts
 // over), allocates the device cache on first use, and sets the pass's cache fields.
-void CudaInferEngine::Impl::prepare_cache(const KVCache& cache, const ForwardOptions& o,
-                                          int64_t T, PassShape* pass) {
+void CudaInferEngine::Impl::prepare_cache(const KVCache& cache, const ForwardOptions& o, int64_t T,
+                                          PassShape* pass) {
   const ModelConfig& c = config;
   if (o.n_seq != 1) fail("cuda forward: a KV cache needs n_seq == 1 (is {})", o.n_seq);
   if (cache.n_tokens == 0) {
     cache_owner = &cache;
     cached = 0;
   } else if (cache_owner != &cache || cache.n_tokens != cached) {
-    fail("cuda forward: this KV cache of {} tokens was not filled by this GPU engine; start "
-         "from an empty cache",
-         cache.n_tokens);
+    fail(
+        "cuda forward: this KV cache of {} tokens was not filled by this GPU engine; start "
+        "from an empty cache",
+        cache.n_tokens);
   }
   if (cached + T > c.context_length) {
-    fail("cuda forward: {} cached + {} new positions exceed the model's context of {}", cached,
-         T, c.context_length);
+    fail("cuda forward: {} cached + {} new positions exceed the model's context of {}", cached, T,
+         c.context_length);
   }
   if (cache_k.empty()) {
     const auto per_layer = static_cast<size_t>(c.n_head_kv * c.context_length * c.head_dim);
@@ -244,6 +246,7 @@ void CudaInferEngine::Impl::reserve(int64_t n) {
   tokens.reserve(T);
   host_tokens.reserve(T);
   x.reserve(T * E);
+  partials.reserve(T * E * InferGemm::kMaxSplits);
   xn.reserve(T * E);
   shifted.reserve(T * E);
   qkv.reserve(T * (qd + 2 * kvd));
@@ -295,29 +298,45 @@ void CudaInferEngine::Impl::encode_pass(const PassShape& pass) {
   dims.mask = pass.mask;
   dims.block_len = pass.block_len;
 
+  // Products into the residual stream (attention output, FFN down) either add into x directly
+  // or, split along K, leave partials that the next RMSNorm adds in first.
+  const int o_splits = gemm->split_for(T, H * D, E), down_splits = gemm->split_for(T, F, E);
+  auto into_residual = [&](const bf16* in, const bf16* w, int64_t width, int splits) {
+    if (splits > 1) {
+      gemm->linear_split(partials.data(), in, w, T, width, E, splits);
+    } else {
+      gemm->linear(x.data(), in, w, T, width, E, 1.0f);
+    }
+    return splits > 1 ? splits : 0;
+  };
+  int pending = 0;  // partials waiting for the next norm
+  auto norm = [&](const float* weight) {
+    mark("rmsnorm");
+    residual_rmsnorm_to_bf16(xn.data(), x.data(), partials.data(), pending, weight, T, E, c.rms_eps,
+                             stream);
+    pending = 0;
+  };
+
   for (size_t il = 0; il < layers.size(); ++il) {
     DeviceLayer& lw = layers[il];
     bf16* k_dst = pass.use_cache ? cache_k[il].data() : k.data();
     bf16* v_dst = pass.use_cache ? cache_v[il].data() : v.data();
-    mark("rmsnorm");
-    rmsnorm_to_bf16(xn.data(), x.data(), lw.attn_norm.data(), T, E, c.rms_eps, stream);
+    norm(lw.attn_norm.data());
     const bf16* w_qkv = weight_of(lw.qkv);
     mark("gemm");
     gemm->linear(qkv.data(), xn.data(), w_qkv, T, E, n_qkv);
     mark("qkv split+rope");
-    split_qkv_heads(q.data(), k_dst, v_dst, qkv.data(),
-                    lw.qkv_bias.capacity() ? lw.qkv_bias.data() : nullptr,
-                    lw.q_norm.capacity() ? lw.q_norm.data() : nullptr,
-                    lw.k_norm.capacity() ? lw.k_norm.data() : nullptr, cos_sin.data(), layout,
-                    stream);
+    split_qkv_heads(
+        q.data(), k_dst, v_dst, qkv.data(), lw.qkv_bias.capacity() ? lw.qkv_bias.data() : nullptr,
+        lw.q_norm.capacity() ? lw.q_norm.data() : nullptr,
+        lw.k_norm.capacity() ? lw.k_norm.data() : nullptr, cos_sin.data(), layout, stream);
     mark("attention");
     flash_attention(att.data(), q.data(), k_dst, v_dst, dims, stream);
     const bf16* w_o = weight_of(lw.wo);
     mark("gemm");
-    gemm->linear(x.data(), att.data(), w_o, T, H * D, E, 1.0f);
+    pending = into_residual(att.data(), w_o, H * D, o_splits);
 
-    mark("rmsnorm");
-    rmsnorm_to_bf16(xn.data(), x.data(), lw.ffn_norm.data(), T, E, c.rms_eps, stream);
+    norm(lw.ffn_norm.data());
     const bf16* w_gate_up = weight_of(lw.gate_up);
     mark("gemm");
     gemm->linear(gate_up.data(), xn.data(), w_gate_up, T, E, 2 * F);
@@ -325,11 +344,10 @@ void CudaInferEngine::Impl::encode_pass(const PassShape& pass) {
     swiglu_to_bf16(h.data(), gate_up.data(), T, F, stream);
     const bf16* w_down = weight_of(lw.down);
     mark("gemm");
-    gemm->linear(x.data(), h.data(), w_down, T, F, E, 1.0f);
+    pending = into_residual(h.data(), w_down, F, down_splits);
   }
 
-  mark("rmsnorm");
-  rmsnorm_to_bf16(xn.data(), x.data(), output_norm.data(), T, E, c.rms_eps, stream);
+  norm(output_norm.data());
   const bf16* head_in = xn.data();
   const size_t row = static_cast<size_t>(E) * sizeof(bf16);
   if (c.shift_logits) {
@@ -387,8 +405,8 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
       if (t.data) dequantized += static_cast<size_t>(t.elements()) * sizeof(bf16);
     };
     for (const LayerWeights& lw : weights.layers) {
-      for (const TensorView* t : {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.ffn_gate, &lw.ffn_up,
-                                  &lw.ffn_down}) {
+      for (const TensorView* t :
+           {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.ffn_gate, &lw.ffn_up, &lw.ffn_down}) {
         add(*t);
       }
     }
@@ -467,9 +485,9 @@ int64_t CudaInferEngine::graphs_captured() const {
 
 size_t CudaInferEngine::device_bytes() const {
   const Impl& m = *impl_;
-  return m.weight_bytes + m.tokens.bytes() + m.x.bytes() + m.xn.bytes() + m.shifted.bytes() +
-         m.qkv.bytes() + m.q.bytes() + m.k.bytes() + m.v.bytes() + m.att.bytes() +
-         m.gate_up.bytes() + m.h.bytes() + m.logits.bytes() +
+  return m.weight_bytes + m.tokens.bytes() + m.x.bytes() + m.partials.bytes() + m.xn.bytes() +
+         m.shifted.bytes() + m.qkv.bytes() + m.q.bytes() + m.k.bytes() + m.v.bytes() +
+         m.att.bytes() + m.gate_up.bytes() + m.h.bytes() + m.logits.bytes() +
          m.cache_k.size() * (m.cache_k.empty() ? 0 : m.cache_k[0].bytes()) * 2;
 }
 

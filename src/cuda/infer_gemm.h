@@ -1,7 +1,14 @@
 #pragma once
-// The inference products: y[n × out] (f32) = x[n × in] (bf16) · w[out × in]ᵀ (bf16) + beta·y,
-// through cuBLAS with f32 accumulation. With beta = 1 the product adds straight into the f32
-// residual stream, so no separate residual-add kernel runs.
+// The inference products: y[n × out] = x[n × in] (bf16) · w[out × in]ᵀ (bf16) through cuBLAS
+// with f32 accumulation, three ways:
+//  - f32 output + beta·y: with beta = 1 the product adds straight into the f32 residual stream.
+//  - bf16 output: for products whose only reader is the next element-wise kernel (q|k|v,
+//    gate|up), which then reads half the bytes.
+//  - split-K: the inner dimension cut into slices, one strided-batched call writing an f32
+//    partial per slice, which residual_rmsnorm_to_bf16 sums into the residual. A product with
+//    few output tiles (4096 outputs × 256 rows: 64 tiles of 128 × 128 on 132 SMs) leaves half
+//    the GPU idle otherwise; split_for() says when to.
+// bench/bench_cuda_gemm.cpp measures each way at an 8B model's shapes.
 //
 // (cuBLASLt with the algorithm per shape chosen by timing its heuristic's top 8 was measured
 // against this on an H100 for the 8B step: no faster, 8.85 vs 8.80 ms at 256 positions, so the
@@ -23,11 +30,22 @@ class InferGemm {
   InferGemm(const InferGemm&) = delete;
   InferGemm& operator=(const InferGemm&) = delete;
 
+  static constexpr int kMaxSplits = 2;
+
   void linear(float* y, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n, int64_t in,
               int64_t out, float beta = 0.0f);
+  void linear(__nv_bfloat16* y, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
+              int64_t in, int64_t out);
+  // Partial s (of `splits`) of y at partials + s·n·out: x[:, slice s] · w[:, slice s]ᵀ.
+  void linear_split(float* partials, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
+                    int64_t in, int64_t out, int splits);
+  // 2 when the product's output tiles would fill at most half the GPU and `in` splits evenly,
+  // else 1 (on an H100/H200 this splits the 4096-output products at 256 rows, not at 512).
+  int split_for(int64_t n, int64_t in, int64_t out) const;
 
  private:
   cublasHandle_t handle_ = nullptr;
+  int multiprocessors_ = 0;
   // A fixed workspace, so cuBLAS allocates nothing while a pass is being captured as a graph.
   DeviceArray<uint8_t> workspace_;
 };

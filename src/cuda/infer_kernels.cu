@@ -39,28 +39,63 @@ __device__ inline uint32_t bits_of(__nv_bfloat162 pair) {
   return bits;
 }
 
+// The GEMM outputs these kernels read are f32 or bf16; arithmetic is f32 either way.
+__device__ inline float load(const float* p) { return *p; }
+__device__ inline float load(const bf16* p) { return __bfloat162float(*p); }
+// Four consecutive values (p aligned to four of them).
+__device__ inline float4 load4(const float* p) { return *reinterpret_cast<const float4*>(p); }
+__device__ inline float4 load4(const bf16* p) {
+  const uint2 raw = *reinterpret_cast<const uint2*>(p);
+  __nv_bfloat162 lo, hi;
+  memcpy(&lo, &raw.x, sizeof(lo));
+  memcpy(&hi, &raw.y, sizeof(hi));
+  const float2 a = __bfloat1622float2(lo), b = __bfloat1622float2(hi);
+  return make_float4(a.x, a.y, b.x, b.y);
+}
+
 // Four values as bf16 in one 8-byte store (dst 8-byte aligned).
 __device__ inline void store4(bf16* dst, float a, float b, float c, float d) {
   *reinterpret_cast<uint2*>(dst) =
       make_uint2(bits_of(__floats2bfloat162_rn(a, b)), bits_of(__floats2bfloat162_rn(c, d)));
 }
 
-// kVector: d % 4 == 0, x and w 16-byte aligned, y 8-byte aligned. A null w scales by 1, as the
-// CPU rmsnorm's null weight does.
+// kVector: d % 4 == 0, x, w and partials 16-byte aligned, y 8-byte aligned. A null w scales by
+// 1, as the CPU rmsnorm's null weight does. With n_partials > 0 the row first takes the sum of
+// its split-K partial products (partial s of row r at partials + s·stride + r·d) into x.
 template <bool kVector>
 __global__ void __launch_bounds__(kNormThreads)
-    rmsnorm_to_bf16_kernel(bf16* y, const float* x, const float* w, int64_t d, float eps) {
+    rmsnorm_to_bf16_kernel(bf16* y, float* x, const float* partials, int n_partials, int64_t stride,
+                           const float* w, int64_t d, float eps) {
   __shared__ float warp_sums[kNormWarps];
-  const float* xr = x + static_cast<int64_t>(blockIdx.x) * d;
+  float* xr = x + static_cast<int64_t>(blockIdx.x) * d;
+  const float* pr = partials ? partials + static_cast<int64_t>(blockIdx.x) * d : nullptr;
   bf16* yr = y + static_cast<int64_t>(blockIdx.x) * d;
   float ss = 0.0f;
   if constexpr (kVector) {
     for (int64_t i = threadIdx.x; i < d / 4; i += kNormThreads) {
-      const float4 v = reinterpret_cast<const float4*>(xr)[i];
+      float4 v = reinterpret_cast<const float4*>(xr)[i];
+      if (n_partials > 0) {
+        float4 sum = reinterpret_cast<const float4*>(pr)[i];
+        for (int s = 1; s < n_partials; ++s) {
+          const float4 p = reinterpret_cast<const float4*>(pr + s * stride)[i];
+          sum = make_float4(sum.x + p.x, sum.y + p.y, sum.z + p.z, sum.w + p.w);
+        }
+        v = make_float4(v.x + sum.x, v.y + sum.y, v.z + sum.z, v.w + sum.w);
+        reinterpret_cast<float4*>(xr)[i] = v;  // read back below by this same thread
+      }
       ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
     }
   } else {
-    for (int64_t i = threadIdx.x; i < d; i += kNormThreads) ss += xr[i] * xr[i];
+    for (int64_t i = threadIdx.x; i < d; i += kNormThreads) {
+      float v = xr[i];
+      if (n_partials > 0) {
+        float sum = pr[i];
+        for (int s = 1; s < n_partials; ++s) sum += pr[s * stride + i];
+        v += sum;
+        xr[i] = v;
+      }
+      ss += v * v;
+    }
   }
   ss = warp_sum(ss);
   if (threadIdx.x % kWarp == 0) warp_sums[threadIdx.x / kWarp] = ss;
@@ -92,8 +127,9 @@ struct QkvParams {
 // heads of the token's row. Lane i handles the RoPE pairs i, i + 32, …: (2i, 2i+1) in Normal
 // order, (i, i + head_dim/2) in NeoX order, as ruvdllm::rope pairs them. A null cos_sin leaves
 // q and k unrotated.
+template <typename In>
 __global__ void __launch_bounds__(kHeadThreads)
-    split_qkv_heads_kernel(bf16* q, bf16* k, bf16* v, const float* qkv, const float* bias,
+    split_qkv_heads_kernel(bf16* q, bf16* k, bf16* v, const In* qkv, const float* bias,
                            const float* q_norm, const float* k_norm, const float2* cos_sin,
                            QkvParams p, int64_t total) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kHeadsPerBlock + threadIdx.x / kWarp;
@@ -103,7 +139,7 @@ __global__ void __launch_bounds__(kHeadThreads)
   const int64_t token = row / slots, slot = row % slots;
   const int64_t seq = token / p.seq_len, pos = token % p.seq_len;
   const int64_t D = p.head_dim, half = D / 2;
-  const float* src = qkv + row * D;  // the token's row is slots·D wide
+  const In* src = qkv + row * D;  // the token's row is slots·D wide
   const float* b = bias ? bias + slot * D : nullptr;
 
   const float* norm_w;
@@ -126,7 +162,7 @@ __global__ void __launch_bounds__(kHeadThreads)
   if (norm_w) {
     float ss = 0.0f;
     for (int64_t c = lane; c < D; c += kWarp) {
-      const float x = b ? src[c] + b[c] : src[c];
+      const float x = b ? load(src + c) + b[c] : load(src + c);
       ss += x * x;
     }
     ss = warp_sum(ss);
@@ -136,7 +172,7 @@ __global__ void __launch_bounds__(kHeadThreads)
   for (int64_t i = lane; i < half; i += kWarp) {
     const int64_t ia = p.neox ? i : 2 * i;
     const int64_t ib = p.neox ? i + half : 2 * i + 1;
-    float x0 = src[ia], x1 = src[ib];
+    float x0 = load(src + ia), x1 = load(src + ib);
     if (b) {
       x0 += b[ia];
       x1 += b[ib];
@@ -159,22 +195,23 @@ __global__ void __launch_bounds__(kHeadThreads)
 
 __device__ inline float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
 
-// kVector: width % 4 == 0, gate_up 16-byte aligned, h 8-byte aligned; 4 values per thread.
-template <bool kVector>
-__global__ void swiglu_to_bf16_kernel(bf16* h, const float* gate_up, int64_t width, int64_t total) {
+// kVector: width % 4 == 0, gate_up aligned to four values, h 8-byte aligned; 4 values per
+// thread.
+template <bool kVector, typename In>
+__global__ void swiglu_to_bf16_kernel(bf16* h, const In* gate_up, int64_t width, int64_t total) {
   constexpr int kPer = kVector ? kVec : 1;
   const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * kPer;
   if (i >= total) return;
   const int64_t r = i / width, c = i % width;
-  const float* gate = gate_up + 2 * r * width + c;
-  const float* up = gate + width;
+  const In* gate = gate_up + 2 * r * width + c;
+  const In* up = gate + width;
   if constexpr (kVector) {
-    const float4 g = *reinterpret_cast<const float4*>(gate);
-    const float4 u = *reinterpret_cast<const float4*>(up);
+    const float4 g = load4(gate);
+    const float4 u = load4(up);
     store4(h + i, silu_times(g.x, u.x), silu_times(g.y, u.y), silu_times(g.z, u.z),
            silu_times(g.w, u.w));
   } else {
-    h[i] = __float2bfloat16_rn(silu_times(*gate, *up));
+    h[i] = __float2bfloat16_rn(silu_times(load(gate), load(up)));
   }
 }
 
@@ -195,25 +232,31 @@ __global__ void f32_to_bf16_kernel(bf16* out, const float* in, int64_t n) {
 
 }  // namespace
 
-void rmsnorm_to_bf16(bf16* y, const float* x, const float* w, int64_t rows, int64_t d, float eps,
-                     cudaStream_t stream) {
-  if (rows < 0 || d <= 0) {
-    throw_error("rmsnorm_to_bf16: bad shape " + std::to_string(rows) + " rows of " +
-                std::to_string(d));
+namespace {
+
+void launch_rmsnorm(bf16* y, float* x, const float* partials, int n_partials, const float* w,
+                    int64_t rows, int64_t d, float eps, cudaStream_t stream, const char* name) {
+  if (rows < 0 || d <= 0 || n_partials < 0 || (n_partials > 0 && !partials)) {
+    throw_error(std::string(name) + ": bad shape " + std::to_string(rows) + " rows of " +
+                std::to_string(d) + " with " + std::to_string(n_partials) + " partials");
   }
   if (rows == 0) return;
-  const unsigned grid = blocks_for(rows, 1, "rmsnorm_to_bf16");
-  if (d % 4 == 0 && aligned(x, 16) && aligned(w, 16) && aligned(y, 8)) {
-    rmsnorm_to_bf16_kernel<true><<<grid, kNormThreads, 0, stream>>>(y, x, w, d, eps);
+  const unsigned grid = blocks_for(rows, 1, name);
+  const int64_t stride = rows * d;
+  if (d % 4 == 0 && aligned(x, 16) && aligned(w, 16) && aligned(partials, 16) && aligned(y, 8)) {
+    rmsnorm_to_bf16_kernel<true>
+        <<<grid, kNormThreads, 0, stream>>>(y, x, partials, n_partials, stride, w, d, eps);
   } else {
-    rmsnorm_to_bf16_kernel<false><<<grid, kNormThreads, 0, stream>>>(y, x, w, d, eps);
+    rmsnorm_to_bf16_kernel<false>
+        <<<grid, kNormThreads, 0, stream>>>(y, x, partials, n_partials, stride, w, d, eps);
   }
-  check_launch("rmsnorm_to_bf16");
+  check_launch(name);
 }
 
-void split_qkv_heads(bf16* q, bf16* k, bf16* v, const float* qkv, const float* bias,
-                     const float* q_norm, const float* k_norm, const float2* cos_sin,
-                     const QkvLayout& layout, cudaStream_t stream) {
+template <typename In>
+void launch_split_qkv(bf16* q, bf16* k, bf16* v, const In* qkv, const float* bias,
+                      const float* q_norm, const float* k_norm, const float2* cos_sin,
+                      const QkvLayout& layout, cudaStream_t stream) {
   const QkvLayout& l = layout;
   if (l.n_seq < 0 || l.seq_len < 0 || l.n_head < 0 || l.n_head_kv < 0 || l.head_dim <= 0 ||
       l.head_dim % 2 != 0 || l.pos0 < 0 || l.kv_row0 < 0 || l.kv_rows < l.kv_row0 + l.seq_len) {
@@ -229,28 +272,66 @@ void split_qkv_heads(bf16* q, bf16* k, bf16* v, const float* qkv, const float* b
   const QkvParams params{l.seq_len, l.n_head,  l.n_head_kv, l.head_dim,
                          l.pos0,    l.kv_rows, l.kv_row0,   l.order == RopeOrder::NeoX,
                          l.eps};
-  split_qkv_heads_kernel<<<blocks_for(total, kHeadsPerBlock, "split_qkv_heads"), kHeadThreads, 0,
-                           stream>>>(q, k, v, qkv, bias, q_norm, k_norm, cos_sin, params, total);
+  split_qkv_heads_kernel<In>
+      <<<blocks_for(total, kHeadsPerBlock, "split_qkv_heads"), kHeadThreads, 0, stream>>>(
+          q, k, v, qkv, bias, q_norm, k_norm, cos_sin, params, total);
   check_launch("split_qkv_heads");
 }
 
-void swiglu_to_bf16(bf16* h, const float* gate_up, int64_t rows, int64_t width,
-                    cudaStream_t stream) {
+template <typename In>
+void launch_swiglu(bf16* h, const In* gate_up, int64_t rows, int64_t width, cudaStream_t stream) {
   if (rows < 0 || width < 0) {
     throw_error("swiglu_to_bf16: bad shape " + std::to_string(rows) + " rows of width " +
                 std::to_string(width));
   }
   const int64_t total = rows * width;
   if (total == 0) return;
-  if (width % kVec == 0 && aligned(gate_up, 16) && aligned(h, 8)) {
-    swiglu_to_bf16_kernel<true><<<blocks_for(total, int64_t{kFlatThreads} * kVec, "swiglu_to_bf16"),
-                                  kFlatThreads, 0, stream>>>(h, gate_up, width, total);
+  if (width % kVec == 0 && aligned(gate_up, kVec * sizeof(In)) && aligned(h, 8)) {
+    swiglu_to_bf16_kernel<true, In>
+        <<<blocks_for(total, int64_t{kFlatThreads} * kVec, "swiglu_to_bf16"), kFlatThreads, 0,
+           stream>>>(h, gate_up, width, total);
   } else {
-    swiglu_to_bf16_kernel<false>
+    swiglu_to_bf16_kernel<false, In>
         <<<blocks_for(total, kFlatThreads, "swiglu_to_bf16"), kFlatThreads, 0, stream>>>(
             h, gate_up, width, total);
   }
   check_launch("swiglu_to_bf16");
+}
+
+}  // namespace
+
+void rmsnorm_to_bf16(bf16* y, const float* x, const float* w, int64_t rows, int64_t d, float eps,
+                     cudaStream_t stream) {
+  // Without partials the kernel never writes x.
+  launch_rmsnorm(y, const_cast<float*>(x), nullptr, 0, w, rows, d, eps, stream, "rmsnorm_to_bf16");
+}
+
+void residual_rmsnorm_to_bf16(bf16* y, float* x, const float* partials, int n_partials,
+                              const float* w, int64_t rows, int64_t d, float eps,
+                              cudaStream_t stream) {
+  launch_rmsnorm(y, x, partials, n_partials, w, rows, d, eps, stream, "residual_rmsnorm_to_bf16");
+}
+
+void split_qkv_heads(bf16* q, bf16* k, bf16* v, const float* qkv, const float* bias,
+                     const float* q_norm, const float* k_norm, const float2* cos_sin,
+                     const QkvLayout& layout, cudaStream_t stream) {
+  launch_split_qkv(q, k, v, qkv, bias, q_norm, k_norm, cos_sin, layout, stream);
+}
+
+void split_qkv_heads(bf16* q, bf16* k, bf16* v, const bf16* qkv, const float* bias,
+                     const float* q_norm, const float* k_norm, const float2* cos_sin,
+                     const QkvLayout& layout, cudaStream_t stream) {
+  launch_split_qkv(q, k, v, qkv, bias, q_norm, k_norm, cos_sin, layout, stream);
+}
+
+void swiglu_to_bf16(bf16* h, const float* gate_up, int64_t rows, int64_t width,
+                    cudaStream_t stream) {
+  launch_swiglu(h, gate_up, rows, width, stream);
+}
+
+void swiglu_to_bf16(bf16* h, const bf16* gate_up, int64_t rows, int64_t width,
+                    cudaStream_t stream) {
+  launch_swiglu(h, gate_up, rows, width, stream);
 }
 
 void f32_to_bf16(bf16* out, const float* in, int64_t n, cudaStream_t stream) {

@@ -23,8 +23,8 @@ bool dequantize_supported(TensorType type);
 // block_size · block_bytes; cols a multiple of the block size) to a dense rows × cols bf16
 // matrix (row stride cols). Error (ruvdllm::Error) for an unsupported type or a cols that is not
 // a multiple of the block size.
-void dequantize_to_bf16(bf16* out, const void* weights, TensorType type, int64_t rows,
-                        int64_t cols, cudaStream_t stream);
+void dequantize_to_bf16(bf16* out, const void* weights, TensorType type, int64_t rows, int64_t cols,
+                        cudaStream_t stream);
 
 // out[i] = row tokens[i] of the table (n_vocab rows of d elements of `type`), as f32.
 void embed_rows(float* out, const void* table, TensorType type, const int32_t* tokens, int64_t n,
@@ -33,6 +33,13 @@ void embed_rows(float* out, const void* table, TensorType type, const int32_t* t
 // y = x / rms(x) · w per row of d (x f32, w f32), written as bf16 for the next GEMM.
 void rmsnorm_to_bf16(bf16* y, const float* x, const float* w, int64_t rows, int64_t d, float eps,
                      cudaStream_t stream);
+
+// The same after adding a split-K product into the residual stream: x += Σ_s partials[s]
+// (n_partials f32 matrices of rows × d, one after another, summed in order s = 0, 1, …), then
+// y = rmsnorm(x) · w. This is where a product computed as InferGemm::linear_split lands.
+void residual_rmsnorm_to_bf16(bf16* y, float* x, const float* partials, int n_partials,
+                              const float* w, int64_t rows, int64_t d, float eps,
+                              cudaStream_t stream);
 
 // What split_qkv_heads does to each token row.
 struct QkvLayout {
@@ -61,10 +68,16 @@ struct QkvLayout {
 void split_qkv_heads(bf16* q, bf16* k, bf16* v, const float* qkv, const float* bias,
                      const float* q_norm, const float* k_norm, const float2* cos_sin,
                      const QkvLayout& layout, cudaStream_t stream);
+// The same from a bf16 GEMM output (the engine's: half the bytes to write and read back).
+void split_qkv_heads(bf16* q, bf16* k, bf16* v, const bf16* qkv, const float* bias,
+                     const float* q_norm, const float* k_norm, const float2* cos_sin,
+                     const QkvLayout& layout, cudaStream_t stream);
 
-// gate_up rows hold [gate (width) | up (width)] in f32: h = silu(gate) ⊙ up, written as bf16.
+// gate_up rows hold [gate (width) | up (width)] in f32 or bf16: h = silu(gate) ⊙ up, computed
+// in f32 and written as bf16.
 void swiglu_to_bf16(bf16* h, const float* gate_up, int64_t rows, int64_t width,
                     cudaStream_t stream);
+void swiglu_to_bf16(bf16* h, const bf16* gate_up, int64_t rows, int64_t width, cudaStream_t stream);
 
 // f32 → bf16, round to nearest even (for tests and for weights already in f32).
 void f32_to_bf16(bf16* out, const float* in, int64_t n, cudaStream_t stream);

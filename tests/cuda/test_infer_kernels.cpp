@@ -18,6 +18,7 @@
 #include <tuple>
 #include <vector>
 
+#include "cuda/infer_gemm.h"
 #include "cuda/infer_kernels.h"
 #include "cuda/train_kernels.h"
 #include "cuda_test_util.h"
@@ -50,6 +51,13 @@ std::vector<uint16_t> cpu_bf16(const std::vector<float>& x) {
   std::vector<uint16_t> out(x.size());
   for (size_t i = 0; i < x.size(); ++i) out[i] = f32_to_bf16(x[i]);
   return out;
+}
+
+// x rounded to bf16 in place; returns the bf16 bits (what a bf16 GEMM output would hold).
+std::vector<uint16_t> round_to_bf16(std::vector<float>* x) {
+  std::vector<uint16_t> bits = cpu_bf16(*x);
+  for (size_t i = 0; i < x->size(); ++i) (*x)[i] = bf16_to_f32(bits[i]);
+  return bits;
 }
 
 // Rows of random floats in type's block layout, made by ruvdllm's own CPU quantizer.
@@ -188,16 +196,25 @@ TEST(InferKernelsArgs, EmbedRejectsBadTypesAndShapes) {
 
 TEST(InferKernelsArgs, ElementwiseRejectBadShapes) {
   const cuda::QkvLayout odd{.seq_len = 1, .n_head = 1, .n_head_kv = 1, .head_dim = 7, .kv_rows = 1};
-  EXPECT_THROW(cuda::split_qkv_heads(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+  const float* no_f32 = nullptr;
+  const bf16* no_bf16 = nullptr;
+  EXPECT_THROW(cuda::split_qkv_heads(nullptr, nullptr, nullptr, no_f32, nullptr, nullptr, nullptr,
+                                     nullptr, odd, nullptr),
+               Error);
+  EXPECT_THROW(cuda::split_qkv_heads(nullptr, nullptr, nullptr, no_bf16, nullptr, nullptr, nullptr,
                                      nullptr, odd, nullptr),
                Error);
   const cuda::QkvLayout short_cache{
       .seq_len = 4, .n_head = 1, .n_head_kv = 1, .head_dim = 8, .kv_rows = 5, .kv_row0 = 2};
-  EXPECT_THROW(cuda::split_qkv_heads(nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+  EXPECT_THROW(cuda::split_qkv_heads(nullptr, nullptr, nullptr, no_f32, nullptr, nullptr, nullptr,
                                      nullptr, short_cache, nullptr),
                Error);
   EXPECT_THROW(cuda::rmsnorm_to_bf16(nullptr, nullptr, nullptr, 1, 0, 1e-5f, nullptr), Error);
-  EXPECT_THROW(cuda::swiglu_to_bf16(nullptr, nullptr, -1, 4, nullptr), Error);
+  EXPECT_THROW(cuda::swiglu_to_bf16(nullptr, no_f32, -1, 4, nullptr), Error);
+  EXPECT_THROW(cuda::swiglu_to_bf16(nullptr, no_bf16, -1, 4, nullptr), Error);
+  EXPECT_THROW(
+      cuda::residual_rmsnorm_to_bf16(nullptr, nullptr, nullptr, 2, nullptr, 1, 8, 1e-5f, nullptr),
+      Error);  // partials promised, none given
   EXPECT_THROW(cuda::f32_to_bf16(nullptr, nullptr, -1, nullptr), Error);
 }
 
@@ -370,26 +387,39 @@ TEST_F(InferKernels, SwigluToBf16MatchesCpu) {
   uint64_t seed = 900;
   for (const Shape sh : {Shape{1, 5, 0}, Shape{3, 64, 0}, Shape{17, 1000, 0}, Shape{2, 11008, 0},
                          Shape{7, 64, 1}, Shape{5, 3, 0}}) {
-    const size_t n = static_cast<size_t>(sh.rows * sh.width);
-    // Gates up to ±12 reach silu's flat negative tail and its linear positive side.
-    auto gate_up = random_floats(2 * n + sh.offset, ++seed, -12.0f, 12.0f);
-    std::vector<double> want(n);
-    for (int64_t r = 0; r < sh.rows; ++r) {
-      const float* row = gate_up.data() + sh.offset + 2 * r * sh.width;
-      std::vector<float> out(static_cast<size_t>(sh.width));
-      swiglu_reference(row, row + sh.width, out.data(), sh.width);
-      std::copy(out.begin(), out.end(), want.begin() + r * sh.width);
+    for (const bool bf16_input : {false, true}) {
+      const size_t n = static_cast<size_t>(sh.rows * sh.width);
+      // Gates up to ±12 reach silu's flat negative tail and its linear positive side.
+      auto gate_up = random_floats(2 * n + sh.offset, ++seed, -12.0f, 12.0f);
+      // A bf16 input (the engine's GEMM output) is the same rounded values as the reference's.
+      const std::vector<uint16_t> bits =
+          bf16_input ? round_to_bf16(&gate_up) : std::vector<uint16_t>{0};
+      std::vector<double> want(n);
+      for (int64_t r = 0; r < sh.rows; ++r) {
+        const float* row = gate_up.data() + sh.offset + 2 * r * sh.width;
+        std::vector<float> out(static_cast<size_t>(sh.width));
+        swiglu_reference(row, row + sh.width, out.data(), sh.width);
+        std::copy(out.begin(), out.end(), want.begin() + r * sh.width);
+      }
+      const auto d_in = to_device(gate_up);
+      const auto d_bits = to_device(bits);
+      auto h = poisoned<uint16_t>(n + sh.offset);
+      if (bf16_input) {
+        cuda::swiglu_to_bf16(as_bf16(h.data() + sh.offset),
+                             reinterpret_cast<const bf16*>(d_bits.data()) + sh.offset, sh.rows,
+                             sh.width, nullptr);
+      } else {
+        cuda::swiglu_to_bf16(as_bf16(h.data() + sh.offset), d_in.data() + sh.offset, sh.rows,
+                             sh.width, nullptr);
+      }
+      auto got = to_host(h, n + sh.offset);
+      got.erase(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(sh.offset));
+      const std::string label = std::string(bf16_input ? "bf16 " : "") + "swiglu " +
+                                std::to_string(sh.rows) + "x" + std::to_string(sh.width) + " +" +
+                                std::to_string(sh.offset);
+      // swiglu_reference rounds its f64 result to f32: half an f32 ulp more, inside the 1e-6.
+      EXPECT_EQ(count_outside(got, want, 1e-6, std::vector<double>(n, 1e-30), label), 0u);
     }
-    const auto d_in = to_device(gate_up);
-    auto h = poisoned<uint16_t>(n + sh.offset);
-    cuda::swiglu_to_bf16(as_bf16(h.data() + sh.offset), d_in.data() + sh.offset, sh.rows, sh.width,
-                         nullptr);
-    auto got = to_host(h, n + sh.offset);
-    got.erase(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(sh.offset));
-    const std::string label = "swiglu " + std::to_string(sh.rows) + "x" + std::to_string(sh.width) +
-                              " +" + std::to_string(sh.offset);
-    // swiglu_reference rounds its f64 result to f32: half an f32 ulp more, inside the 1e-6.
-    EXPECT_EQ(count_outside(got, want, 1e-6, std::vector<double>(n, 1e-30), label), 0u);
   }
 }
 
@@ -428,11 +458,14 @@ struct QkvCase {
   bool bias, norm, rope;
 };
 
-void check_split_qkv(const QkvCase& c, uint64_t seed) {
+// bf16_input: the q|k|v rows come as bf16 (the engine's GEMM output); the reference then
+// starts from the same rounded values.
+void check_split_qkv(const QkvCase& c, uint64_t seed, bool bf16_input) {
   const int64_t T = c.n_seq * c.seq_len, D = c.head_dim, half = D / 2;
   const int64_t slots = c.n_head + 2 * c.n_head_kv, width = slots * D;
   const float base = 10000.0f, eps = 1e-6f;
-  const auto qkv = random_floats(static_cast<size_t>(T * width), seed, -2.0f, 2.0f);
+  auto qkv = random_floats(static_cast<size_t>(T * width), seed, -2.0f, 2.0f);
+  const std::vector<uint16_t> qkv_bits = bf16_input ? round_to_bf16(&qkv) : std::vector<uint16_t>{};
   const auto bias = random_floats(static_cast<size_t>(width), seed + 1, -0.5f, 0.5f);
   const auto q_norm = random_floats(static_cast<size_t>(D), seed + 2, 0.5f, 1.5f);
   const auto k_norm = random_floats(static_cast<size_t>(D), seed + 3, 0.5f, 1.5f);
@@ -493,6 +526,7 @@ void check_split_qkv(const QkvCase& c, uint64_t seed) {
 
   const auto d_qkv = to_device(qkv), d_bias = to_device(bias), d_qn = to_device(q_norm),
              d_kn = to_device(k_norm);
+  const auto d_qkv_bits = to_device(bf16_input ? qkv_bits : std::vector<uint16_t>{0});
   const auto table = cuda::rope_table(c.pos0 + c.seq_len, D, base);
   const auto d_table = to_device(table);
   auto q = poisoned<uint16_t>(q_size), k = poisoned<uint16_t>(kv_size),
@@ -507,15 +541,24 @@ void check_split_qkv(const QkvCase& c, uint64_t seed) {
                                .kv_row0 = c.kv_row0,
                                .order = c.order,
                                .eps = eps};
-  cuda::split_qkv_heads(as_bf16(q.data()), as_bf16(k.data()), as_bf16(v.data()), d_qkv.data(),
-                        c.bias ? d_bias.data() : nullptr, c.norm ? d_qn.data() : nullptr,
-                        c.norm ? d_kn.data() : nullptr, c.rope ? d_table.data() : nullptr, layout,
-                        nullptr);
-  const std::string label =
-      "split_qkv " + std::to_string(c.n_seq) + "x" + std::to_string(c.seq_len) + " heads " +
-      std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + "x" + std::to_string(D) +
-      (c.order == RopeOrder::NeoX ? " neox" : " normal") + (c.bias ? " bias" : "") +
-      (c.norm ? " norm" : "") + (c.rope ? " rope" : " no-rope");
+  const float* bias_arg = c.bias ? d_bias.data() : nullptr;
+  const float* qn_arg = c.norm ? d_qn.data() : nullptr;
+  const float* kn_arg = c.norm ? d_kn.data() : nullptr;
+  const float2* table_arg = c.rope ? d_table.data() : nullptr;
+  if (bf16_input) {
+    cuda::split_qkv_heads(as_bf16(q.data()), as_bf16(k.data()), as_bf16(v.data()),
+                          reinterpret_cast<const bf16*>(d_qkv_bits.data()), bias_arg, qn_arg,
+                          kn_arg, table_arg, layout, nullptr);
+  } else {
+    cuda::split_qkv_heads(as_bf16(q.data()), as_bf16(k.data()), as_bf16(v.data()), d_qkv.data(),
+                          bias_arg, qn_arg, kn_arg, table_arg, layout, nullptr);
+  }
+  const std::string label = std::string(bf16_input ? "bf16 " : "") + "split_qkv " +
+                            std::to_string(c.n_seq) + "x" + std::to_string(c.seq_len) + " heads " +
+                            std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + "x" +
+                            std::to_string(D) + (c.order == RopeOrder::NeoX ? " neox" : " normal") +
+                            (c.bias ? " bias" : "") + (c.norm ? " norm" : "") +
+                            (c.rope ? " rope" : " no-rope");
   const auto got_q = to_host(q, q_size), got_k = to_host(k, kv_size), got_v = to_host(v, kv_size);
   EXPECT_EQ(count_outside(got_q, want_q, 0, slack_q, label + " q"), 0u);
   // Rows outside this pass's range must keep their poison bits.
@@ -550,7 +593,132 @@ TEST_F(InferKernels, SplitQkvHeadsMatchesF64Reference) {
       {2, 4, 2, 1, 32, 0, 4, 0, RopeOrder::Normal, true, true, false},
   };
   uint64_t seed = 1300;
-  for (const QkvCase& c : cases) check_split_qkv(c, seed += 10);
+  for (const bool bf16_input : {false, true}) {
+    for (const QkvCase& c : cases) check_split_qkv(c, seed += 10, bf16_input);
+  }
+}
+
+// residual_rmsnorm_to_bf16 first adds the split-K partials into the residual (x keeps the sum,
+// f32: within 2 ulp of the f64 sum of three terms), then normalizes it as rmsnorm_to_bf16 does.
+TEST_F(InferKernels, ResidualRmsnormAddsPartialsFirst) {
+  uint64_t seed = 1500;
+  for (const int64_t d : {int64_t{7}, int64_t{64}, int64_t{4096}}) {
+    for (const int n_partials : {0, 1, 2}) {
+      const int64_t rows = 5;
+      const auto n = static_cast<size_t>(rows * d);
+      const auto x = random_floats(n, ++seed, -3.0f, 3.0f);
+      const auto parts =
+          random_floats(n * static_cast<size_t>(std::max(n_partials, 1)), ++seed, -2.0f, 2.0f);
+      const auto w = random_floats(static_cast<size_t>(d), ++seed, 0.5f, 1.5f);
+      std::vector<double> sum(n);
+      std::vector<double> slack(n);
+      for (size_t i = 0; i < n; ++i) {
+        double magnitude = std::fabs(x[i]);
+        sum[i] = x[i];
+        for (int s = 0; s < n_partials; ++s) {
+          sum[i] += parts[s * n + i];
+          magnitude += std::fabs(parts[s * n + i]);
+        }
+        slack[i] = 2 * 0x1p-24 * magnitude;
+      }
+      std::vector<float> sum_f(sum.begin(), sum.end());
+      std::vector<float> ref(n);
+      rmsnorm_reference(sum_f.data(), w.data(), ref.data(), rows, d, 1e-5f);
+      auto dx = to_device(x);
+      const auto dp = to_device(parts), dw = to_device(w);
+      auto y = poisoned<uint16_t>(n);
+      cuda::residual_rmsnorm_to_bf16(as_bf16(y.data()), dx.data(), dp.data(), n_partials, dw.data(),
+                                     rows, d, 1e-5f, nullptr);
+      const std::string label =
+          "residual rmsnorm d=" + std::to_string(d) + " partials=" + std::to_string(n_partials);
+      const auto new_x = to_host(dx, n);
+      size_t bad_x = 0;
+      for (size_t i = 0; i < n; ++i) bad_x += !(std::fabs(new_x[i] - sum[i]) <= slack[i]);
+      EXPECT_EQ(bad_x, 0u) << label << ": the residual does not hold x + Σ partials";
+      // The sum's own rounding (relative to the row's size, a few f32 ulp) stays well inside
+      // the 1e-5 allowed for the norm.
+      const std::vector<double> want(ref.begin(), ref.end());
+      EXPECT_EQ(count_outside(to_host(y, n), want, 1e-5, std::vector<double>(n, 0.0), label), 0u);
+    }
+  }
+}
+
+// The three ways InferGemm runs a product agree with an f64 product of the same bf16 operands:
+// f32 output (plus beta · y), bf16 output, and split-K partials summed in order. Each f32 result
+// is within K · 2^-24 · Σ|x·w| of it (the worst case of an f32 accumulation of K terms); a
+// bf16 output adds its half ulp.
+TEST_F(InferKernels, InferGemmWaysAgreeWithF64) {
+  cuda::InferGemm gemm(nullptr);
+  uint64_t seed = 1700;
+  struct Shape {
+    int64_t n, in, out;
+  };
+  for (const Shape sh : {Shape{3, 256, 40}, Shape{256, 512, 384}, Shape{17, 1024, 96}}) {
+    auto x = random_floats(static_cast<size_t>(sh.n * sh.in), ++seed, -1.0f, 1.0f);
+    auto w = random_floats(static_cast<size_t>(sh.out * sh.in), ++seed, -0.5f, 0.5f);
+    auto y0 = random_floats(static_cast<size_t>(sh.n * sh.out), ++seed, -1.0f, 1.0f);
+    const auto x_bits = round_to_bf16(&x), w_bits = round_to_bf16(&w);
+    const size_t m = y0.size();
+    std::vector<double> want(m), slack(m);
+    for (int64_t r = 0; r < sh.n; ++r) {
+      for (int64_t o = 0; o < sh.out; ++o) {
+        double acc = 0, magnitude = 0;
+        for (int64_t i = 0; i < sh.in; ++i) {
+          const double p = static_cast<double>(x[r * sh.in + i]) * w[o * sh.in + i];
+          acc += p;
+          magnitude += std::fabs(p);
+        }
+        want[r * sh.out + o] = acc;
+        slack[r * sh.out + o] = static_cast<double>(sh.in + 2) * 0x1p-24 * magnitude;
+      }
+    }
+    const auto dx = to_device(x_bits), dw = to_device(w_bits);
+    const auto* xb = reinterpret_cast<const bf16*>(dx.data());
+    const auto* wb = reinterpret_cast<const bf16*>(dw.data());
+    const std::string label =
+        "gemm " + std::to_string(sh.n) + "x" + std::to_string(sh.in) + "x" + std::to_string(sh.out);
+    auto check_f32 = [&](const std::vector<float>& got, const std::vector<double>& base,
+                         const std::string& way) {
+      size_t bad = 0;
+      for (size_t i = 0; i < m; ++i) {
+        const double target = want[i] + base[i];
+        const double bound = slack[i] + 0x1p-24 * std::fabs(target);
+        if (std::fabs(got[i] - target) <= bound) continue;
+        if (bad++ == 0) {
+          ADD_FAILURE() << label << " " << way << ": element " << i << " is " << got[i] << ", want "
+                        << target << " (bound " << bound << ")";
+        }
+      }
+      EXPECT_EQ(bad, 0u) << label << " " << way;
+    };
+    {
+      auto y = to_device(y0);
+      gemm.linear(y.data(), xb, wb, sh.n, sh.in, sh.out, 1.0f);
+      check_f32(to_host(y, m), std::vector<double>(y0.begin(), y0.end()), "f32 + y");
+    }
+    {
+      auto y = poisoned<uint16_t>(m);
+      gemm.linear(as_bf16(y.data()), xb, wb, sh.n, sh.in, sh.out);
+      EXPECT_EQ(count_outside(to_host(y, m), want, 0, slack, label + " bf16 out"), 0u);
+    }
+    {
+      const int splits = cuda::InferGemm::kMaxSplits;
+      auto partials = poisoned<float>(m * splits);
+      gemm.linear_split(partials.data(), xb, wb, sh.n, sh.in, sh.out, splits);
+      const auto p = to_host(partials, m * splits);
+      std::vector<float> sum(m);
+      for (size_t i = 0; i < m; ++i) {
+        sum[i] = p[i];
+        for (int s = 1; s < splits; ++s) sum[i] += p[s * m + i];
+      }
+      check_f32(sum, std::vector<double>(m, 0.0), "split-K");
+    }
+  }
+  EXPECT_THROW(gemm.linear_split(nullptr, nullptr, nullptr, 4, 255, 8, 2), Error);
+  // The split rule: an 8B model's 4096-output products split at 256 rows on a GPU with at
+  // least 128 SMs, never at 4096 rows.
+  EXPECT_EQ(gemm.split_for(4096, 4096, 4096), 1);
+  EXPECT_EQ(gemm.split_for(4, 100, 8), 1);  // 100 does not split evenly into 64-aligned slices
 }
 
 }  // namespace
