@@ -79,7 +79,7 @@ struct BenchGenerateArgs {
   std::string algorithm = "confidence";
   int threads = 0;
   std::string device = "cpu";
-  std::string gpu_weights = "auto";
+  GpuSettings gpu;
   float temperature = 0;
   float top_p = 1;
   bool cache_blocks = false;
@@ -124,7 +124,7 @@ void run_bench_generate(const BenchGenerateArgs& args) {
   }
   if (c.mask_token_id < 0) fail("{}: the model has no mask token", path);
   ThreadPool pool(args.threads);
-  std::unique_ptr<Denoiser> denoiser = make_denoiser(*model, pool, args.device, args.gpu_weights);
+  std::unique_ptr<Denoiser> denoiser = make_denoiser(*model, pool, args.device, args.gpu);
   Generator generator(*denoiser);
   // Random prompt tokens other than the mask (which would turn the run into infilling).
   std::mt19937 rng(1);
@@ -193,7 +193,7 @@ void register_bench(CLI::App& app) {
   generate->add_option("-a,--algorithm", gen->algorithm, "Unmasking order: origin, confidence, margin, entropy, random");
   generate->add_option("-t,--threads", gen->threads, "Threads (default: physical cores)")->check(CLI::Range(0, 1024));
   generate->add_option("--device", gen->device, "cpu, cuda or cuda:N");
-  generate->add_option("--gpu-weights", gen->gpu_weights, "auto, quantized or bf16 (with --device cuda)");
+  add_gpu_options(generate, &gen->gpu);
   generate->add_option("--temp", gen->temperature, "Sampling temperature")->check(CLI::Range(0.0f, 100.0f));
   generate->add_option("--top-p", gen->top_p, "Nucleus mass")->check(CLI::Range(0.0f, 1.0f));
   generate->add_flag("--cache-blocks", gen->cache_blocks, "Cache keys/values of the prompt and finished blocks");

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/denoiser_select.h"
 #include "ruvdllm/core/error.h"
 #include "ruvdllm/model/model.h"
 #ifdef RUVDLLM_HAVE_CUDA
@@ -25,7 +26,7 @@ struct BenchGpuArgs {
   std::string model;
   std::vector<int64_t> positions{256, 512};
   std::string device = "cuda";
-  std::string gpu_weights = "auto";
+  GpuSettings gpu;
   int repetitions = 10;
   bool no_graph = false;
   bool profile = false;
@@ -47,24 +48,18 @@ double step_flops(const ModelConfig& c, int64_t n) {
 }
 
 void run_bench_gpu(const BenchGpuArgs& args) {
-  if (args.gpu_weights != "auto" && args.gpu_weights != "quantized" && args.gpu_weights != "bf16") {
-    fail("--gpu-weights: unknown mode '{}' (auto, quantized or bf16)", args.gpu_weights);
-  }
+  cuda::InferOptions options = infer_options(args.device, args.gpu);
   auto model = Model::load(args.model);
   const ModelConfig& c = model->config();
-  cuda::InferOptions options;
-  options.device = cuda::parse_cuda_device(args.device);
-  options.weights = args.gpu_weights == "bf16"        ? cuda::WeightMode::Bf16
-                    : args.gpu_weights == "quantized" ? cuda::WeightMode::Quantized
-                                                      : cuda::WeightMode::Auto;
   options.cuda_graph = !args.no_graph;
   cuda::CudaInferEngine engine(c, model->weights(), options);
   const cuda::DevicePeaks peaks = cuda::measure_peaks(options.device);
   // Bytes a step must read at least: the weights as the file stores them.
   const double weight_bytes = static_cast<double>(model->weight_bytes());
-  std::printf("model %s | %s | %s weights on the GPU (%.2f GiB) | %s | CUDA graph %s\n",
+  std::printf("model %s | %s | %s %s weights on the GPU (%.2f GiB) | %s | CUDA graph %s\n",
               args.model.c_str(), arch_name(c.arch),
-              engine.weight_mode() == cuda::WeightMode::Bf16 ? "bf16" : "quantized",
+              engine.weight_mode() == cuda::WeightMode::Dense ? "dense" : "quantized",
+              options.precision == cuda::Precision::F32 ? "f32" : "bf16",
               static_cast<double>(engine.weight_bytes()) / (1u << 30),
               engine.device_name().c_str(), args.no_graph ? "off" : "on");
   std::printf("measured peaks: bf16 GEMM %.0f TFLOP/s, copy %.0f GB/s\n", peaks.bf16_gemm_tflops,
@@ -120,7 +115,7 @@ void register_bench_gpu(CLI::App& bench) {
   cmd->add_option("--positions", args->positions, "Canvas lengths (e.g. 256 512)")
       ->delimiter(',');
   cmd->add_option("--device", args->device, "cuda or cuda:N");
-  cmd->add_option("--gpu-weights", args->gpu_weights, "auto, quantized or bf16");
+  add_gpu_options(cmd, &args->gpu);
   cmd->add_option("-r,--repetitions", args->repetitions, "Timed repetitions")
       ->check(CLI::Range(1, 1000));
   cmd->add_flag("--no-graph", args->no_graph, "Launch kernels one by one instead of a CUDA graph");

@@ -39,7 +39,7 @@ struct GenerateArgs {
   uint64_t seed = 0;
   int threads = 0;
   std::string device = "cpu";
-  std::string gpu_weights = "auto";
+  GpuSettings gpu;
   bool cache_blocks = false;
   bool visual = false;
   bool json = false;
@@ -188,7 +188,7 @@ Answer run_one(const GenerateArgs& a, GenerateSession& session, const Generation
 
 void run_prompts(const GenerateArgs& a) {
   const std::vector<std::string> prompts = read_prompts(a);
-  GenerateSession session(resolve_model_path(a.model), a.threads, a.device, a.gpu_weights);
+  GenerateSession session(resolve_model_path(a.model), a.threads, a.device, a.gpu);
   const GenerationOptions base = base_options(a, session.config());
   for (const std::string& prompt : prompts) {
     const bool infill = has_mask_spans(prompt);
@@ -217,7 +217,7 @@ std::vector<int32_t> fit_conversation(GenerateSession& session, std::vector<Chat
 }
 
 void run_chat(const GenerateArgs& a) {
-  GenerateSession session(resolve_model_path(a.model), a.threads, a.device, a.gpu_weights);
+  GenerateSession session(resolve_model_path(a.model), a.threads, a.device, a.gpu);
   const GenerationOptions base = base_options(a, session.config());
   const int64_t context = session.config().context_length;
   if (context > 0 && base.gen_len >= context) {
@@ -298,9 +298,7 @@ void register_generate(CLI::App& app) {
   cmd->add_option("--seed", args->seed, "Random seed (same seed, same output at any thread count)");
   cmd->add_option("-t,--threads", args->threads, "Threads (default: physical cores)")->check(CLI::Range(0, 1024));
   cmd->add_option("--device", args->device, "Where the steps run: cpu, cuda or cuda:N (default cpu)");
-  cmd->add_option("--gpu-weights", args->gpu_weights,
-                  "Quantized weights on the GPU: auto (default), quantized (dequantize per product, least "
-                  "memory) or bf16 (dequantize once, fastest)");
+  add_gpu_options(cmd, &args->gpu);
   cmd->add_flag("--cache-blocks", args->cache_blocks, "Cache keys/values of finished blocks (faster, approximate)");
   cmd->add_flag("--visual", args->visual, "Show the canvas filling in (on stderr)");
   cmd->add_flag("--json", args->json, "One JSON object per line and prompt");

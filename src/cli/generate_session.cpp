@@ -24,7 +24,7 @@ std::string tokenizer_path(const std::string& model_path) {
 }  // namespace
 
 GenerateSession::GenerateSession(const std::string& model_path, int threads,
-                                 const std::string& device, const std::string& gpu_weights)
+                                 const std::string& device, const GpuSettings& gpu)
     : model_path_(model_path),
       model_(Model::load(model_path)),
       tokenizer_(Tokenizer::load(tokenizer_path(model_path))),
@@ -48,7 +48,7 @@ GenerateSession::GenerateSession(const std::string& model_path, int threads,
   if (!chat_template_.end_of_turn().empty()) {
     if (const auto id = tokenizer_.find_token(chat_template_.end_of_turn())) stop_ids_.push_back(*id);
   }
-  denoiser_ = make_denoiser(*model_, pool_, device, gpu_weights);
+  denoiser_ = make_denoiser(*model_, pool_, device, gpu);
   generator_ = std::make_unique<Generator>(*denoiser_);
 }
 

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cli/denoiser_select.h"
 #include "ruvdllm/core/thread_pool.h"
 #include "ruvdllm/diffusion/generate.h"
 #include "ruvdllm/model/model.h"
@@ -30,9 +31,9 @@ struct Answer {
 
 class GenerateSession {
  public:
-  // device: "cpu" or "cuda[:N]"; gpu_weights: see make_denoiser().
+  // device: "cpu" or "cuda[:N]"; gpu: see GpuSettings.
   GenerateSession(const std::string& model_path, int threads, const std::string& device = "cpu",
-                  const std::string& gpu_weights = "auto");
+                  const GpuSettings& gpu = {});
 
   const ModelConfig& config() const { return model_->config(); }
   const Tokenizer& tokenizer() const { return tokenizer_; }

@@ -16,6 +16,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/flash_attention.h"
+#include "cuda/launch_util.h"
 
 namespace ruvdllm::cuda {
 namespace {
@@ -519,6 +520,93 @@ void flash_attention_variant(__nv_bfloat16* out, const __nv_bfloat16* q, const _
 void flash_attention(__nv_bfloat16* out, const __nv_bfloat16* q, const __nv_bfloat16* k,
                      const __nv_bfloat16* v, const FlashAttentionDims& dims, cudaStream_t stream) {
   detail::flash_attention_variant(out, q, k, v, dims, 0, stream);
+}
+
+namespace {
+
+constexpr int kExactThreads = 256;
+constexpr int kExactWarps = kExactThreads / 32;
+constexpr int kExactPerLane = 256 / 32;  // head_dim ≤ 256
+
+// One warp per (sequence, head, query row), keys one at a time with an online softmax, all
+// in f32: the exact-precision mode's attention, which follows the CPU's arithmetic instead of
+// racing it. Lane l holds columns l, l + 32, … of the query, its accumulator and each value row.
+__global__ void __launch_bounds__(kExactThreads)
+    exact_attention_kernel(float* out, const float* q, const float* k, const float* v, Params p,
+                           int64_t n_seq) {
+  const int64_t item = static_cast<int64_t>(blockIdx.x) * kExactWarps + threadIdx.x / 32;
+  if (item >= n_seq * p.n_head * p.n_q) return;  // whole warps leave together
+  const int lane = threadIdx.x % 32;
+  const int64_t i = item % p.n_q, h = (item / p.n_q) % p.n_head, s = item / (p.n_q * p.n_head);
+  const int64_t D = p.head_dim, hkv = h / p.group;
+  const float* qr = q + ((s * p.n_head + h) * p.n_q + i) * D;
+  const float* kh = k + (s * p.n_head_kv + hkv) * p.kv_rows * D;
+  const float* vh = v + (s * p.n_head_kv + hkv) * p.kv_rows * D;
+  float qv[kExactPerLane], acc[kExactPerLane];
+#pragma unroll
+  for (int t = 0; t < kExactPerLane; ++t) {
+    const int64_t d = lane + 32 * t;
+    qv[t] = d < D ? qr[d] : 0.0f;
+    acc[t] = 0.0f;
+  }
+  const float scale = p.scale_log2 / kLog2e;
+  const int64_t end = min(p.n_kv, visible_key_end(p.mask, p.block_len, p.q_pos0 + i));
+  float running_max = -INFINITY, total = 0.0f;
+  for (int64_t j = 0; j < end; ++j) {
+    const float* kr = kh + j * D;
+    float dot = 0.0f;
+#pragma unroll
+    for (int t = 0; t < kExactPerLane; ++t) {
+      const int64_t d = lane + 32 * t;
+      if (d < D) dot += qv[t] * kr[d];
+    }
+    for (int offset = 16; offset > 0; offset >>= 1)
+      dot += __shfl_xor_sync(0xffffffffu, dot, offset);
+    const float score = dot * scale;
+    const float new_max = fmaxf(running_max, score);
+    const float keep = expf(running_max - new_max);  // 0 for the first key
+    const float weight = expf(score - new_max);
+    total = total * keep + weight;
+    const float* vr = vh + j * D;
+#pragma unroll
+    for (int t = 0; t < kExactPerLane; ++t) {
+      const int64_t d = lane + 32 * t;
+      if (d < D) acc[t] = acc[t] * keep + weight * vr[d];
+    }
+    running_max = new_max;
+  }
+  float* o = out + ((s * p.n_q + i) * p.n_head + h) * D;
+  const float inv = total > 0.0f ? 1.0f / total : 0.0f;
+#pragma unroll
+  for (int t = 0; t < kExactPerLane; ++t) {
+    const int64_t d = lane + 32 * t;
+    if (d < D) o[d] = acc[t] * inv;
+  }
+}
+
+}  // namespace
+
+void exact_attention(float* out, const float* q, const float* k, const float* v,
+                     const FlashAttentionDims& dims, cudaStream_t stream) {
+  check_dims(dims);
+  if (dims.n_seq == 0 || dims.n_q == 0) return;
+  if (!out || !q || !k || !v) bad("null tensor pointer");
+  Params p{};
+  p.n_q = dims.n_q;
+  p.n_kv = dims.n_kv;
+  p.kv_rows = dims.kv_rows > 0 ? dims.kv_rows : dims.n_kv;
+  p.n_head = dims.n_head;
+  p.n_head_kv = dims.n_head_kv;
+  p.group = dims.n_head / dims.n_head_kv;
+  p.head_dim = dims.head_dim;
+  p.scale_log2 = dims.scale * kLog2e;
+  p.mask = static_cast<int>(dims.mask);
+  p.block_len = dims.block_len;
+  p.q_pos0 = dims.q_pos0;
+  const int64_t items = dims.n_seq * dims.n_head * dims.n_q;
+  exact_attention_kernel<<<blocks_for(items, kExactWarps, "exact_attention"), kExactThreads, 0,
+                           stream>>>(out, q, k, v, p, dims.n_seq);
+  check_launch("exact_attention");
 }
 
 }  // namespace ruvdllm::cuda

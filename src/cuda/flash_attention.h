@@ -17,9 +17,10 @@ struct FlashAttentionDims {
   int64_t n_q = 0;   // query rows per sequence
   int64_t n_kv = 0;  // key/value rows per sequence (a cached prefix first, then this pass's)
   int64_t n_head = 0;
-  int64_t n_head_kv = 0;  // n_head % n_head_kv == 0; query head h reads kv head h / (n_head / n_head_kv)
-  int64_t head_dim = 0;   // a multiple of 16, at most 256
-  float scale = 0;        // usually 1/sqrt(head_dim)
+  int64_t n_head_kv =
+      0;  // n_head % n_head_kv == 0; query head h reads kv head h / (n_head / n_head_kv)
+  int64_t head_dim = 0;  // a multiple of 16, at most 256
+  float scale = 0;       // usually 1/sqrt(head_dim)
   MaskMode mask = MaskMode::Full;
   int64_t block_len = 0;  // for BlockCausal
   int64_t q_pos0 = 0;     // position of query row 0; key row j is at position j
@@ -29,11 +30,17 @@ struct FlashAttentionDims {
 };
 
 // Head-major inputs: q [n_seq][n_head][n_q][head_dim], k and v [n_seq][n_head_kv][kv_rows]
-// [head_dim], of which the first n_kv rows are read. Output token-major, ready for the output projection: out [n_seq][n_q]
-// [n_head·head_dim] in bf16. A query that sees no key (impossible with the masks above when
-// q_pos0 + i < n_kv) gets zeros. Error (ruvdllm::Error) for an unsupported head_dim or
-// inconsistent dimensions.
+// [head_dim], of which the first n_kv rows are read. Output token-major, ready for the output
+// projection: out [n_seq][n_q] [n_head·head_dim] in bf16. A query that sees no key (impossible with
+// the masks above when q_pos0 + i < n_kv) gets zeros. Error (ruvdllm::Error) for an unsupported
+// head_dim or inconsistent dimensions.
 void flash_attention(__nv_bfloat16* out, const __nv_bfloat16* q, const __nv_bfloat16* k,
                      const __nv_bfloat16* v, const FlashAttentionDims& dims, cudaStream_t stream);
+
+// The same attention in f32 throughout (CUDA cores, one warp per query row, keys in order with
+// an online softmax): the engine's exact-precision mode, whose results follow the CPU's within
+// f32 rounding. Slow by design; no 16-byte alignment needed.
+void exact_attention(float* out, const float* q, const float* k, const float* v,
+                     const FlashAttentionDims& dims, cudaStream_t stream);
 
 }  // namespace ruvdllm::cuda

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <map>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "cuda/cuda_check.h"
@@ -50,8 +51,9 @@ DeviceArray<float> upload_vector(const TensorView& t, int64_t expected, cudaStre
 }
 
 // One matrix product's weight, out × in, possibly several GGUF tensors stacked by rows (q|k|v,
-// gate|up). Float parts and every part in WeightMode::Bf16 live in `dense`; quantized parts in
-// WeightMode::Quantized keep their blocks and are dequantized into the shared scratch per use.
+// gate|up). Float parts and every part in WeightMode::Dense live dense in the operand type
+// (bf16, or f32 in Precision::F32); quantized parts in WeightMode::Quantized keep their blocks
+// and are dequantized into the shared scratch per use.
 struct Linear {
   struct Part {
     const void* blocks = nullptr;  // device; owned by `owned` or another Linear
@@ -62,8 +64,45 @@ struct Linear {
   std::vector<Part> quantized;
   std::vector<DeviceArray<uint8_t>> owned;
   DeviceArray<bf16> dense;  // out × in, when every part is dense
+  DeviceArray<float> dense_f32;
   bool all_dense() const { return quantized.empty(); }
+  template <typename Op>
+  DeviceArray<Op>& dense_of() {
+    if constexpr (std::is_same_v<Op, float>) {
+      return dense_f32;
+    } else {
+      return dense;
+    }
+  }
 };
+
+// The buffers whose element type is the GEMMs' operand type: bf16, or f32 in Precision::F32.
+template <typename Op>
+struct Operands {
+  DeviceArray<Op> xn, shifted, qkv, q, k, v, att, gate_up, h;
+  DeviceArray<Op> weight_scratch;  // one dequantized matrix (Quantized mode)
+  // KV cache: keys and values of cached positions per layer, [n_head_kv][context][head_dim],
+  // and the final-normed hidden state of the last cached position (Dream's shift).
+  std::vector<DeviceArray<Op>> cache_k, cache_v;
+  DeviceArray<Op> cache_last_hidden;
+  size_t activation_bytes() const {
+    size_t n = xn.bytes() + shifted.bytes() + qkv.bytes() + q.bytes() + k.bytes() + v.bytes() +
+               att.bytes() + gate_up.bytes() + h.bytes() + cache_last_hidden.bytes();
+    for (const auto& c : cache_k) n += c.bytes();
+    for (const auto& c : cache_v) n += c.bytes();
+    return n;
+  }
+};
+
+// The exact mode's attention in f32, the fast one on bf16 tensor cores.
+void attend(bf16* out, const bf16* q, const bf16* k, const bf16* v, const FlashAttentionDims& d,
+            cudaStream_t stream) {
+  flash_attention(out, q, k, v, d, stream);
+}
+void attend(float* out, const float* q, const float* k, const float* v, const FlashAttentionDims& d,
+            cudaStream_t stream) {
+  exact_attention(out, q, k, v, d, stream);
+}
 
 struct DeviceLayer {
   DeviceArray<float> attn_norm, ffn_norm, qkv_bias, q_norm, k_norm;
@@ -102,24 +141,33 @@ struct CudaInferEngine::Impl {
   Linear head;
   std::vector<DeviceLayer> layers;
   DeviceArray<float2> cos_sin;
-  DeviceArray<bf16> weight_scratch;  // one dequantized matrix (Quantized mode)
+  // 0, 1, 2, …: f32 dequantization reads weight rows through embed_rows (bit-exact with the CPU).
+  DeviceArray<int32_t> row_ids;
   size_t weight_bytes = 0;
+  size_t scratch_elements = 0;  // of Operands::weight_scratch
 
   // Activations, sized for `capacity` tokens.
   int64_t capacity = 0;
   DeviceArray<int32_t> tokens;
   PinnedArray<int32_t> host_tokens;
   DeviceArray<float> x, partials, logits;
-  DeviceArray<bf16> xn, shifted, qkv, q, k, v, att, gate_up, h;
+  Operands<bf16> half;
+  Operands<float> full;
+  bool exact() const { return options.precision == Precision::F32; }
+  template <typename Op>
+  Operands<Op>& ops() {
+    if constexpr (std::is_same_v<Op, float>) {
+      return full;
+    } else {
+      return half;
+    }
+  }
 
   // Last pass.
   int64_t n_tokens = 0, n_seq = 1;
 
-  // KV cache: keys and values of cached positions per layer, [n_head_kv][context][head_dim]
-  // bf16, and the final-normed hidden state of the last cached position (Dream's shift). The
-  // host KVCache only counts them (n_tokens); `cache_owner` is the one being filled.
-  std::vector<DeviceArray<bf16>> cache_k, cache_v;
-  DeviceArray<bf16> cache_last_hidden;
+  // The device KV cache lives in Operands; the host KVCache only counts its tokens (n_tokens),
+  // and `cache_owner` is the one being filled.
   const KVCache* cache_owner = nullptr;
   int64_t cached = 0;
 
@@ -146,10 +194,33 @@ struct CudaInferEngine::Impl {
     marks.emplace_back(what, e);
   }
 
+  // The last pass's logit rows of canvas positions (first sequence) and, under guidance on a
+  // two-sequence pass, the unconditional rows (else null).
+  const float* rows_of(std::span<const int64_t> positions, int64_t first_row,
+                       const SamplingOptions& options, std::vector<int64_t>* rows) {
+    if (n_tokens == 0) fail("cuda: no forward pass has run yet");
+    rows->resize(positions.size());
+    for (size_t i = 0; i < positions.size(); ++i) (*rows)[i] = positions[i] - first_row;
+    const int64_t rows_per_seq = n_tokens / n_seq;
+    return n_seq == 2 && options.cfg_scale > 0 ? logits.data() + rows_per_seq * config.vocab_size
+                                               : nullptr;
+  }
   void upload_linear(Linear* lin, std::initializer_list<const TensorView*> parts);
-  const bf16* weight_of(const Linear& lin);
+  // rows × cols of `type` blocks to a dense operand matrix.
+  void dequantize(bf16* out, const void* blocks, TensorType type, int64_t rows, int64_t cols);
+  void dequantize(float* out, const void* blocks, TensorType type, int64_t rows, int64_t cols);
+  template <typename Op>
+  const Op* weight_of(Linear& lin);
   void reserve(int64_t n);
-  void encode_pass(const PassShape& pass);
+  void encode_pass(const PassShape& pass) {
+    if (exact()) {
+      encode<float>(pass);
+    } else {
+      encode<bf16>(pass);
+    }
+  }
+  template <typename Op>
+  void encode(const PassShape& pass);
   void prepare_cache(const KVCache& cache, const ForwardOptions& o, int64_t T, PassShape* pass);
 };
 
@@ -167,17 +238,22 @@ void CudaInferEngine::Impl::upload_linear(Linear* lin,
     }
     lin->out += t->rows();
   }
-  const bool dense = options.weights == WeightMode::Bf16 ||
+  const bool dense = options.weights == WeightMode::Dense ||
                      std::all_of(parts.begin(), parts.end(),
                                  [](const TensorView* t) { return is_float_type(t->type); });
-  if (dense) lin->dense.reserve(static_cast<size_t>(lin->out * lin->in));
+  const auto elements = static_cast<size_t>(lin->out * lin->in);
+  if (dense) (exact() ? lin->dense_f32.reserve(elements) : lin->dense.reserve(elements));
   int64_t row0 = 0;
   for (const TensorView* t : parts) {
     DeviceArray<uint8_t> blocks(t->nbytes);
     upload(blocks.data(), t->data, t->nbytes, stream);
     if (dense) {
-      dequantize_to_bf16(lin->dense.data() + row0 * lin->in, blocks.data(), t->type, t->rows(),
-                         lin->in, stream);
+      if (exact()) {
+        dequantize(lin->dense_f32.data() + row0 * lin->in, blocks.data(), t->type, t->rows(),
+                   lin->in);
+      } else {
+        dequantize(lin->dense.data() + row0 * lin->in, blocks.data(), t->type, t->rows(), lin->in);
+      }
       check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
     } else {
       lin->quantized.push_back({blocks.data(), t->type, row0, t->rows()});
@@ -187,10 +263,28 @@ void CudaInferEngine::Impl::upload_linear(Linear* lin,
     row0 += t->rows();
   }
   if (dense) {
-    weight_bytes += lin->dense.bytes();
+    weight_bytes += lin->dense.bytes() + lin->dense_f32.bytes();
   } else {
-    weight_scratch.reserve(static_cast<size_t>(lin->out * lin->in));
+    scratch_elements = std::max(scratch_elements, elements);
   }
+}
+
+void CudaInferEngine::Impl::dequantize(bf16* out, const void* blocks, TensorType type, int64_t rows,
+                                       int64_t cols) {
+  dequantize_to_bf16(out, blocks, type, rows, cols, stream);
+}
+
+void CudaInferEngine::Impl::dequantize(float* out, const void* blocks, TensorType type,
+                                       int64_t rows, int64_t cols) {
+  if (static_cast<int64_t>(row_ids.capacity()) < rows) {
+    std::vector<int32_t> ids(static_cast<size_t>(rows));
+    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+    check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");  // old ids in use
+    row_ids = DeviceArray<int32_t>(ids.size());
+    upload(row_ids.data(), ids.data(), ids.size() * sizeof(int32_t), stream);
+    check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");  // `ids` dies here
+  }
+  embed_rows(out, blocks, type, row_ids.data(), rows, cols, stream);
 }
 
 // Checks that `cache` is the one this engine has been filling (or an empty one, which starts
@@ -212,27 +306,34 @@ void CudaInferEngine::Impl::prepare_cache(const KVCache& cache, const ForwardOpt
     fail("cuda forward: {} cached + {} new positions exceed the model's context of {}", cached, T,
          c.context_length);
   }
-  if (cache_k.empty()) {
+  auto allocate = [&](auto& o) {
+    if (!o.cache_k.empty()) return;
     const auto per_layer = static_cast<size_t>(c.n_head_kv * c.context_length * c.head_dim);
     for (int64_t il = 0; il < c.n_layer; ++il) {
-      cache_k.emplace_back(per_layer);
-      cache_v.emplace_back(per_layer);
+      o.cache_k.emplace_back(per_layer);
+      o.cache_v.emplace_back(per_layer);
     }
-    cache_last_hidden.reserve(static_cast<size_t>(c.n_embd));
+    o.cache_last_hidden.reserve(static_cast<size_t>(c.n_embd));
+  };
+  if (exact()) {
+    allocate(full);
+  } else {
+    allocate(half);
   }
   pass->use_cache = true;
   pass->append = o.append_to_cache;
   pass->past = cached;
 }
 
-const bf16* CudaInferEngine::Impl::weight_of(const Linear& lin) {
-  if (lin.all_dense()) return lin.dense.data();
+template <typename Op>
+const Op* CudaInferEngine::Impl::weight_of(Linear& lin) {
+  if (lin.all_dense()) return lin.dense_of<Op>().data();
   mark("dequantize");
+  Op* scratch = ops<Op>().weight_scratch.data();
   for (const Linear::Part& p : lin.quantized) {
-    dequantize_to_bf16(weight_scratch.data() + p.row0 * lin.in, p.blocks, p.type, p.rows, lin.in,
-                       stream);
+    dequantize(scratch + p.row0 * lin.in, p.blocks, p.type, p.rows, lin.in);
   }
-  return weight_scratch.data();
+  return scratch;
 }
 
 void CudaInferEngine::Impl::reserve(int64_t n) {
@@ -247,21 +348,30 @@ void CudaInferEngine::Impl::reserve(int64_t n) {
   host_tokens.reserve(T);
   x.reserve(T * E);
   partials.reserve(T * E * InferGemm::kMaxSplits);
-  xn.reserve(T * E);
-  shifted.reserve(T * E);
-  qkv.reserve(T * (qd + 2 * kvd));
-  q.reserve(T * qd);
-  k.reserve(T * kvd);
-  v.reserve(T * kvd);
-  att.reserve(T * qd);
-  gate_up.reserve(T * 2 * F);
-  h.reserve(T * F);
   logits.reserve(T * static_cast<size_t>(c.vocab_size));
+  auto size = [&](auto& o) {
+    o.xn.reserve(T * E);
+    o.shifted.reserve(T * E);
+    o.qkv.reserve(T * (qd + 2 * kvd));
+    o.q.reserve(T * qd);
+    o.k.reserve(T * kvd);
+    o.v.reserve(T * kvd);
+    o.att.reserve(T * qd);
+    o.gate_up.reserve(T * 2 * F);
+    o.h.reserve(T * F);
+  };
+  if (exact()) {
+    size(full);
+  } else {
+    size(half);
+  }
   capacity = n;
 }
 
 // Every operation of one pass, enqueued on `stream` (eagerly or into a graph being captured).
-void CudaInferEngine::Impl::encode_pass(const PassShape& pass) {
+template <typename Op>
+void CudaInferEngine::Impl::encode(const PassShape& pass) {
+  Operands<Op>& o = ops<Op>();
   const ModelConfig& c = config;
   const int64_t T = pass.tokens, S = pass.n_seq, past = pass.past;
   const int64_t ctx = c.context_length;
@@ -301,7 +411,7 @@ void CudaInferEngine::Impl::encode_pass(const PassShape& pass) {
   // Products into the residual stream (attention output, FFN down) either add into x directly
   // or, split along K, leave partials that the next RMSNorm adds in first.
   const int o_splits = gemm->split_for(T, H * D, E), down_splits = gemm->split_for(T, F, E);
-  auto into_residual = [&](const bf16* in, const bf16* w, int64_t width, int splits) {
+  auto into_residual = [&](const Op* in, const Op* w, int64_t width, int splits) {
     if (splits > 1) {
       gemm->linear_split(partials.data(), in, w, T, width, E, splits);
     } else {
@@ -312,51 +422,52 @@ void CudaInferEngine::Impl::encode_pass(const PassShape& pass) {
   int pending = 0;  // partials waiting for the next norm
   auto norm = [&](const float* weight) {
     mark("rmsnorm");
-    residual_rmsnorm_to_bf16(xn.data(), x.data(), partials.data(), pending, weight, T, E, c.rms_eps,
-                             stream);
+    residual_rmsnorm_rows(o.xn.data(), x.data(), partials.data(), pending, weight, T, E, c.rms_eps,
+                          stream);
     pending = 0;
   };
 
   for (size_t il = 0; il < layers.size(); ++il) {
     DeviceLayer& lw = layers[il];
-    bf16* k_dst = pass.use_cache ? cache_k[il].data() : k.data();
-    bf16* v_dst = pass.use_cache ? cache_v[il].data() : v.data();
+    Op* k_dst = pass.use_cache ? o.cache_k[il].data() : o.k.data();
+    Op* v_dst = pass.use_cache ? o.cache_v[il].data() : o.v.data();
     norm(lw.attn_norm.data());
-    const bf16* w_qkv = weight_of(lw.qkv);
+    const Op* w_qkv = weight_of<Op>(lw.qkv);
     mark("gemm");
-    gemm->linear(qkv.data(), xn.data(), w_qkv, T, E, n_qkv);
+    gemm->linear(o.qkv.data(), o.xn.data(), w_qkv, T, E, n_qkv);
     mark("qkv split+rope");
-    split_qkv_heads(
-        q.data(), k_dst, v_dst, qkv.data(), lw.qkv_bias.capacity() ? lw.qkv_bias.data() : nullptr,
-        lw.q_norm.capacity() ? lw.q_norm.data() : nullptr,
-        lw.k_norm.capacity() ? lw.k_norm.data() : nullptr, cos_sin.data(), layout, stream);
+    split_qkv_heads(o.q.data(), k_dst, v_dst, o.qkv.data(),
+                    lw.qkv_bias.capacity() ? lw.qkv_bias.data() : nullptr,
+                    lw.q_norm.capacity() ? lw.q_norm.data() : nullptr,
+                    lw.k_norm.capacity() ? lw.k_norm.data() : nullptr, cos_sin.data(), layout,
+                    stream);
     mark("attention");
-    flash_attention(att.data(), q.data(), k_dst, v_dst, dims, stream);
-    const bf16* w_o = weight_of(lw.wo);
+    attend(o.att.data(), o.q.data(), k_dst, v_dst, dims, stream);
+    const Op* w_o = weight_of<Op>(lw.wo);
     mark("gemm");
-    pending = into_residual(att.data(), w_o, H * D, o_splits);
+    pending = into_residual(o.att.data(), w_o, H * D, o_splits);
 
     norm(lw.ffn_norm.data());
-    const bf16* w_gate_up = weight_of(lw.gate_up);
+    const Op* w_gate_up = weight_of<Op>(lw.gate_up);
     mark("gemm");
-    gemm->linear(gate_up.data(), xn.data(), w_gate_up, T, E, 2 * F);
+    gemm->linear(o.gate_up.data(), o.xn.data(), w_gate_up, T, E, 2 * F);
     mark("swiglu");
-    swiglu_to_bf16(h.data(), gate_up.data(), T, F, stream);
-    const bf16* w_down = weight_of(lw.down);
+    swiglu_rows(o.h.data(), o.gate_up.data(), T, F, stream);
+    const Op* w_down = weight_of<Op>(lw.down);
     mark("gemm");
-    pending = into_residual(h.data(), w_down, F, down_splits);
+    pending = into_residual(o.h.data(), w_down, F, down_splits);
   }
 
   norm(output_norm.data());
-  const bf16* head_in = xn.data();
-  const size_t row = static_cast<size_t>(E) * sizeof(bf16);
+  const Op* head_in = o.xn.data();
+  const size_t row = static_cast<size_t>(E) * sizeof(Op);
   if (c.shift_logits) {
     // Row i scores position i from the hidden state of i − 1; each sequence's first row keeps
     // its own, or after a cache takes the last cached position's (as Model::forward does).
     for (int64_t s = 0; s < S; ++s) {
-      bf16* dst = shifted.data() + s * L * E;
-      const bf16* src = xn.data() + s * L * E;
-      const bf16* first = pass.use_cache && past > 0 ? cache_last_hidden.data() : src;
+      Op* dst = o.shifted.data() + s * L * E;
+      const Op* src = o.xn.data() + s * L * E;
+      const Op* first = pass.use_cache && past > 0 ? o.cache_last_hidden.data() : src;
       check_cuda(cudaMemcpyAsync(dst, first, row, cudaMemcpyDeviceToDevice, stream),
                  "cudaMemcpyAsync");
       if (L > 1) {
@@ -365,14 +476,14 @@ void CudaInferEngine::Impl::encode_pass(const PassShape& pass) {
                    "cudaMemcpyAsync");
       }
     }
-    head_in = shifted.data();
+    head_in = o.shifted.data();
   }
   if (pass.append) {
-    check_cuda(cudaMemcpyAsync(cache_last_hidden.data(), xn.data() + (T - 1) * E, row,
+    check_cuda(cudaMemcpyAsync(o.cache_last_hidden.data(), o.xn.data() + (T - 1) * E, row,
                                cudaMemcpyDeviceToDevice, stream),
                "cudaMemcpyAsync");
   }
-  const bf16* w_head = weight_of(head);
+  const Op* w_head = weight_of<Op>(head);
   mark("gemm (head)");
   gemm->linear(logits.data(), head_in, w_head, T, E, c.vocab_size);
   mark("end");
@@ -402,7 +513,10 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
   if (options.weights == WeightMode::Auto) {
     size_t dequantized = 0;
     auto add = [&](const TensorView& t) {
-      if (t.data) dequantized += static_cast<size_t>(t.elements()) * sizeof(bf16);
+      if (t.data) {
+        dequantized += static_cast<size_t>(t.elements()) *
+                       (options.precision == Precision::F32 ? sizeof(float) : sizeof(bf16));
+      }
     };
     for (const LayerWeights& lw : weights.layers) {
       for (const TensorView* t :
@@ -413,7 +527,7 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
     add(weights.output);
     size_t free = 0, total = 0;
     check_cuda(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
-    m.options.weights = dequantized <= free / 2 ? WeightMode::Bf16 : WeightMode::Quantized;
+    m.options.weights = dequantized <= free / 2 ? WeightMode::Dense : WeightMode::Quantized;
   }
   check_cuda(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking), "cudaStreamCreate");
   m.gemm = std::make_unique<InferGemm>(m.stream);
@@ -461,7 +575,7 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
     m.head.in = E;
     m.head.out = config.vocab_size;
     m.head.quantized.push_back({m.embd_blocks.data(), embd.type, 0, config.vocab_size});
-    m.weight_scratch.reserve(static_cast<size_t>(E * config.vocab_size));
+    m.scratch_elements = std::max(m.scratch_elements, static_cast<size_t>(E * config.vocab_size));
   } else {
     m.upload_linear(&m.head, {&weights.output});
   }
@@ -470,7 +584,13 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
   m.cos_sin.reserve(table.size());
   upload(m.cos_sin.data(), table.data(), table.size() * sizeof(float2), m.stream);
   check_cuda(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize (weights upload)");
-  m.weight_bytes += m.weight_scratch.bytes();
+  if (m.exact()) {
+    m.full.weight_scratch.reserve(m.scratch_elements);
+    m.weight_bytes += m.full.weight_scratch.bytes();
+  } else {
+    m.half.weight_scratch.reserve(m.scratch_elements);
+    m.weight_bytes += m.half.weight_scratch.bytes();
+  }
 }
 
 CudaInferEngine::~CudaInferEngine() = default;
@@ -485,10 +605,8 @@ int64_t CudaInferEngine::graphs_captured() const {
 
 size_t CudaInferEngine::device_bytes() const {
   const Impl& m = *impl_;
-  return m.weight_bytes + m.tokens.bytes() + m.x.bytes() + m.partials.bytes() + m.xn.bytes() +
-         m.shifted.bytes() + m.qkv.bytes() + m.q.bytes() + m.k.bytes() + m.v.bytes() +
-         m.att.bytes() + m.gate_up.bytes() + m.h.bytes() + m.logits.bytes() +
-         m.cache_k.size() * (m.cache_k.empty() ? 0 : m.cache_k[0].bytes()) * 2;
+  return m.weight_bytes + m.tokens.bytes() + m.x.bytes() + m.partials.bytes() + m.logits.bytes() +
+         m.half.activation_bytes() + m.full.activation_bytes();
 }
 
 void CudaInferEngine::forward(std::span<const int32_t> tokens, const ForwardOptions& o) {
@@ -612,15 +730,23 @@ void CudaInferEngine::propose(std::span<const int64_t> positions, int64_t first_
                               const SamplingOptions& options, int64_t step,
                               std::vector<Proposal>* out) {
   Impl& m = *impl_;
-  if (m.n_tokens == 0) fail("cuda: no forward pass has run yet");
-  const int64_t rows_per_seq = m.n_tokens / m.n_seq;
-  std::vector<int64_t> rows(positions.size());
-  for (size_t i = 0; i < positions.size(); ++i) rows[i] = positions[i] - first_row;
-  const float* uncond = m.n_seq == 2 && options.cfg_scale > 0
-                            ? m.logits.data() + rows_per_seq * m.config.vocab_size
-                            : nullptr;
+  std::vector<int64_t> rows;
+  const float* uncond = m.rows_of(positions, first_row, options, &rows);
   out->resize(positions.size());
-  m.sampler->sample(m.logits.data(), uncond, rows_per_seq, rows, positions, options, step, *out);
+  m.sampler->sample(m.logits.data(), uncond, m.n_tokens / m.n_seq, rows, positions, options, step,
+                    *out);
+}
+
+bool CudaInferEngine::propose_top(std::span<const int64_t> candidates, int64_t first_row,
+                                  const SamplingOptions& options, int64_t step, int64_t count,
+                                  std::vector<Proposal>* out) {
+  if (options.rule == Unmasking::Origin || options.rule == Unmasking::Random) return false;
+  Impl& m = *impl_;
+  std::vector<int64_t> rows;
+  const float* uncond = m.rows_of(candidates, first_row, options, &rows);
+  m.sampler->sample_top(m.logits.data(), uncond, m.n_tokens / m.n_seq, rows, candidates, options,
+                        step, count, out);
+  return true;
 }
 
 CudaDenoiser::CudaDenoiser(const Model& model, const InferOptions& options)

@@ -26,49 +26,65 @@ InferGemm::~InferGemm() {
   if (handle_) cublasDestroy(handle_);
 }
 
-void InferGemm::linear(float* y, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
-                       int64_t in, int64_t out, float beta) {
-  // Column-major view: yᵀ (out × n) = w (stored in × out, transposed) · xᵀ (in × n).
+// Column-major view: yᵀ (out × n) = w (stored in × out, transposed) · xᵀ (in × n); a batch of
+// `splits` products over consecutive slices of `in` when splits > 1.
+void InferGemm::run(void* y, cudaDataType y_type, const void* x, const void* w,
+                    cudaDataType operand_type, int64_t n, int64_t in, int64_t out, float beta,
+                    int splits) {
   const float alpha = 1.0f;
-  check_cublas(
-      cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(n),
-                   static_cast<int>(in), &alpha, w, CUDA_R_16BF, static_cast<int>(in), x,
-                   CUDA_R_16BF, static_cast<int>(in), &beta, y, CUDA_R_32F, static_cast<int>(out),
-                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-      "cublasGemmEx (bf16)");
-}
-
-void InferGemm::linear(__nv_bfloat16* y, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
-                       int64_t in, int64_t out) {
-  const float alpha = 1.0f, beta = 0.0f;
-  check_cublas(
-      cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(n),
-                   static_cast<int>(in), &alpha, w, CUDA_R_16BF, static_cast<int>(in), x,
-                   CUDA_R_16BF, static_cast<int>(in), &beta, y, CUDA_R_16BF, static_cast<int>(out),
-                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
-      "cublasGemmEx (bf16 out)");
-}
-
-int InferGemm::split_for(int64_t n, int64_t in, int64_t out) const {
-  const int64_t tiles = ((out + kTile - 1) / kTile) * ((n + kTile - 1) / kTile);
-  return 2 * tiles <= multiprocessors_ && in % (kMaxSplits * 64) == 0 ? kMaxSplits : 1;
-}
-
-void InferGemm::linear_split(float* partials, const __nv_bfloat16* x, const __nv_bfloat16* w,
-                             int64_t n, int64_t in, int64_t out, int splits) {
+  // f32 operands must mean f32 arithmetic, never TF32, whatever the environment says.
+  const cublasComputeType_t compute =
+      operand_type == CUDA_R_32F ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
+  if (splits == 1) {
+    check_cublas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out),
+                              static_cast<int>(n), static_cast<int>(in), &alpha, w, operand_type,
+                              static_cast<int>(in), x, operand_type, static_cast<int>(in), &beta, y,
+                              y_type, static_cast<int>(out), compute, CUBLAS_GEMM_DEFAULT),
+                 "cublasGemmEx");
+    return;
+  }
   if (splits < 1 || splits > kMaxSplits || in % splits != 0) {
     throw_error("InferGemm::linear_split: " + std::to_string(in) + " does not split in " +
                 std::to_string(splits));
   }
   // Slice s of both operands starts s·slice columns into their rows (same leading dimension).
   const int64_t slice = in / splits;
-  const float alpha = 1.0f, beta = 0.0f;
   check_cublas(cublasGemmStridedBatchedEx(
                    handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(n),
-                   static_cast<int>(slice), &alpha, w, CUDA_R_16BF, static_cast<int>(in), slice, x,
-                   CUDA_R_16BF, static_cast<int>(in), slice, &beta, partials, CUDA_R_32F,
-                   static_cast<int>(out), n * out, splits, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                   static_cast<int>(slice), &alpha, w, operand_type, static_cast<int>(in), slice, x,
+                   operand_type, static_cast<int>(in), slice, &beta, y, y_type,
+                   static_cast<int>(out), n * out, splits, compute, CUBLAS_GEMM_DEFAULT),
                "cublasGemmStridedBatchedEx (split-K)");
+}
+
+void InferGemm::linear(float* y, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
+                       int64_t in, int64_t out, float beta) {
+  run(y, CUDA_R_32F, x, w, CUDA_R_16BF, n, in, out, beta, 1);
+}
+
+void InferGemm::linear(__nv_bfloat16* y, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
+                       int64_t in, int64_t out) {
+  run(y, CUDA_R_16BF, x, w, CUDA_R_16BF, n, in, out, 0.0f, 1);
+}
+
+void InferGemm::linear(float* y, const float* x, const float* w, int64_t n, int64_t in, int64_t out,
+                       float beta) {
+  run(y, CUDA_R_32F, x, w, CUDA_R_32F, n, in, out, beta, 1);
+}
+
+void InferGemm::linear_split(float* partials, const __nv_bfloat16* x, const __nv_bfloat16* w,
+                             int64_t n, int64_t in, int64_t out, int splits) {
+  run(partials, CUDA_R_32F, x, w, CUDA_R_16BF, n, in, out, 0.0f, splits);
+}
+
+void InferGemm::linear_split(float* partials, const float* x, const float* w, int64_t n, int64_t in,
+                             int64_t out, int splits) {
+  run(partials, CUDA_R_32F, x, w, CUDA_R_32F, n, in, out, 0.0f, splits);
+}
+
+int InferGemm::split_for(int64_t n, int64_t in, int64_t out) const {
+  const int64_t tiles = ((out + kTile - 1) / kTile) * ((n + kTile - 1) / kTile);
+  return 2 * tiles <= multiprocessors_ && in % (kMaxSplits * 64) == 0 ? kMaxSplits : 1;
 }
 
 }  // namespace ruvdllm::cuda

@@ -5,7 +5,7 @@
 //  - bf16 output: for products whose only reader is the next element-wise kernel (q|k|v,
 //    gate|up), which then reads half the bytes.
 //  - split-K: the inner dimension cut into slices, one strided-batched call writing an f32
-//    partial per slice, which residual_rmsnorm_to_bf16 sums into the residual. A product with
+//    partial per slice, which residual_rmsnorm_rows sums into the residual. A product with
 //    few output tiles (4096 outputs × 256 rows: 64 tiles of 128 × 128 on 132 SMs) leaves half
 //    the GPU idle otherwise; split_for() says when to.
 // bench/bench_cuda_gemm.cpp measures each way at an 8B model's shapes.
@@ -36,14 +36,22 @@ class InferGemm {
               int64_t out, float beta = 0.0f);
   void linear(__nv_bfloat16* y, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
               int64_t in, int64_t out);
+  // f32 operands in f32 arithmetic (the exact-precision mode; TF32 is never used).
+  void linear(float* y, const float* x, const float* w, int64_t n, int64_t in, int64_t out,
+              float beta = 0.0f);
   // Partial s (of `splits`) of y at partials + s·n·out: x[:, slice s] · w[:, slice s]ᵀ.
   void linear_split(float* partials, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
                     int64_t in, int64_t out, int splits);
+  void linear_split(float* partials, const float* x, const float* w, int64_t n, int64_t in,
+                    int64_t out, int splits);
   // 2 when the product's output tiles would fill at most half the GPU and `in` splits evenly,
   // else 1 (on an H100/H200 this splits the 4096-output products at 256 rows, not at 512).
   int split_for(int64_t n, int64_t in, int64_t out) const;
 
  private:
+  void run(void* y, cudaDataType y_type, const void* x, const void* w, cudaDataType operand_type,
+           int64_t n, int64_t in, int64_t out, float beta, int splits);
+
   cublasHandle_t handle_ = nullptr;
   int multiprocessors_ = 0;
   // A fixed workspace, so cuBLAS allocates nothing while a pass is being captured as a graph.

@@ -1,8 +1,8 @@
 // The element-wise and row-wise kernels between the GEMMs of a denoising step (declared in
-// infer_kernels.h): each reads its f32 input once and writes the bf16 operand of the next
-// GEMM. Arithmetic is f32, as on the CPU; sums of squares are f32 warp/CTA reductions, which
-// differ from the CPU's double sums by float rounding only. The dequantization launchers are
-// in dequant_kernels.cu.
+// infer_kernels.h): each reads its input once and writes the operand of the next GEMM (bf16,
+// or f32 in the exact-precision mode). Arithmetic is f32, as on the CPU; sums of squares are f32
+// warp/CTA reductions, which differ from the CPU's double sums by float rounding only. The
+// dequantization launchers are in dequant_kernels.cu.
 //
 // No fmt here: nvcc's host pass cannot compile fmt's headers (see train_kernels.cu).
 #include <cuda_bf16.h>
@@ -20,7 +20,7 @@ namespace ruvdllm::cuda {
 namespace {
 
 constexpr int kWarp = 32;
-constexpr int kNormThreads = 256;  // one CTA per row of rmsnorm_to_bf16
+constexpr int kNormThreads = 256;  // one CTA per row of rmsnorm_rows
 constexpr int kNormWarps = kNormThreads / kWarp;
 constexpr int kHeadThreads = 256;  // one warp per (token, head) row of split_qkv_heads
 constexpr int kHeadsPerBlock = kHeadThreads / kWarp;
@@ -53,23 +53,29 @@ __device__ inline float4 load4(const bf16* p) {
   return make_float4(a.x, a.y, b.x, b.y);
 }
 
-// Four values as bf16 in one 8-byte store (dst 8-byte aligned).
+// The kernels write the next GEMM's operand type: bf16, or f32 in the exact-precision mode.
+__device__ inline void store(bf16* dst, float v) { *dst = __float2bfloat16_rn(v); }
+__device__ inline void store(float* dst, float v) { *dst = v; }
+// Four values in one store (dst aligned to four of them).
 __device__ inline void store4(bf16* dst, float a, float b, float c, float d) {
   *reinterpret_cast<uint2*>(dst) =
       make_uint2(bits_of(__floats2bfloat162_rn(a, b)), bits_of(__floats2bfloat162_rn(c, d)));
+}
+__device__ inline void store4(float* dst, float a, float b, float c, float d) {
+  *reinterpret_cast<float4*>(dst) = make_float4(a, b, c, d);
 }
 
 // kVector: d % 4 == 0, x, w and partials 16-byte aligned, y 8-byte aligned. A null w scales by
 // 1, as the CPU rmsnorm's null weight does. With n_partials > 0 the row first takes the sum of
 // its split-K partial products (partial s of row r at partials + s·stride + r·d) into x.
-template <bool kVector>
+template <bool kVector, typename Out>
 __global__ void __launch_bounds__(kNormThreads)
-    rmsnorm_to_bf16_kernel(bf16* y, float* x, const float* partials, int n_partials, int64_t stride,
-                           const float* w, int64_t d, float eps) {
+    rmsnorm_rows_kernel(Out* y, float* x, const float* partials, int n_partials, int64_t stride,
+                        const float* w, int64_t d, float eps) {
   __shared__ float warp_sums[kNormWarps];
   float* xr = x + static_cast<int64_t>(blockIdx.x) * d;
   const float* pr = partials ? partials + static_cast<int64_t>(blockIdx.x) * d : nullptr;
-  bf16* yr = y + static_cast<int64_t>(blockIdx.x) * d;
+  Out* yr = y + static_cast<int64_t>(blockIdx.x) * d;
   float ss = 0.0f;
   if constexpr (kVector) {
     for (int64_t i = threadIdx.x; i < d / 4; i += kNormThreads) {
@@ -113,7 +119,7 @@ __global__ void __launch_bounds__(kNormThreads)
     }
   } else {
     for (int64_t i = threadIdx.x; i < d; i += kNormThreads)
-      yr[i] = __float2bfloat16_rn(xr[i] * inv_rms * (w ? w[i] : 1.0f));
+      store(yr + i, xr[i] * inv_rms * (w ? w[i] : 1.0f));
   }
 }
 
@@ -127,9 +133,9 @@ struct QkvParams {
 // heads of the token's row. Lane i handles the RoPE pairs i, i + 32, …: (2i, 2i+1) in Normal
 // order, (i, i + head_dim/2) in NeoX order, as ruvdllm::rope pairs them. A null cos_sin leaves
 // q and k unrotated.
-template <typename In>
+template <typename In, typename Out>
 __global__ void __launch_bounds__(kHeadThreads)
-    split_qkv_heads_kernel(bf16* q, bf16* k, bf16* v, const In* qkv, const float* bias,
+    split_qkv_heads_kernel(Out* q, Out* k, Out* v, const In* qkv, const float* bias,
                            const float* q_norm, const float* k_norm, const float2* cos_sin,
                            QkvParams p, int64_t total) {
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kHeadsPerBlock + threadIdx.x / kWarp;
@@ -143,7 +149,7 @@ __global__ void __launch_bounds__(kHeadThreads)
   const float* b = bias ? bias + slot * D : nullptr;
 
   const float* norm_w;
-  bf16* dst;
+  Out* dst;
   bool rotate;
   if (slot < p.n_head) {
     norm_w = q_norm;
@@ -188,8 +194,8 @@ __global__ void __launch_bounds__(kHeadThreads)
       x0 = y0;
       x1 = y1;
     }
-    dst[ia] = __float2bfloat16_rn(x0);
-    dst[ib] = __float2bfloat16_rn(x1);
+    store(dst + ia, x0);
+    store(dst + ib, x1);
   }
 }
 
@@ -197,8 +203,8 @@ __device__ inline float silu_times(float g, float u) { return g / (1.0f + expf(-
 
 // kVector: width % 4 == 0, gate_up aligned to four values, h 8-byte aligned; 4 values per
 // thread.
-template <bool kVector, typename In>
-__global__ void swiglu_to_bf16_kernel(bf16* h, const In* gate_up, int64_t width, int64_t total) {
+template <bool kVector, typename In, typename Out>
+__global__ void swiglu_rows_kernel(Out* h, const In* gate_up, int64_t width, int64_t total) {
   constexpr int kPer = kVector ? kVec : 1;
   const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * kPer;
   if (i >= total) return;
@@ -211,7 +217,7 @@ __global__ void swiglu_to_bf16_kernel(bf16* h, const In* gate_up, int64_t width,
     store4(h + i, silu_times(g.x, u.x), silu_times(g.y, u.y), silu_times(g.z, u.z),
            silu_times(g.w, u.w));
   } else {
-    h[i] = __float2bfloat16_rn(silu_times(load(gate), load(up)));
+    store(h + i, silu_times(load(gate), load(up)));
   }
 }
 
@@ -234,7 +240,8 @@ __global__ void f32_to_bf16_kernel(bf16* out, const float* in, int64_t n) {
 
 namespace {
 
-void launch_rmsnorm(bf16* y, float* x, const float* partials, int n_partials, const float* w,
+template <typename Out>
+void launch_rmsnorm(Out* y, float* x, const float* partials, int n_partials, const float* w,
                     int64_t rows, int64_t d, float eps, cudaStream_t stream, const char* name) {
   if (rows < 0 || d <= 0 || n_partials < 0 || (n_partials > 0 && !partials)) {
     throw_error(std::string(name) + ": bad shape " + std::to_string(rows) + " rows of " +
@@ -243,20 +250,21 @@ void launch_rmsnorm(bf16* y, float* x, const float* partials, int n_partials, co
   if (rows == 0) return;
   const unsigned grid = blocks_for(rows, 1, name);
   const int64_t stride = rows * d;
-  if (d % 4 == 0 && aligned(x, 16) && aligned(w, 16) && aligned(partials, 16) && aligned(y, 8)) {
-    rmsnorm_to_bf16_kernel<true>
+  if (d % 4 == 0 && aligned(x, 16) && aligned(w, 16) && aligned(partials, 16) &&
+      aligned(y, 4 * sizeof(Out))) {
+    rmsnorm_rows_kernel<true, Out>
         <<<grid, kNormThreads, 0, stream>>>(y, x, partials, n_partials, stride, w, d, eps);
   } else {
-    rmsnorm_to_bf16_kernel<false>
+    rmsnorm_rows_kernel<false, Out>
         <<<grid, kNormThreads, 0, stream>>>(y, x, partials, n_partials, stride, w, d, eps);
   }
   check_launch(name);
 }
 
-template <typename In>
-void launch_split_qkv(bf16* q, bf16* k, bf16* v, const In* qkv, const float* bias,
-                      const float* q_norm, const float* k_norm, const float2* cos_sin,
-                      const QkvLayout& layout, cudaStream_t stream) {
+template <typename In, typename Out>
+void launch_split_qkv(Out* q, Out* k, Out* v, const In* qkv, const float* bias, const float* q_norm,
+                      const float* k_norm, const float2* cos_sin, const QkvLayout& layout,
+                      cudaStream_t stream) {
   const QkvLayout& l = layout;
   if (l.n_seq < 0 || l.seq_len < 0 || l.n_head < 0 || l.n_head_kv < 0 || l.head_dim <= 0 ||
       l.head_dim % 2 != 0 || l.pos0 < 0 || l.kv_row0 < 0 || l.kv_rows < l.kv_row0 + l.seq_len) {
@@ -272,44 +280,52 @@ void launch_split_qkv(bf16* q, bf16* k, bf16* v, const In* qkv, const float* bia
   const QkvParams params{l.seq_len, l.n_head,  l.n_head_kv, l.head_dim,
                          l.pos0,    l.kv_rows, l.kv_row0,   l.order == RopeOrder::NeoX,
                          l.eps};
-  split_qkv_heads_kernel<In>
+  split_qkv_heads_kernel<In, Out>
       <<<blocks_for(total, kHeadsPerBlock, "split_qkv_heads"), kHeadThreads, 0, stream>>>(
           q, k, v, qkv, bias, q_norm, k_norm, cos_sin, params, total);
   check_launch("split_qkv_heads");
 }
 
-template <typename In>
-void launch_swiglu(bf16* h, const In* gate_up, int64_t rows, int64_t width, cudaStream_t stream) {
+template <typename In, typename Out>
+void launch_swiglu(Out* h, const In* gate_up, int64_t rows, int64_t width, cudaStream_t stream) {
   if (rows < 0 || width < 0) {
-    throw_error("swiglu_to_bf16: bad shape " + std::to_string(rows) + " rows of width " +
+    throw_error("swiglu_rows: bad shape " + std::to_string(rows) + " rows of width " +
                 std::to_string(width));
   }
   const int64_t total = rows * width;
   if (total == 0) return;
-  if (width % kVec == 0 && aligned(gate_up, kVec * sizeof(In)) && aligned(h, 8)) {
-    swiglu_to_bf16_kernel<true, In>
-        <<<blocks_for(total, int64_t{kFlatThreads} * kVec, "swiglu_to_bf16"), kFlatThreads, 0,
+  if (width % kVec == 0 && aligned(gate_up, kVec * sizeof(In)) && aligned(h, kVec * sizeof(Out))) {
+    swiglu_rows_kernel<true, In, Out>
+        <<<blocks_for(total, int64_t{kFlatThreads} * kVec, "swiglu_rows"), kFlatThreads, 0,
            stream>>>(h, gate_up, width, total);
   } else {
-    swiglu_to_bf16_kernel<false, In>
-        <<<blocks_for(total, kFlatThreads, "swiglu_to_bf16"), kFlatThreads, 0, stream>>>(
-            h, gate_up, width, total);
+    swiglu_rows_kernel<false, In, Out>
+        <<<blocks_for(total, kFlatThreads, "swiglu_rows"), kFlatThreads, 0, stream>>>(h, gate_up,
+                                                                                      width, total);
   }
-  check_launch("swiglu_to_bf16");
+  check_launch("swiglu_rows");
 }
 
 }  // namespace
 
-void rmsnorm_to_bf16(bf16* y, const float* x, const float* w, int64_t rows, int64_t d, float eps,
-                     cudaStream_t stream) {
-  // Without partials the kernel never writes x.
-  launch_rmsnorm(y, const_cast<float*>(x), nullptr, 0, w, rows, d, eps, stream, "rmsnorm_to_bf16");
+// Without partials the kernel never writes x.
+void rmsnorm_rows(bf16* y, const float* x, const float* w, int64_t rows, int64_t d, float eps,
+                  cudaStream_t stream) {
+  launch_rmsnorm(y, const_cast<float*>(x), nullptr, 0, w, rows, d, eps, stream, "rmsnorm_rows");
+}
+void rmsnorm_rows(float* y, const float* x, const float* w, int64_t rows, int64_t d, float eps,
+                  cudaStream_t stream) {
+  launch_rmsnorm(y, const_cast<float*>(x), nullptr, 0, w, rows, d, eps, stream, "rmsnorm_rows");
 }
 
-void residual_rmsnorm_to_bf16(bf16* y, float* x, const float* partials, int n_partials,
-                              const float* w, int64_t rows, int64_t d, float eps,
-                              cudaStream_t stream) {
-  launch_rmsnorm(y, x, partials, n_partials, w, rows, d, eps, stream, "residual_rmsnorm_to_bf16");
+void residual_rmsnorm_rows(bf16* y, float* x, const float* partials, int n_partials, const float* w,
+                           int64_t rows, int64_t d, float eps, cudaStream_t stream) {
+  launch_rmsnorm(y, x, partials, n_partials, w, rows, d, eps, stream, "residual_rmsnorm_rows");
+}
+void residual_rmsnorm_rows(float* y, float* x, const float* partials, int n_partials,
+                           const float* w, int64_t rows, int64_t d, float eps,
+                           cudaStream_t stream) {
+  launch_rmsnorm(y, x, partials, n_partials, w, rows, d, eps, stream, "residual_rmsnorm_rows");
 }
 
 void split_qkv_heads(bf16* q, bf16* k, bf16* v, const float* qkv, const float* bias,
@@ -317,20 +333,24 @@ void split_qkv_heads(bf16* q, bf16* k, bf16* v, const float* qkv, const float* b
                      const QkvLayout& layout, cudaStream_t stream) {
   launch_split_qkv(q, k, v, qkv, bias, q_norm, k_norm, cos_sin, layout, stream);
 }
-
 void split_qkv_heads(bf16* q, bf16* k, bf16* v, const bf16* qkv, const float* bias,
                      const float* q_norm, const float* k_norm, const float2* cos_sin,
                      const QkvLayout& layout, cudaStream_t stream) {
   launch_split_qkv(q, k, v, qkv, bias, q_norm, k_norm, cos_sin, layout, stream);
 }
-
-void swiglu_to_bf16(bf16* h, const float* gate_up, int64_t rows, int64_t width,
-                    cudaStream_t stream) {
-  launch_swiglu(h, gate_up, rows, width, stream);
+void split_qkv_heads(float* q, float* k, float* v, const float* qkv, const float* bias,
+                     const float* q_norm, const float* k_norm, const float2* cos_sin,
+                     const QkvLayout& layout, cudaStream_t stream) {
+  launch_split_qkv(q, k, v, qkv, bias, q_norm, k_norm, cos_sin, layout, stream);
 }
 
-void swiglu_to_bf16(bf16* h, const bf16* gate_up, int64_t rows, int64_t width,
-                    cudaStream_t stream) {
+void swiglu_rows(bf16* h, const float* gate_up, int64_t rows, int64_t width, cudaStream_t stream) {
+  launch_swiglu(h, gate_up, rows, width, stream);
+}
+void swiglu_rows(bf16* h, const bf16* gate_up, int64_t rows, int64_t width, cudaStream_t stream) {
+  launch_swiglu(h, gate_up, rows, width, stream);
+}
+void swiglu_rows(float* h, const float* gate_up, int64_t rows, int64_t width, cudaStream_t stream) {
   launch_swiglu(h, gate_up, rows, width, stream);
 }
 

@@ -1,7 +1,9 @@
 #pragma once
 // Launchers for the inference kernels (infer_kernels.cu): weight dequantization into bf16,
 // embedding lookup, and the element-wise work between the GEMMs of a denoising step, fused so
-// that each activation is read and written once. All pointers are device pointers, matrices
+// that each activation is read and written once. The element-wise kernels write the next
+// GEMM's operand: bf16, or f32 where the engine runs in its exact (f32) precision; arithmetic
+// is f32 either way. All pointers are device pointers, matrices
 // row-major, and every launcher runs asynchronously on `stream`. The math of each matches the
 // CPU op of the same purpose in include/ruvdllm/kernels/ops.h and quant.h.
 #include <cuda_bf16.h>
@@ -30,16 +32,19 @@ void dequantize_to_bf16(bf16* out, const void* weights, TensorType type, int64_t
 void embed_rows(float* out, const void* table, TensorType type, const int32_t* tokens, int64_t n,
                 int64_t d, cudaStream_t stream);
 
-// y = x / rms(x) · w per row of d (x f32, w f32), written as bf16 for the next GEMM.
-void rmsnorm_to_bf16(bf16* y, const float* x, const float* w, int64_t rows, int64_t d, float eps,
-                     cudaStream_t stream);
+// y = x / rms(x) · w per row of d (x f32, w f32), written as the next GEMM's operand.
+void rmsnorm_rows(bf16* y, const float* x, const float* w, int64_t rows, int64_t d, float eps,
+                  cudaStream_t stream);
+void rmsnorm_rows(float* y, const float* x, const float* w, int64_t rows, int64_t d, float eps,
+                  cudaStream_t stream);
 
 // The same after adding a split-K product into the residual stream: x += Σ_s partials[s]
 // (n_partials f32 matrices of rows × d, one after another, summed in order s = 0, 1, …), then
 // y = rmsnorm(x) · w. This is where a product computed as InferGemm::linear_split lands.
-void residual_rmsnorm_to_bf16(bf16* y, float* x, const float* partials, int n_partials,
-                              const float* w, int64_t rows, int64_t d, float eps,
-                              cudaStream_t stream);
+void residual_rmsnorm_rows(bf16* y, float* x, const float* partials, int n_partials, const float* w,
+                           int64_t rows, int64_t d, float eps, cudaStream_t stream);
+void residual_rmsnorm_rows(float* y, float* x, const float* partials, int n_partials,
+                           const float* w, int64_t rows, int64_t d, float eps, cudaStream_t stream);
 
 // What split_qkv_heads does to each token row.
 struct QkvLayout {
@@ -63,7 +68,7 @@ struct QkvLayout {
 // output of one fused QKV GEMM). Per token and head: add bias (q | k | v, same width as a row;
 // null: none), RMSNorm over head_dim with q_norm / k_norm (head_dim floats each; null: none, as
 // LLaDA-MoE's QK-norm), rotate q and k by RoPE from cos_sin (rope_table() in train_kernels.h:
-// [position][head_dim/2] (cos, sin) pairs), and write bf16 head-major
+// [position][head_dim/2] (cos, sin) pairs), and write (bf16 or f32) head-major
 //   q [n_seq][n_head][seq_len][head_dim], k and v [n_seq][n_head_kv][kv_rows][head_dim].
 void split_qkv_heads(bf16* q, bf16* k, bf16* v, const float* qkv, const float* bias,
                      const float* q_norm, const float* k_norm, const float2* cos_sin,
@@ -72,12 +77,15 @@ void split_qkv_heads(bf16* q, bf16* k, bf16* v, const float* qkv, const float* b
 void split_qkv_heads(bf16* q, bf16* k, bf16* v, const bf16* qkv, const float* bias,
                      const float* q_norm, const float* k_norm, const float2* cos_sin,
                      const QkvLayout& layout, cudaStream_t stream);
+void split_qkv_heads(float* q, float* k, float* v, const float* qkv, const float* bias,
+                     const float* q_norm, const float* k_norm, const float2* cos_sin,
+                     const QkvLayout& layout, cudaStream_t stream);
 
 // gate_up rows hold [gate (width) | up (width)] in f32 or bf16: h = silu(gate) ⊙ up, computed
-// in f32 and written as bf16.
-void swiglu_to_bf16(bf16* h, const float* gate_up, int64_t rows, int64_t width,
-                    cudaStream_t stream);
-void swiglu_to_bf16(bf16* h, const bf16* gate_up, int64_t rows, int64_t width, cudaStream_t stream);
+// in f32 and written as the next GEMM's operand.
+void swiglu_rows(bf16* h, const float* gate_up, int64_t rows, int64_t width, cudaStream_t stream);
+void swiglu_rows(bf16* h, const bf16* gate_up, int64_t rows, int64_t width, cudaStream_t stream);
+void swiglu_rows(float* h, const float* gate_up, int64_t rows, int64_t width, cudaStream_t stream);
 
 // f32 → bf16, round to nearest even (for tests and for weights already in f32).
 void f32_to_bf16(bf16* out, const float* in, int64_t n, cudaStream_t stream);

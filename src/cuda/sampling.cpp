@@ -1,12 +1,13 @@
 // Host side of CudaRowSampler: argument checks (all before the device is touched), the rows'
-// random draws from diffusion/rng.h, one upload of the jobs, the kernel (sampling.cu), and the
-// proposals back through pinned memory.
+// random draws from diffusion/rng.h, one upload of the jobs, the kernels (sampling.cu), and the
+// proposals (all, or only the chosen ones) back through pinned memory.
 #include "cuda/sampling.h"
 
 #include <algorithm>
 #include <bit>
 #include <climits>
 #include <cstddef>
+#include <cstdint>
 #include <vector>
 
 #include "cuda/cuda_check.h"
@@ -20,7 +21,18 @@ int64_t sampling_top_k_limit();
 void launch_sample_rows(float* logits, const float* uncond, int64_t vocab, const void* jobs,
                         Proposal* out, int64_t count, const SamplingOptions& options,
                         int fixed_shift, cudaStream_t stream);
+void launch_choose_top(const Proposal* proposals, const void* jobs, int64_t n, int64_t count,
+                       float alg_temp, void* entries, int64_t* chosen_positions, Proposal* top,
+                       cudaStream_t stream);
 }  // namespace detail
+
+namespace {
+
+bool is_ranking(Unmasking rule) {
+  return rule == Unmasking::Confidence || rule == Unmasking::Margin || rule == Unmasking::Entropy;
+}
+
+}  // namespace
 
 CudaRowSampler::CudaRowSampler(int64_t vocab, cudaStream_t stream)
     : vocab_(vocab), stream_(stream), fixed_shift_(0) {
@@ -31,15 +43,17 @@ CudaRowSampler::CudaRowSampler(int64_t vocab, cudaStream_t stream)
   fixed_shift_ = 62 - static_cast<int>(std::bit_width(static_cast<uint64_t>(vocab)));
 }
 
-void CudaRowSampler::sample(float* logits, const float* uncond, int64_t n_rows,
-                            std::span<const int64_t> rows, std::span<const int64_t> positions,
-                            const SamplingOptions& options, int64_t step, std::span<Proposal> out) {
-  static_assert(sizeof(RowJob) == 32 && offsetof(RowJob, position) == 8 &&
-                    offsetof(RowJob, token_uniform) == 16 && offsetof(RowJob, gumbel_key) == 24,
-                "RowJob's layout is KernelJob's (sampling.cu)");
-  if (rows.size() != positions.size() || rows.size() != out.size()) {
-    fail("CUDA sampler: {} rows, {} positions and {} outputs must be as many", rows.size(),
-         positions.size(), out.size());
+size_t CudaRowSampler::launch_rows(float* logits, const float* uncond, int64_t n_rows,
+                                   std::span<const int64_t> rows,
+                                   std::span<const int64_t> positions,
+                                   const SamplingOptions& options, int64_t step,
+                                   bool choice_noise) {
+  static_assert(sizeof(RowJob) == 40 && offsetof(RowJob, position) == 8 &&
+                    offsetof(RowJob, token_uniform) == 16 && offsetof(RowJob, gumbel_key) == 24 &&
+                    offsetof(RowJob, choice_uniform) == 32,
+                "RowJob's layout is KernelJob's (sampling_block.cuh)");
+  if (rows.size() != positions.size()) {
+    fail("CUDA sampler: {} rows and {} positions must be as many", rows.size(), positions.size());
   }
   if (n_rows < 0) fail("CUDA sampler: negative row count {}", n_rows);
   validate_sampling(options);
@@ -58,7 +72,7 @@ void CudaRowSampler::sample(float* logits, const float* uncond, int64_t n_rows,
   if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
     fail("CUDA sampler: rows must be distinct (each is modified in place)");
   }
-  if (rows.empty()) return;
+  if (rows.empty()) return 0;
   if (logits == nullptr) fail("CUDA sampler: logits pointer is null");
   if (rows.size() > static_cast<size_t>(INT_MAX)) {
     fail("CUDA sampler: too many rows in one call: {}", rows.size());
@@ -76,17 +90,85 @@ void CudaRowSampler::sample(float* logits, const float* uncond, int64_t n_rows,
     job.token_uniform =
         random_uniform(random_key(options.seed, step, positions[i], RandomStream::Token));
     job.gumbel_key = random_key(options.seed, step, positions[i], RandomStream::Gumbel);
+    // The hashing stays on the host (rng.h is not device code); the logarithms of the noise
+    // are taken on the device.
+    job.choice_uniform = choice_noise ? random_uniform(random_key(options.seed, step, positions[i],
+                                                                  RandomStream::PositionChoice))
+                                      : 0.0;
   }
   check_cuda(cudaMemcpyAsync(d_jobs_.data(), h_jobs_.data(), count * sizeof(RowJob),
                              cudaMemcpyHostToDevice, stream_),
              "cudaMemcpyAsync");
   detail::launch_sample_rows(logits, uncond, vocab_, d_jobs_.data(), d_out_.data(),
                              static_cast<int64_t>(count), options, fixed_shift_, stream_);
+  return count;
+}
+
+void CudaRowSampler::sample(float* logits, const float* uncond, int64_t n_rows,
+                            std::span<const int64_t> rows, std::span<const int64_t> positions,
+                            const SamplingOptions& options, int64_t step, std::span<Proposal> out) {
+  if (rows.size() != positions.size() || rows.size() != out.size()) {
+    fail("CUDA sampler: {} rows, {} positions and {} outputs must be as many", rows.size(),
+         positions.size(), out.size());
+  }
+  const size_t count = launch_rows(logits, uncond, n_rows, rows, positions, options, step, false);
+  if (count == 0) return;
   check_cuda(cudaMemcpyAsync(h_out_.data(), d_out_.data(), count * sizeof(Proposal),
                              cudaMemcpyDeviceToHost, stream_),
              "cudaMemcpyAsync");
   check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
   std::copy(h_out_.data(), h_out_.data() + count, out.begin());
+}
+
+void CudaRowSampler::sample_top(float* logits, const float* uncond, int64_t n_rows,
+                                std::span<const int64_t> rows, std::span<const int64_t> positions,
+                                const SamplingOptions& options, int64_t step, int64_t count,
+                                std::vector<Proposal>* out) {
+  static_assert(sizeof(ChoiceEntry) == 16 && offsetof(ChoiceEntry, position) == 8,
+                "ChoiceEntry's layout is sampling.cu's");
+  if (out == nullptr) fail("CUDA sampler: sample_top needs an output vector");
+  if (!is_ranking(options.rule)) {
+    fail(
+        "CUDA sampler: choosing positions on the GPU needs a ranking rule (confidence, margin, "
+        "entropy), got {}",
+        unmasking_name(options.rule));
+  }
+  if (rows.size() != positions.size()) {
+    fail("CUDA sampler: {} rows and {} positions must be as many", rows.size(), positions.size());
+  }
+  // Ties go to the lower position, so positions must tell candidates apart; the chosen ones
+  // are marked by their position, with INT64_MAX meaning "not chosen".
+  for (size_t i = 0; i < positions.size(); ++i) {
+    if (positions[i] < 0 || positions[i] == INT64_MAX) {
+      fail("CUDA sampler: position {} (entry {}) must be in [0, 2^63 - 1)", positions[i], i);
+    }
+  }
+  std::vector<int64_t> sorted(positions.begin(), positions.end());
+  std::sort(sorted.begin(), sorted.end());
+  const auto repeated = std::adjacent_find(sorted.begin(), sorted.end());
+  if (repeated != sorted.end()) {
+    fail("CUDA sampler: position {} is a candidate more than once", *repeated);
+  }
+  const size_t n =
+      launch_rows(logits, uncond, n_rows, rows, positions, options, step, options.alg_temp > 0);
+  out->clear();
+  if (n == 0) return;
+  const auto chosen = static_cast<size_t>(std::clamp<int64_t>(count, 0, static_cast<int64_t>(n)));
+  if (chosen > 0) {
+    d_choice_.reserve(n);
+    d_chosen_positions_.reserve(n);
+    d_top_.reserve(chosen);
+    detail::launch_choose_top(d_out_.data(), d_jobs_.data(), static_cast<int64_t>(n),
+                              static_cast<int64_t>(chosen), options.alg_temp, d_choice_.data(),
+                              d_chosen_positions_.data(), d_top_.data(), stream_);
+    check_cuda(cudaMemcpyAsync(h_out_.data(), d_top_.data(), chosen * sizeof(Proposal),
+                               cudaMemcpyDeviceToHost, stream_),
+               "cudaMemcpyAsync");
+  }
+  // Also for nothing chosen: the rows' in-place changes are done when this returns, as with
+  // sample(), and a fault in the row kernel surfaces here.
+  check_cuda(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+  out->assign(h_out_.data(), h_out_.data() + chosen);
 }
 
 }  // namespace ruvdllm::cuda

@@ -1,5 +1,6 @@
 // Token sampling on the GPU: one thread block per candidate row, the same proposal as
-// ruvdllm::sample_position (src/diffusion/token_sampler.cpp) without copying logits to the host.
+// ruvdllm::sample_position (src/diffusion/token_sampler.cpp) without copying logits to the host;
+// and the choice of the positions to commit among those proposals (choose_top), near the end.
 //
 // Precision choices, and why they keep GPU and CPU tokens equal:
 //  - the row statistics (max, argmax with lowest id, second, Σe, Σe·d) follow the CPU formulas
@@ -619,10 +620,108 @@ __global__ void __launch_bounds__(kThreads, 2) sample_rows_kernel(KernelParams p
   }
 }
 
+// ---- the choice of positions (choose_top on the device) ----
+//
+// Rank by counting: candidate i is chosen when fewer than `count` candidates beat it, and its
+// output slot is the number of chosen candidates at lower positions. Both counts are integer
+// sums over all j, so the result is exact and repeats bit for bit; at a few thousand
+// candidates the n² comparisons (one broadcast load each) take a few microseconds.
+
+constexpr int kChoiceThreads = 256;
+constexpr int kChoiceLanes = 32;                              // candidates i per block
+constexpr int kChoiceSlices = kChoiceThreads / kChoiceLanes;  // warps sharing out the j range
+constexpr int64_t kNotChosen = INT64_MAX;                     // no candidate has this position
+
+// Layout twin of CudaRowSampler::ChoiceEntry (checked in sampling.cpp).
+struct ChoiceEntry {
+  double key;
+  int64_t position;
+};
+
+// choose_top's order: the larger key, then the lower position.
+__device__ inline bool beats(const ChoiceEntry& a, const ChoiceEntry& b) {
+  return a.key > b.key || (a.key == b.key && a.position < b.position);
+}
+
+// choose_top's key, in double as on the host: score/alg_temp is one correctly rounded
+// division, and only the two logs may differ from glibc's (last bit).
+__global__ void choice_keys_kernel(const Proposal* proposals, const KernelJob* jobs, int n,
+                                   float alg_temp, bool all_chosen, ChoiceEntry* entries,
+                                   int64_t* chosen_positions) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const Proposal p = proposals[i];
+  double key = p.score;
+  if (isnan(key)) key = -INFINITY;
+  if (alg_temp > 0) {
+    const double u = jobs[i].choice_uniform;
+    key = key / static_cast<double>(alg_temp) - log(-log(fmax(u, 1e-300)));
+  }
+  entries[i] = {key, p.position};
+  if (all_chosen) chosen_positions[i] = p.position;
+}
+
+// The j range of this thread's slice.
+__device__ inline void choice_slice(int n, int64_t* begin, int64_t* end) {
+  const int64_t slice = (static_cast<int64_t>(n) + kChoiceSlices - 1) / kChoiceSlices;
+  *begin = min(static_cast<int64_t>(n), threadIdx.x / kChoiceLanes * slice);
+  *end = min(static_cast<int64_t>(n), *begin + slice);
+}
+
+// Sums the slices' counts for lane i (read by the first warp only).
+__device__ inline int64_t sum_slices(int64_t count,
+                                     int64_t (&partial)[kChoiceSlices][kChoiceLanes]) {
+  const int lane = threadIdx.x % kChoiceLanes;
+  partial[threadIdx.x / kChoiceLanes][lane] = count;
+  __syncthreads();
+  int64_t total = 0;
+  for (int g = 0; g < kChoiceSlices; ++g) total += partial[g][lane];
+  return total;
+}
+
+// chosen_positions[i] = the position of candidate i if fewer than `count` beat it, else
+// kNotChosen.
+__global__ void __launch_bounds__(kChoiceThreads)
+    choice_rank_kernel(const ChoiceEntry* __restrict__ entries, int n, int64_t count,
+                       int64_t* __restrict__ chosen_positions) {
+  __shared__ int64_t partial[kChoiceSlices][kChoiceLanes];
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kChoiceLanes + threadIdx.x % kChoiceLanes;
+  const bool valid = i < n;
+  const ChoiceEntry mine = valid ? entries[i] : ChoiceEntry{0.0, 0};
+  int64_t begin, end;
+  choice_slice(n, &begin, &end);
+  int64_t beaten_by = 0;
+#pragma unroll 4
+  for (int64_t j = begin; j < end; ++j) beaten_by += beats(entries[j], mine) ? 1 : 0;
+  const int64_t rank = sum_slices(beaten_by, partial);
+  if (threadIdx.x < kChoiceLanes && valid)
+    chosen_positions[i] = rank < count ? mine.position : kNotChosen;
+}
+
+// Writes each chosen proposal to its slot: the number of chosen candidates at lower positions.
+__global__ void __launch_bounds__(kChoiceThreads)
+    choice_place_kernel(const Proposal* __restrict__ proposals,
+                        const int64_t* __restrict__ chosen_positions, int n,
+                        Proposal* __restrict__ top) {
+  __shared__ int64_t partial[kChoiceSlices][kChoiceLanes];
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * kChoiceLanes + threadIdx.x % kChoiceLanes;
+  const int64_t mine = i < n ? chosen_positions[i] : kNotChosen;
+  const bool chosen = mine != kNotChosen;
+  // Most blocks hold no chosen candidate when few are committed per step.
+  if (!__syncthreads_or(chosen)) return;
+  int64_t begin, end;
+  choice_slice(n, &begin, &end);
+  int64_t lower = 0;
+#pragma unroll 4
+  for (int64_t j = begin; j < end; ++j) lower += chosen_positions[j] < mine ? 1 : 0;
+  const int64_t slot = sum_slices(lower, partial);
+  if (threadIdx.x < kChoiceLanes && chosen) top[slot] = proposals[i];
+}
+
 }  // namespace
 
 // Host glue (argument checks, job upload, proposals back) lives in sampling.cpp, which
-// declares these two.
+// declares these.
 namespace detail {
 
 int64_t sampling_top_k_limit() { return kCapacity; }
@@ -632,8 +731,10 @@ int64_t sampling_top_k_limit() { return kCapacity; }
 void launch_sample_rows(float* logits, const float* uncond, int64_t vocab, const void* jobs,
                         Proposal* out, int64_t count, const SamplingOptions& options,
                         int fixed_shift, cudaStream_t stream) {
-  static_assert(sizeof(KernelJob) == 32 && offsetof(KernelJob, position) == 8 &&
-                    offsetof(KernelJob, token_uniform) == 16 && offsetof(KernelJob, gumbel_key) == 24,
+  static_assert(sizeof(KernelJob) == 40 && offsetof(KernelJob, position) == 8 &&
+                    offsetof(KernelJob, token_uniform) == 16 &&
+                    offsetof(KernelJob, gumbel_key) == 24 &&
+                    offsetof(KernelJob, choice_uniform) == 32,
                 "KernelJob's layout is RowJob's (checked in sampling.cpp)");
   const bool sampled = options.temperature > 0;
   KernelParams p{};
@@ -661,6 +762,33 @@ void launch_sample_rows(float* logits, const float* uncond, int64_t vocab, const
   if (count > INT_MAX) throw_error("CUDA sampler: too many rows in one call: " + std::to_string(count));
   sample_rows_kernel<<<static_cast<unsigned>(count), kThreads, 0, stream>>>(p);
   check_launch("sample_rows");
+}
+
+// proposals: the `n` proposals sample_rows_kernel wrote for the jobs (same order); entries and
+// chosen_positions: device scratch of n each; top: device array of `count` (1 <= count <= n).
+void launch_choose_top(const Proposal* proposals, const void* jobs, int64_t n, int64_t count,
+                       float alg_temp, void* entries, int64_t* chosen_positions, Proposal* top,
+                       cudaStream_t stream) {
+  if (n <= 0 || count <= 0) return;
+  if (n > INT_MAX)
+    throw_error("CUDA sampler: too many candidates in one choice: " + std::to_string(n));
+  const int rows = static_cast<int>(n);
+  const bool all_chosen = count >= n;
+  auto* choice = static_cast<ChoiceEntry*>(entries);
+  const auto key_blocks = static_cast<unsigned>((n + kChoiceThreads - 1) / kChoiceThreads);
+  choice_keys_kernel<<<key_blocks, kChoiceThreads, 0, stream>>>(
+      proposals, static_cast<const KernelJob*>(jobs), rows, alg_temp, all_chosen, choice,
+      chosen_positions);
+  check_launch("choice_keys");
+  const auto blocks = static_cast<unsigned>((n + kChoiceLanes - 1) / kChoiceLanes);
+  if (!all_chosen) {
+    choice_rank_kernel<<<blocks, kChoiceThreads, 0, stream>>>(choice, rows, count,
+                                                              chosen_positions);
+    check_launch("choice_rank");
+  }
+  choice_place_kernel<<<blocks, kChoiceThreads, 0, stream>>>(proposals, chosen_positions, rows,
+                                                             top);
+  check_launch("choice_place");
 }
 
 }  // namespace detail

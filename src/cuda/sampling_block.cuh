@@ -38,6 +38,7 @@ struct KernelJob {
   int64_t position;
   double token_uniform;
   uint64_t gumbel_key;
+  double choice_uniform;  // read by the choice kernels only
 };
 
 struct KernelParams {

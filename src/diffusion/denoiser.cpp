@@ -5,6 +5,11 @@
 
 namespace ruvdllm {
 
+bool Denoiser::propose_top(std::span<const int64_t>, int64_t, const SamplingOptions&, int64_t,
+                           int64_t, std::vector<Proposal>*) {
+  return false;
+}
+
 std::string ModelDenoiser::description() const {
   return "cpu, " + std::to_string(pool_.size()) + (pool_.size() == 1 ? " thread" : " threads");
 }

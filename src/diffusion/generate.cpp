@@ -186,6 +186,9 @@ GenerationResult Generator::run(std::span<const int32_t> prompt, const Generatio
           [&](std::span<const int64_t> positions, std::vector<Proposal>* out) {
             denoiser_.propose(positions, first_row, sampling, step, out);
           },
+          [&](std::span<const int64_t> chosen_from, int64_t count, std::vector<Proposal>* out) {
+            return denoiser_.propose_top(chosen_from, first_row, sampling, step, count, out);
+          },
           candidates, transfer, step);
 
       committed_positions.clear();

@@ -44,6 +44,27 @@ void choose_top(std::span<const Proposal> proposals, int64_t count, float alg_te
             [&](size_t a, size_t b) { return proposals[a].position < proposals[b].position; });
 }
 
+namespace {
+
+// A chooser that breaks its contract would silently commit the wrong tokens; the check is
+// cheap next to the step it ends.
+void check_chosen(const std::vector<Proposal>& committed, int64_t count) {
+  if (static_cast<int64_t>(committed.size()) != count) {
+    fail("sampler: the position chooser committed {} proposals, {} were asked for",
+         committed.size(), count);
+  }
+  for (size_t i = 1; i < committed.size(); ++i) {
+    if (committed[i - 1].position >= committed[i].position) {
+      fail(
+          "sampler: the position chooser's commits are not strictly ascending by position "
+          "({} then {})",
+          committed[i - 1].position, committed[i].position);
+    }
+  }
+}
+
+}  // namespace
+
 Sampler::Sampler(int64_t vocab, const SamplingOptions& options) : vocab_(vocab), options_(options) {
   if (vocab <= 0) fail("sampler: vocabulary size must be positive, got {}", vocab);
   validate_sampling(options);
@@ -85,6 +106,12 @@ const std::vector<Proposal>& Sampler::step(float* logits, const float* uncond,
 const std::vector<Proposal>& Sampler::step(const RowProposer& propose,
                                            std::span<const int64_t> candidates,
                                            const Transfer& transfer, int64_t step) {
+  return this->step(propose, TopChooser{}, candidates, transfer, step);
+}
+
+const std::vector<Proposal>& Sampler::step(const RowProposer& propose, const TopChooser& choose,
+                                           std::span<const int64_t> candidates,
+                                           const Transfer& transfer, int64_t step) {
   committed_.clear();
   if (candidates.empty()) return committed_;
   const auto n = static_cast<int64_t>(candidates.size());
@@ -122,6 +149,12 @@ const std::vector<Proposal>& Sampler::step(const RowProposer& propose,
     case Unmasking::Confidence:
     case Unmasking::Margin:
     case Unmasking::Entropy: {
+      const int64_t count = std::clamp<int64_t>(transfer.count, 0, n);
+      if (choose && choose(candidates, count, &committed_)) {
+        check_chosen(committed_, count);
+        return committed_;
+      }
+      committed_.clear();  // a declining chooser may have left something behind
       propose(candidates, &proposals_);
       choose_top(proposals_, std::min(transfer.count, n), options_.alg_temp, options_.seed, step,
                  &chosen_);

@@ -357,6 +357,7 @@ TEST_F(GenerateCliTest, BadInputGivesOneLineErrors) {
   expect_clean_failure(generate("-p hi --device tpu"), "unknown device 'tpu'");
   expect_clean_failure(generate("-p hi --device cuda:x"), "cuda:x");
   expect_clean_failure(generate("-p hi --gpu-weights int3"), "--gpu-weights");
+  expect_clean_failure(generate("-p hi --gpu-precision f16"), "--gpu-precision");
   // No GPU (CI), no CUDA backend, or no tenth GPU: one clear line in each case.
   expect_clean_failure(generate("-p hi --device cuda:9"), "cuda:9");
   {

@@ -427,5 +427,186 @@ TEST(CudaSamplingArguments, BadArgumentsThrow) {
   sampler.sample(nullptr, nullptr, rows, {}, {}, o, 0, none);
 }
 
+// ---- the choice of positions on the device (sample_top) ----
+
+struct TopRun {
+  std::vector<Proposal> want;  // sample + choose_top on the host
+  std::vector<Proposal> got;   // sample_top
+};
+
+// Rows [0, n + 3) of language-model-like logits in which every fifth row repeats the one before
+// (equal scores, so ties to the lower position decide) and two rows are all −inf (score −inf,
+// the key NaN scores also get). n of the rows are candidates, in a shuffled order, at positions
+// that fall as the row rises (so a repeated row sits at the lower position).
+struct TopCase {
+  int64_t vocab = 1000;
+  int64_t n;
+  int64_t n_rows;
+  std::vector<int64_t> rows, positions;
+  cuda::DeviceArray<float> logits;
+
+  explicit TopCase(int64_t candidates) : n(candidates), n_rows(candidates + 3) {
+    std::vector<float> host = lm_rows(n_rows, vocab, 41);
+    for (int64_t r = 1; r < n_rows; r += 5)
+      std::copy_n(host.begin() + (r - 1) * vocab, vocab, host.begin() + r * vocab);
+    for (int64_t r : {n_rows / 2, n_rows - 1})
+      std::fill_n(host.begin() + r * vocab, vocab, kNegInf);
+    logits = to_device(host);
+    std::vector<int64_t> all(static_cast<size_t>(n_rows));
+    std::iota(all.begin(), all.end(), 0);
+    std::shuffle(all.begin(), all.end(), std::mt19937(static_cast<uint32_t>(candidates)));
+    rows.assign(all.begin(), all.begin() + n);
+    for (int64_t r : rows) positions.push_back(5 * (n_rows - r) + 2);
+  }
+};
+
+// The mask token's −inf is the only in-place change (no guidance), and writing it again
+// changes nothing, so every call sees the same rows.
+TopRun run_top(cuda::CudaRowSampler& sampler, TopCase& c, const SamplingOptions& o, int64_t step,
+               int64_t count) {
+  TopRun r;
+  std::vector<Proposal> all(c.rows.size());
+  sampler.sample(c.logits.data(), nullptr, c.n_rows, c.rows, c.positions, o, step, all);
+  std::vector<size_t> chosen;
+  choose_top(all, count, o.alg_temp, o.seed, step, &chosen);
+  for (size_t i : chosen) r.want.push_back(all[i]);
+  r.got.assign(3, Proposal{});  // stale contents must be replaced
+  sampler.sample_top(c.logits.data(), nullptr, c.n_rows, c.rows, c.positions, o, step, count,
+                     &r.got);
+  return r;
+}
+
+::testing::AssertionResult same_proposals(const std::vector<Proposal>& got,
+                                          const std::vector<Proposal>& want) {
+  if (got.size() != want.size()) {
+    return ::testing::AssertionFailure() << got.size() << " proposals, want " << want.size();
+  }
+  for (size_t i = 0; i < got.size(); ++i) {
+    const Proposal &g = got[i], &w = want[i];
+    const bool same_score = g.score == w.score || (std::isnan(g.score) && std::isnan(w.score));
+    if (g.position != w.position || g.token != w.token || g.confidence != w.confidence ||
+        !same_score) {
+      return ::testing::AssertionFailure()
+             << "entry " << i << ": got (position " << g.position << ", token " << g.token
+             << ", confidence " << g.confidence << ", score " << g.score << "), want (position "
+             << w.position << ", token " << w.token << ", confidence " << w.confidence << ", score "
+             << w.score << ")";
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+TEST_F(CudaSamplingTest, SampleTopEqualsSampleThenChooseTop) {
+  for (int64_t n : {int64_t{1}, int64_t{257}, int64_t{4096}}) {
+    TopCase c(n);
+    cuda::CudaRowSampler sampler(c.vocab, nullptr);
+    for (Unmasking rule : {Unmasking::Confidence, Unmasking::Margin, Unmasking::Entropy}) {
+      for (float temperature : {0.0f, 0.9f}) {
+        for (float alg_temp : {0.0f, 0.7f}) {
+          for (int64_t count : {int64_t{0}, int64_t{1}, n / 3, n, n + 5, int64_t{-2}}) {
+            SamplingOptions o;
+            o.rule = rule;
+            o.temperature = temperature;
+            o.alg_temp = alg_temp;
+            o.seed = 21;
+            o.mask_id = 7;
+            const int64_t step = count + 2;
+            const TopRun r = run_top(sampler, c, o, step, count);
+            ASSERT_EQ(static_cast<int64_t>(r.want.size()), std::clamp<int64_t>(count, 0, n));
+            ASSERT_TRUE(same_proposals(r.got, r.want))
+                << "n " << n << " " << unmasking_name(rule) << " temperature " << temperature
+                << " alg_temp " << alg_temp << " count " << count;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_F(CudaSamplingTest, SampleTopBreaksTiesTowardTheLowerPosition) {
+  // Identical greedy rows: every score is equal, so the lowest positions are committed.
+  const int64_t vocab = 1000, n = 300;
+  std::vector<float> row = lm_rows(1, vocab, 5);
+  std::vector<float> host;
+  for (int64_t r = 0; r < n; ++r) host.insert(host.end(), row.begin(), row.end());
+  auto d = to_device(host);
+  std::vector<int64_t> rows(n), positions(n);
+  std::iota(rows.begin(), rows.end(), 0);
+  std::shuffle(rows.begin(), rows.end(), std::mt19937(3));
+  for (int64_t i = 0; i < n; ++i)
+    positions[static_cast<size_t>(i)] = 1000 - 3 * rows[static_cast<size_t>(i)];
+  cuda::CudaRowSampler sampler(vocab, nullptr);
+  SamplingOptions o;
+  std::vector<Proposal> got;
+  sampler.sample_top(d.data(), nullptr, n, rows, positions, o, 0, 10, &got);
+  std::vector<int64_t> lowest(positions);
+  std::sort(lowest.begin(), lowest.end());
+  lowest.resize(10);
+  ASSERT_EQ(got.size(), 10u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].position, lowest[i]);
+    EXPECT_EQ(got[i].score, got[0].score);
+  }
+}
+
+TEST_F(CudaSamplingTest, SampleTopRepeatsBitForBit) {
+  TopCase c(257);
+  cuda::CudaRowSampler sampler(c.vocab, nullptr);
+  SamplingOptions o;
+  o.rule = Unmasking::Entropy;
+  o.temperature = 0.8f;
+  o.alg_temp = 0.3f;
+  o.seed = 8;
+  std::vector<Proposal> a, b;
+  sampler.sample_top(c.logits.data(), nullptr, c.n_rows, c.rows, c.positions, o, 4, 40, &a);
+  sampler.sample_top(c.logits.data(), nullptr, c.n_rows, c.rows, c.positions, o, 4, 40, &b);
+  EXPECT_TRUE(same_proposals(a, b));
+  // A different step draws different position noise.
+  sampler.sample_top(c.logits.data(), nullptr, c.n_rows, c.rows, c.positions, o, 5, 40, &b);
+  EXPECT_FALSE(same_proposals(a, b));
+}
+
+// Checked before the device is touched, so no GPU is needed.
+TEST(CudaSamplingArguments, SampleTopBadArgumentsThrow) {
+  const int64_t vocab = 1000, rows = 4;
+  std::vector<float> host(8);
+  float* logits = host.data();
+  cuda::CudaRowSampler sampler(vocab, nullptr);
+  SamplingOptions o;
+  std::vector<int64_t> ids = {0, 1};
+  std::vector<Proposal> out;
+  for (Unmasking rule : {Unmasking::Origin, Unmasking::Random}) {
+    SamplingOptions bad = o;
+    bad.rule = rule;
+    EXPECT_THROW(sampler.sample_top(logits, nullptr, rows, ids, ids, bad, 0, 1, &out), Error);
+  }
+  EXPECT_THROW(sampler.sample_top(logits, nullptr, rows, ids, ids, o, 0, 1, nullptr), Error);
+  EXPECT_THROW(
+      sampler.sample_top(logits, nullptr, rows, ids, std::vector<int64_t>{0}, o, 0, 1, &out),
+      Error);
+  EXPECT_THROW(
+      sampler.sample_top(logits, nullptr, rows, ids, std::vector<int64_t>{3, 3}, o, 0, 1, &out),
+      Error);
+  EXPECT_THROW(
+      sampler.sample_top(logits, nullptr, rows, ids, std::vector<int64_t>{-1, 3}, o, 0, 1, &out),
+      Error);
+  EXPECT_THROW(
+      sampler.sample_top(logits, nullptr, rows, std::vector<int64_t>{0, 4}, ids, o, 0, 1, &out),
+      Error);
+  EXPECT_THROW(
+      sampler.sample_top(logits, nullptr, rows, std::vector<int64_t>{1, 1}, ids, o, 0, 1, &out),
+      Error);
+  try {
+    sampler.sample_top(logits, nullptr, rows, ids, std::vector<int64_t>{9, 9}, o, 0, 1, &out);
+    FAIL() << "no error for a repeated position";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("position 9"), std::string::npos) << e.what();
+  }
+  // No candidates: nothing committed, nothing touched.
+  out.assign(2, Proposal{});
+  sampler.sample_top(nullptr, nullptr, rows, {}, {}, o, 0, 3, &out);
+  EXPECT_TRUE(out.empty());
+}
+
 }  // namespace
 }  // namespace ruvdllm

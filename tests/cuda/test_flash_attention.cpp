@@ -40,6 +40,8 @@ using testing::to_host;
 
 constexpr double kRelBound = 1e-2;
 constexpr double kAbsBound = 2e-2;
+// The f32 attention (exact_attention) against the same reference.
+constexpr double kExactRelBound = 2e-5;
 
 // Random values in [-amp, amp) rounded to bf16: the bits for the GPU, the same values as f32.
 struct Bf16Data {
@@ -155,6 +157,17 @@ void expect_matches_reference(const FlashAttentionDims& d, uint64_t seed, float 
     for (float x : got) ASSERT_TRUE(std::isfinite(x)) << "unwritten or non-finite output";
     EXPECT_LT(diff.max_abs, kAbsBound) << "row_tiles " << row_tiles;
   }
+
+  // The exact-precision attention on the same values in f32: only f32 rounding apart from the
+  // reference (exp and the running sums in another order), measured below 1e-6 relative.
+  auto qf = to_device(q.values), kf = to_device(k.values), vf = to_device(v.values);
+  auto out_f = poisoned<float>(out_size);
+  cuda::exact_attention(out_f.data(), qf.data(), kf.data(), vf.data(), d, nullptr);
+  const std::vector<float> got = to_host(out_f, out_size);
+  for (float x : got) ASSERT_TRUE(std::isfinite(x)) << "exact: unwritten or non-finite output";
+  const double rel = rel_error(got, want);
+  std::printf("    exact f32: rel %.1e\n", rel);
+  EXPECT_LT(rel, kExactRelBound) << "exact attention";
 }
 
 class FlashAttentionTest : public CudaTest {};

@@ -198,22 +198,29 @@ TEST(InferKernelsArgs, ElementwiseRejectBadShapes) {
   const cuda::QkvLayout odd{.seq_len = 1, .n_head = 1, .n_head_kv = 1, .head_dim = 7, .kv_rows = 1};
   const float* no_f32 = nullptr;
   const bf16* no_bf16 = nullptr;
-  EXPECT_THROW(cuda::split_qkv_heads(nullptr, nullptr, nullptr, no_f32, nullptr, nullptr, nullptr,
-                                     nullptr, odd, nullptr),
+  bf16* out_bf16 = nullptr;
+  float* out_f32 = nullptr;
+  EXPECT_THROW(cuda::split_qkv_heads(out_bf16, out_bf16, out_bf16, no_f32, nullptr, nullptr,
+                                     nullptr, nullptr, odd, nullptr),
                Error);
-  EXPECT_THROW(cuda::split_qkv_heads(nullptr, nullptr, nullptr, no_bf16, nullptr, nullptr, nullptr,
+  EXPECT_THROW(cuda::split_qkv_heads(out_bf16, out_bf16, out_bf16, no_bf16, nullptr, nullptr,
+                                     nullptr, nullptr, odd, nullptr),
+               Error);
+  EXPECT_THROW(cuda::split_qkv_heads(out_f32, out_f32, out_f32, no_f32, nullptr, nullptr, nullptr,
                                      nullptr, odd, nullptr),
                Error);
   const cuda::QkvLayout short_cache{
       .seq_len = 4, .n_head = 1, .n_head_kv = 1, .head_dim = 8, .kv_rows = 5, .kv_row0 = 2};
-  EXPECT_THROW(cuda::split_qkv_heads(nullptr, nullptr, nullptr, no_f32, nullptr, nullptr, nullptr,
-                                     nullptr, short_cache, nullptr),
+  EXPECT_THROW(cuda::split_qkv_heads(out_bf16, out_bf16, out_bf16, no_f32, nullptr, nullptr,
+                                     nullptr, nullptr, short_cache, nullptr),
                Error);
-  EXPECT_THROW(cuda::rmsnorm_to_bf16(nullptr, nullptr, nullptr, 1, 0, 1e-5f, nullptr), Error);
-  EXPECT_THROW(cuda::swiglu_to_bf16(nullptr, no_f32, -1, 4, nullptr), Error);
-  EXPECT_THROW(cuda::swiglu_to_bf16(nullptr, no_bf16, -1, 4, nullptr), Error);
+  EXPECT_THROW(cuda::rmsnorm_rows(out_bf16, nullptr, nullptr, 1, 0, 1e-5f, nullptr), Error);
+  EXPECT_THROW(cuda::rmsnorm_rows(out_f32, nullptr, nullptr, 1, 0, 1e-5f, nullptr), Error);
+  EXPECT_THROW(cuda::swiglu_rows(out_bf16, no_f32, -1, 4, nullptr), Error);
+  EXPECT_THROW(cuda::swiglu_rows(out_bf16, no_bf16, -1, 4, nullptr), Error);
+  EXPECT_THROW(cuda::swiglu_rows(out_f32, no_f32, -1, 4, nullptr), Error);
   EXPECT_THROW(
-      cuda::residual_rmsnorm_to_bf16(nullptr, nullptr, nullptr, 2, nullptr, 1, 8, 1e-5f, nullptr),
+      cuda::residual_rmsnorm_rows(out_bf16, nullptr, nullptr, 2, nullptr, 1, 8, 1e-5f, nullptr),
       Error);  // partials promised, none given
   EXPECT_THROW(cuda::f32_to_bf16(nullptr, nullptr, -1, nullptr), Error);
 }
@@ -358,7 +365,7 @@ TEST_F(InferKernels, RmsnormToBf16MatchesCpu) {
                         ref.data(), sh.rows, sh.d, eps);
       const auto dx = to_device(x), dw = to_device(w);
       auto y = poisoned<uint16_t>(ref.size() + sh.offset);
-      cuda::rmsnorm_to_bf16(as_bf16(y.data() + sh.offset), dx.data() + sh.offset,
+      cuda::rmsnorm_rows(as_bf16(y.data() + sh.offset), dx.data() + sh.offset,
                             with_weight ? dw.data() + sh.offset : nullptr, sh.rows, sh.d, eps,
                             nullptr);
       auto got = to_host(y, ref.size() + sh.offset);
@@ -405,11 +412,11 @@ TEST_F(InferKernels, SwigluToBf16MatchesCpu) {
       const auto d_bits = to_device(bits);
       auto h = poisoned<uint16_t>(n + sh.offset);
       if (bf16_input) {
-        cuda::swiglu_to_bf16(as_bf16(h.data() + sh.offset),
+        cuda::swiglu_rows(as_bf16(h.data() + sh.offset),
                              reinterpret_cast<const bf16*>(d_bits.data()) + sh.offset, sh.rows,
                              sh.width, nullptr);
       } else {
-        cuda::swiglu_to_bf16(as_bf16(h.data() + sh.offset), d_in.data() + sh.offset, sh.rows,
+        cuda::swiglu_rows(as_bf16(h.data() + sh.offset), d_in.data() + sh.offset, sh.rows,
                              sh.width, nullptr);
       }
       auto got = to_host(h, n + sh.offset);
@@ -598,8 +605,8 @@ TEST_F(InferKernels, SplitQkvHeadsMatchesF64Reference) {
   }
 }
 
-// residual_rmsnorm_to_bf16 first adds the split-K partials into the residual (x keeps the sum,
-// f32: within 2 ulp of the f64 sum of three terms), then normalizes it as rmsnorm_to_bf16 does.
+// residual_rmsnorm_rows first adds the split-K partials into the residual (x keeps the sum,
+// f32: within 2 ulp of the f64 sum of three terms), then normalizes it as rmsnorm_rows does.
 TEST_F(InferKernels, ResidualRmsnormAddsPartialsFirst) {
   uint64_t seed = 1500;
   for (const int64_t d : {int64_t{7}, int64_t{64}, int64_t{4096}}) {
@@ -627,7 +634,7 @@ TEST_F(InferKernels, ResidualRmsnormAddsPartialsFirst) {
       auto dx = to_device(x);
       const auto dp = to_device(parts), dw = to_device(w);
       auto y = poisoned<uint16_t>(n);
-      cuda::residual_rmsnorm_to_bf16(as_bf16(y.data()), dx.data(), dp.data(), n_partials, dw.data(),
+      cuda::residual_rmsnorm_rows(as_bf16(y.data()), dx.data(), dp.data(), n_partials, dw.data(),
                                      rows, d, 1e-5f, nullptr);
       const std::string label =
           "residual rmsnorm d=" + std::to_string(d) + " partials=" + std::to_string(n_partials);
@@ -660,18 +667,21 @@ TEST_F(InferKernels, InferGemmWaysAgreeWithF64) {
     const auto x_bits = round_to_bf16(&x), w_bits = round_to_bf16(&w);
     const size_t m = y0.size();
     std::vector<double> want(m), slack(m);
-    for (int64_t r = 0; r < sh.n; ++r) {
-      for (int64_t o = 0; o < sh.out; ++o) {
-        double acc = 0, magnitude = 0;
-        for (int64_t i = 0; i < sh.in; ++i) {
-          const double p = static_cast<double>(x[r * sh.in + i]) * w[o * sh.in + i];
-          acc += p;
-          magnitude += std::fabs(p);
+    auto reference = [&](const std::vector<float>& xs, const std::vector<float>& ws) {
+      for (int64_t r = 0; r < sh.n; ++r) {
+        for (int64_t o = 0; o < sh.out; ++o) {
+          double acc = 0, magnitude = 0;
+          for (int64_t i = 0; i < sh.in; ++i) {
+            const double p = static_cast<double>(xs[r * sh.in + i]) * ws[o * sh.in + i];
+            acc += p;
+            magnitude += std::fabs(p);
+          }
+          want[r * sh.out + o] = acc;
+          slack[r * sh.out + o] = static_cast<double>(sh.in + 2) * 0x1p-24 * magnitude;
         }
-        want[r * sh.out + o] = acc;
-        slack[r * sh.out + o] = static_cast<double>(sh.in + 2) * 0x1p-24 * magnitude;
       }
-    }
+    };
+    reference(x, w);
     const auto dx = to_device(x_bits), dw = to_device(w_bits);
     const auto* xb = reinterpret_cast<const bf16*>(dx.data());
     const auto* wb = reinterpret_cast<const bf16*>(dw.data());
@@ -713,8 +723,26 @@ TEST_F(InferKernels, InferGemmWaysAgreeWithF64) {
       }
       check_f32(sum, std::vector<double>(m, 0.0), "split-K");
     }
+    {
+      // f32 operands (the exact precision) with full 24-bit values: f32 arithmetic. TF32 (10-bit
+      // operands) would miss these bounds at least at K = 256.
+      const auto xf = random_floats(x.size(), ++seed, -1.0f, 1.0f);
+      const auto wf = random_floats(w.size(), ++seed, -0.5f, 0.5f);
+      reference(xf, wf);
+      const auto fx = to_device(xf), fw = to_device(wf);
+      auto y = to_device(y0);
+      gemm.linear(y.data(), fx.data(), fw.data(), sh.n, sh.in, sh.out, 1.0f);
+      check_f32(to_host(y, m), std::vector<double>(y0.begin(), y0.end()), "f32 operands + y");
+      auto partials = poisoned<float>(m * 2);
+      gemm.linear_split(partials.data(), fx.data(), fw.data(), sh.n, sh.in, sh.out, 2);
+      const auto p = to_host(partials, m * 2);
+      std::vector<float> sum(m);
+      for (size_t i = 0; i < m; ++i) sum[i] = p[i] + p[m + i];
+      check_f32(sum, std::vector<double>(m, 0.0), "f32 operands split-K");
+    }
   }
-  EXPECT_THROW(gemm.linear_split(nullptr, nullptr, nullptr, 4, 255, 8, 2), Error);
+  const bf16* none = nullptr;
+  EXPECT_THROW(gemm.linear_split(nullptr, none, none, 4, 255, 8, 2), Error);
   // The split rule: an 8B model's 4096-output products split at 256 rows on a GPU with at
   // least 128 SMs, never at 4096 rows.
   EXPECT_EQ(gemm.split_for(4096, 4096, 4096), 1);

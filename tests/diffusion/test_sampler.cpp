@@ -1,6 +1,7 @@
 // Unmasking rules on hand-made logits with known answers, and token sampling statistics.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
@@ -532,6 +533,171 @@ TEST(TokenSampling, SameSeedSameTokensAtAnyThreadCount) {
     EXPECT_EQ(results[0], results[1]) << unmasking_name(rule);
     EXPECT_EQ(results[0], results[2]) << unmasking_name(rule);
   }
+}
+
+// ---- a chooser for the ranking rules (the GPU's propose_top) ----
+
+struct ChooserCase {
+  Canvas canvas{50, 40};
+  std::vector<int64_t> candidates;  // unsorted, a subset of the rows
+  ChooserCase() {
+    for (int64_t p = 0; p < 40; ++p)
+      canvas.set_row(p, testing::random_normal(50, 300 + static_cast<uint64_t>(p), 2.0f));
+    // Two identical rows: equal scores, so the tie-break by position matters.
+    canvas.set_row(22, testing::random_normal(50, 300 + 7, 2.0f));
+    for (int64_t i = 0; i < 33; ++i) candidates.push_back((39 - 11 * i % 40 + 40) % 40);
+  }
+};
+
+struct ChooserRun {
+  std::vector<Proposal> commits;
+  int proposer_calls = 0;
+  int chooser_calls = 0;
+};
+
+// One step with a chooser that either does the whole work itself (sample_rows + choose_top on
+// its own copy of the logits) or declines.
+ChooserRun step_with_chooser(const ChooserCase& c, const SamplingOptions& o, const Transfer& t,
+                             bool accept) {
+  ThreadPool pool(1);
+  Sampler sampler(c.canvas.vocab, o);
+  std::vector<float> logits = c.canvas.logits;
+  std::vector<float> chooser_logits = c.canvas.logits;
+  std::vector<RowScratch> scratch;
+  ChooserRun run;
+  const int64_t step = 3;
+  run.commits = sampler.step(
+      [&](std::span<const int64_t> positions, std::vector<Proposal>* out) {
+        ++run.proposer_calls;
+        sample_rows(logits.data(), nullptr, c.canvas.vocab, positions, 0, o, step, pool, &scratch,
+                    out);
+      },
+      [&](std::span<const int64_t> candidates, int64_t count, std::vector<Proposal>* committed) {
+        ++run.chooser_calls;
+        EXPECT_LE(count, static_cast<int64_t>(candidates.size()));
+        EXPECT_GE(count, 0);
+        if (!accept) {
+          committed->push_back(Proposal{});  // junk a declining chooser leaves must not count
+          return false;
+        }
+        std::vector<Proposal> all;
+        sample_rows(chooser_logits.data(), nullptr, c.canvas.vocab, candidates, 0, o, step, pool,
+                    &scratch, &all);
+        std::vector<size_t> chosen;
+        choose_top(all, count, o.alg_temp, o.seed, step, &chosen);
+        committed->clear();
+        for (size_t i : chosen) committed->push_back(all[i]);
+        return true;
+      },
+      c.candidates, t, step);
+  return run;
+}
+
+std::vector<Proposal> step_without_chooser(const ChooserCase& c, const SamplingOptions& o,
+                                           const Transfer& t) {
+  ThreadPool pool(1);
+  Sampler sampler(c.canvas.vocab, o);
+  std::vector<float> logits = c.canvas.logits;
+  return sampler.step(logits.data(), nullptr, c.candidates, t, 3, pool);
+}
+
+void expect_same_commits(const std::vector<Proposal>& got, const std::vector<Proposal>& want,
+                         const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].position, want[i].position) << what << " commit " << i;
+    EXPECT_EQ(got[i].token, want[i].token) << what << " commit " << i;
+    EXPECT_EQ(got[i].confidence, want[i].confidence) << what << " commit " << i;
+    EXPECT_EQ(got[i].score, want[i].score) << what << " commit " << i;
+  }
+}
+
+TEST(Chooser, RankingRulesCommitWhatTheHostPathCommits) {
+  const ChooserCase c;
+  for (Unmasking rule : {Unmasking::Confidence, Unmasking::Margin, Unmasking::Entropy}) {
+    for (float alg_temp : {0.0f, 0.7f}) {
+      for (int64_t count : {int64_t{0}, int64_t{1}, int64_t{11}, int64_t{33}, int64_t{50}}) {
+        SamplingOptions o;
+        o.rule = rule;
+        o.temperature = 0.8f;
+        o.alg_temp = alg_temp;
+        o.seed = 9;
+        const Transfer t{count, 0};
+        const std::string what = std::string(unmasking_name(rule)) + " alg_temp " +
+                                 std::to_string(alg_temp) + " count " + std::to_string(count);
+        const std::vector<Proposal> want = step_without_chooser(c, o, t);
+        ASSERT_EQ(static_cast<int64_t>(want.size()), std::min<int64_t>(count, 33)) << what;
+        const ChooserRun accepted = step_with_chooser(c, o, t, true);
+        EXPECT_EQ(accepted.chooser_calls, 1) << what;
+        EXPECT_EQ(accepted.proposer_calls, 0) << what;
+        expect_same_commits(accepted.commits, want, what + " (chooser)");
+        const ChooserRun declined = step_with_chooser(c, o, t, false);
+        EXPECT_EQ(declined.chooser_calls, 1) << what;
+        EXPECT_EQ(declined.proposer_calls, 1) << what;
+        expect_same_commits(declined.commits, want, what + " (declined)");
+      }
+    }
+  }
+}
+
+TEST(Chooser, TiedScoresGoToTheLowerPositionThroughTheChooser) {
+  const ChooserCase c;  // rows 7 and 22 are identical; both are candidates
+  SamplingOptions o;
+  o.rule = Unmasking::Confidence;
+  Transfer t{1, 0};
+  // Find a count at which exactly one of the pair is committed: the lower one must be.
+  bool seen = false;
+  for (int64_t count = 1; count <= 33 && !seen; ++count) {
+    t.count = count;
+    const auto commits = step_with_chooser(c, o, t, true).commits;
+    const auto positions = positions_of(commits);
+    const bool has7 = std::count(positions.begin(), positions.end(), 7) > 0;
+    const bool has22 = std::count(positions.begin(), positions.end(), 22) > 0;
+    if (has7 != has22) {
+      seen = true;
+      EXPECT_TRUE(has7) << "count " << count;
+    }
+  }
+  EXPECT_TRUE(seen);
+}
+
+TEST(Chooser, NotAskedForOriginOrRandom) {
+  const ChooserCase c;
+  for (Unmasking rule : {Unmasking::Origin, Unmasking::Random}) {
+    SamplingOptions o;
+    o.rule = rule;
+    o.temperature = 1.0f;
+    o.seed = 4;
+    const Transfer t{7, 0.3};
+    const std::vector<Proposal> want = step_without_chooser(c, o, t);
+    ASSERT_FALSE(want.empty()) << unmasking_name(rule);
+    const ChooserRun run = step_with_chooser(c, o, t, true);
+    EXPECT_EQ(run.chooser_calls, 0) << unmasking_name(rule);
+    EXPECT_EQ(run.proposer_calls, 1) << unmasking_name(rule);
+    expect_same_commits(run.commits, want, unmasking_name(rule));
+  }
+}
+
+TEST(Chooser, BrokenChooserIsAnError) {
+  const ChooserCase c;
+  SamplingOptions o;
+  ThreadPool pool(1);
+  Sampler sampler(c.canvas.vocab, o);
+  const auto never = [](std::span<const int64_t>, std::vector<Proposal>*) {
+    FAIL() << "the proposer should not run";
+  };
+  const auto too_few = [](std::span<const int64_t>, int64_t, std::vector<Proposal>* committed) {
+    committed->assign(1, Proposal{});
+    return true;
+  };
+  EXPECT_THROW(sampler.step(never, too_few, c.candidates, Transfer{3, 0}, 0), Error);
+  const auto unsorted = [](std::span<const int64_t>, int64_t, std::vector<Proposal>* committed) {
+    committed->assign(2, Proposal{});
+    (*committed)[0].position = 5;
+    (*committed)[1].position = 2;
+    return true;
+  };
+  EXPECT_THROW(sampler.step(never, unsorted, c.candidates, Transfer{2, 0}, 0), Error);
 }
 
 }  // namespace

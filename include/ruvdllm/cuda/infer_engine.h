@@ -7,8 +7,12 @@
 // Weights: any tensor type the runtime loads. F32/F16/BF16 become bf16 on the device. Quantized
 // matrices (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K) either stay quantized and are dequantized into a bf16
 // scratch matrix just before each product (WeightMode::Quantized: the model's own size in GPU
-// memory) or are dequantized once at load (WeightMode::Bf16: twice an 8B model's bytes, but every
-// step runs at bf16 speed).
+// memory) or are dequantized once at load (WeightMode::Dense: twice an 8B model's bytes, but
+// every step runs at bf16 speed).
+//
+// Precision::F32 is the exact mode: f32 weights and operands, f32 GEMMs (never TF32) and an f32
+// attention, so logits follow the CPU's within f32 rounding and tokens match it except at
+// near-exact ties. Several times slower than bf16 on large models; meant for checking.
 //
 // Plain C++ (no CUDA headers), built only when RUVDLLM_HAVE_CUDA is defined.
 #include <cstdint>
@@ -23,13 +27,17 @@
 
 namespace ruvdllm::cuda {
 
-// Auto: Bf16 when the dequantized matrices take at most half the GPU's free memory, else
+// Auto: Dense when the dequantized matrices take at most half the GPU's free memory, else
 // Quantized (an 8B Q4_K model runs about 1.9× faster per step dequantized once on an H100).
-enum class WeightMode { Auto, Quantized, Bf16 };
+enum class WeightMode { Auto, Quantized, Dense };
+
+// The GEMMs' operand type (accumulation and the residual stream are f32 in both).
+enum class Precision { Bf16, F32 };
 
 struct InferOptions {
   int device = 0;
   WeightMode weights = WeightMode::Auto;
+  Precision precision = Precision::Bf16;
   bool cuda_graph = true;  // replay each pass shape from a captured graph
 };
 
@@ -45,9 +53,9 @@ class CudaInferEngine {
 
   const ModelConfig& config() const;
   std::string device_name() const;
-  size_t weight_bytes() const;  // device bytes of the weights
+  size_t weight_bytes() const;     // device bytes of the weights
   WeightMode weight_mode() const;  // as chosen (never Auto)
-  size_t device_bytes() const;  // everything the engine holds now
+  size_t device_bytes() const;     // everything the engine holds now
 
   // One pass (same contract as Model::forward); the logits stay on the device until the next
   // pass. Returns after the pass has finished on the GPU. A KV cache lives on the device: the
@@ -59,6 +67,12 @@ class CudaInferEngine {
   // On-GPU sampling of the last pass (see Denoiser::propose).
   void propose(std::span<const int64_t> positions, int64_t first_row,
                const SamplingOptions& options, int64_t step, std::vector<Proposal>* out);
+  // Proposals and the choice of the `count` to commit, both on the GPU (see
+  // Denoiser::propose_top); only the chosen ones come back. False for the rules whose choice
+  // does not rank proposals (origin, random).
+  bool propose_top(std::span<const int64_t> candidates, int64_t first_row,
+                   const SamplingOptions& options, int64_t step, int64_t count,
+                   std::vector<Proposal>* out);
 
   // Runs one pass eagerly with events between its operations and returns the milliseconds
   // spent per kind of operation (gemm, dequantize, attention, ...), in pass order.
@@ -83,9 +97,13 @@ class CudaDenoiser final : public Denoiser {
     engine_.forward(tokens, options);
   }
   void propose(std::span<const int64_t> positions, int64_t first_row,
-               const SamplingOptions& options, int64_t step,
-               std::vector<Proposal>* out) override {
+               const SamplingOptions& options, int64_t step, std::vector<Proposal>* out) override {
     engine_.propose(positions, first_row, options, step, out);
+  }
+  bool propose_top(std::span<const int64_t> candidates, int64_t first_row,
+                   const SamplingOptions& options, int64_t step, int64_t count,
+                   std::vector<Proposal>* out) override {
+    return engine_.propose_top(candidates, first_row, options, step, count, out);
   }
   CudaInferEngine& engine() { return engine_; }
 

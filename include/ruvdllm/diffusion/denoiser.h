@@ -31,6 +31,14 @@ class Denoiser {
   virtual void propose(std::span<const int64_t> positions, int64_t first_row,
                        const SamplingOptions& options, int64_t step,
                        std::vector<Proposal>* out) = 0;
+  // For the ranking rules: propose for `candidates` as above, then choose as choose_top does
+  // (count = how many, options.alg_temp and options.seed its noise), writing only the `count`
+  // committed proposals to out, ascending by position. Returns false, leaving out untouched,
+  // where the implementation has no faster way than propose + choose_top on the host (the
+  // caller then does that).
+  virtual bool propose_top(std::span<const int64_t> candidates, int64_t first_row,
+                           const SamplingOptions& options, int64_t step, int64_t count,
+                           std::vector<Proposal>* out);
 };
 
 // The CPU implementation over any Model.

@@ -126,6 +126,18 @@ class Sampler {
                                     std::span<const int64_t> candidates, const Transfer& transfer,
                                     int64_t step);
 
+  // For the ranking rules (confidence, margin, entropy) the proposals and the choice may both
+  // be made elsewhere, so that only the committed proposals travel (e.g. from a GPU).
+  // choose(candidates, count, committed) either fills `committed` with exactly what propose +
+  // choose_top would commit (`count` proposals, ascending by position; count is already
+  // clamped to [0, candidates.size()]) and returns true, or returns false to have `propose`
+  // used instead. An empty `choose`, and the rules origin and random, always use `propose`.
+  using TopChooser = std::function<bool(std::span<const int64_t> candidates, int64_t count,
+                                        std::vector<Proposal>* committed)>;
+  const std::vector<Proposal>& step(const RowProposer& propose, const TopChooser& choose,
+                                    std::span<const int64_t> candidates, const Transfer& transfer,
+                                    int64_t step);
+
   const SamplingOptions& options() const { return options_; }
 
  private:
