@@ -470,6 +470,23 @@ void check_dims(const FlashAttentionDims& d) {
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+// The kernels' view of dims (pointers left null; n_q_tiles is set at launch).
+Params params_of(const FlashAttentionDims& dims) {
+  Params p{};
+  p.n_q = dims.n_q;
+  p.n_kv = dims.n_kv;
+  p.kv_rows = dims.kv_rows > 0 ? dims.kv_rows : dims.n_kv;
+  p.n_head = dims.n_head;
+  p.n_head_kv = dims.n_head_kv;
+  p.group = dims.n_head / dims.n_head_kv;
+  p.head_dim = dims.head_dim;
+  p.scale_log2 = dims.scale * kLog2e;
+  p.mask = static_cast<int>(dims.mask);
+  p.block_len = dims.block_len;
+  p.q_pos0 = dims.q_pos0;
+  return p;
+}
+
 }  // namespace
 
 namespace detail {
@@ -489,22 +506,11 @@ void flash_attention_variant(__nv_bfloat16* out, const __nv_bfloat16* q, const _
   if (!aligned16(out) || !aligned16(q) || !aligned16(k) || !aligned16(v)) {
     bad("q, k, v and out must be 16-byte aligned");
   }
-  Params p{};
+  Params p = params_of(dims);
   p.out = out;
   p.q = q;
   p.k = k;
   p.v = v;
-  p.n_q = dims.n_q;
-  p.n_kv = dims.n_kv;
-  p.kv_rows = dims.kv_rows > 0 ? dims.kv_rows : dims.n_kv;
-  p.n_head = dims.n_head;
-  p.n_head_kv = dims.n_head_kv;
-  p.group = dims.n_head / dims.n_head_kv;
-  p.head_dim = dims.head_dim;
-  p.scale_log2 = dims.scale * kLog2e;
-  p.mask = static_cast<int>(dims.mask);
-  p.block_len = dims.block_len;
-  p.q_pos0 = dims.q_pos0;
   const int64_t n_blocks_x = dims.n_seq * dims.n_head;
   if (dims.head_dim <= 64) {
     launch_for_grid<64>(p, n_blocks_x, row_tiles, stream);
@@ -591,18 +597,7 @@ void exact_attention(float* out, const float* q, const float* k, const float* v,
   check_dims(dims);
   if (dims.n_seq == 0 || dims.n_q == 0) return;
   if (!out || !q || !k || !v) bad("null tensor pointer");
-  Params p{};
-  p.n_q = dims.n_q;
-  p.n_kv = dims.n_kv;
-  p.kv_rows = dims.kv_rows > 0 ? dims.kv_rows : dims.n_kv;
-  p.n_head = dims.n_head;
-  p.n_head_kv = dims.n_head_kv;
-  p.group = dims.n_head / dims.n_head_kv;
-  p.head_dim = dims.head_dim;
-  p.scale_log2 = dims.scale * kLog2e;
-  p.mask = static_cast<int>(dims.mask);
-  p.block_len = dims.block_len;
-  p.q_pos0 = dims.q_pos0;
+  const Params p = params_of(dims);
   const int64_t items = dims.n_seq * dims.n_head * dims.n_q;
   exact_attention_kernel<<<blocks_for(items, kExactWarps, "exact_attention"), kExactThreads, 0,
                            stream>>>(out, q, k, v, p, dims.n_seq);

@@ -5,6 +5,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <map>
 #include <tuple>
@@ -167,8 +168,8 @@ struct CudaInferEngine::Impl {
   int64_t n_tokens = 0, n_seq = 1;
 
   // The device KV cache lives in Operands; the host KVCache only counts its tokens (n_tokens),
-  // and `cache_owner` is the one being filled.
-  const KVCache* cache_owner = nullptr;
+  // and carries `fill` (KVCache::device_fill) while it is the one being filled.
+  uint64_t fill = 0;
   int64_t cached = 0;
 
   std::map<PassKey, cudaGraphExec_t> graphs;
@@ -221,7 +222,7 @@ struct CudaInferEngine::Impl {
   }
   template <typename Op>
   void encode(const PassShape& pass);
-  void prepare_cache(const KVCache& cache, const ForwardOptions& o, int64_t T, PassShape* pass);
+  void prepare_cache(KVCache& cache, const ForwardOptions& o, int64_t T, PassShape* pass);
 };
 
 void CudaInferEngine::Impl::upload_linear(Linear* lin,
@@ -289,14 +290,17 @@ void CudaInferEngine::Impl::dequantize(float* out, const void* blocks, TensorTyp
 
 // Checks that `cache` is the one this engine has been filling (or an empty one, which starts
 // over), allocates the device cache on first use, and sets the pass's cache fields.
-void CudaInferEngine::Impl::prepare_cache(const KVCache& cache, const ForwardOptions& o, int64_t T,
+void CudaInferEngine::Impl::prepare_cache(KVCache& cache, const ForwardOptions& o, int64_t T,
                                           PassShape* pass) {
+  // Fills are numbered across all engines, so a cache stamped by another engine never matches.
+  static std::atomic<uint64_t> fills{0};
   const ModelConfig& c = config;
   if (o.n_seq != 1) fail("cuda forward: a KV cache needs n_seq == 1 (is {})", o.n_seq);
   if (cache.n_tokens == 0) {
-    cache_owner = &cache;
+    fill = ++fills;
+    cache.device_fill = fill;
     cached = 0;
-  } else if (cache_owner != &cache || cache.n_tokens != cached) {
+  } else if (cache.device_fill == 0 || cache.device_fill != fill || cache.n_tokens != cached) {
     fail(
         "cuda forward: this KV cache of {} tokens was not filled by this GPU engine; start "
         "from an empty cache",

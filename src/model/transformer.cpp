@@ -299,6 +299,7 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
 
 void KVCache::clear() {
   n_tokens = 0;
+  device_fill = 0;
   k.clear();
   v.clear();
   last_hidden.clear();

@@ -60,6 +60,38 @@ std::vector<float> gpu_logits(cuda::CudaInferEngine& engine, std::span<const int
   return out;
 }
 
+// A cached prefix, then a block after it (twice: the second pass replays the captured graph),
+// as block diffusion runs them, on the CPU and the GPU: the relative error of the prefix pass
+// and of each block pass. The GPU's cache must hold the prefix afterwards.
+std::vector<double> cached_pass_errors(Model& model, cuda::CudaInferEngine& engine,
+                                       size_t prefix_len) {
+  const auto prefix = random_tokens(model.config(), prefix_len, 8);
+  const auto block = random_tokens(model.config(), 16, 9);
+  ThreadPool pool(2);
+  const auto vocab = static_cast<size_t>(model.config().vocab_size);
+  KVCache cpu_cache, gpu_cache;
+  ForwardOptions extend;
+  extend.append_to_cache = true;
+  std::vector<float> cpu(prefix.size() * vocab);
+  extend.cache = &cpu_cache;
+  model.forward(prefix, extend, cpu.data(), pool);
+  extend.cache = &gpu_cache;
+  std::vector<double> errors{rel_error(gpu_logits(engine, prefix, extend), cpu)};
+  for (int pass = 0; pass < 2; ++pass) {
+    ForwardOptions current;
+    std::vector<float> cpu_block(block.size() * vocab);
+    current.cache = &cpu_cache;
+    model.forward(block, current, cpu_block.data(), pool);
+    current.cache = &gpu_cache;
+    errors.push_back(rel_error(gpu_logits(engine, block, current), cpu_block));
+  }
+  EXPECT_EQ(gpu_cache.n_tokens, static_cast<int64_t>(prefix_len));
+  ForwardOptions foreign;
+  foreign.cache = &cpu_cache;  // filled by the CPU
+  EXPECT_THROW(engine.forward(block, foreign), Error);
+  return errors;
+}
+
 class CudaInfer : public CudaTest {};
 
 // bf16 operands (8-bit mantissa) in every product and attention, f32 elsewhere: the logits stay
@@ -125,26 +157,10 @@ TEST_F(CudaInfer, ExactPrecisionFollowsCpuF32) {
           EXPECT_LT(err, bound) << arch_name(arch) << " " << type_traits(type).name << " mask "
                                 << static_cast<int>(k.mask);
         }
-        // A cached prefix, then a block after it, as block diffusion runs them.
-        const auto prefix = random_tokens(model->config(), 30, 8);
-        const auto block = random_tokens(model->config(), 16, 9);
-        ThreadPool pool(2);
-        const auto vocab = static_cast<size_t>(model->config().vocab_size);
-        KVCache cpu_cache, gpu_cache;
-        ForwardOptions extend;
-        extend.append_to_cache = true;
-        std::vector<float> cpu(prefix.size() * vocab);
-        extend.cache = &cpu_cache;
-        model->forward(prefix, extend, cpu.data(), pool);
-        extend.cache = &gpu_cache;
-        EXPECT_LT(rel_error(gpu_logits(engine, prefix, extend), cpu), bound);
-        ForwardOptions current;
-        std::vector<float> cpu_block(block.size() * vocab);
-        current.cache = &cpu_cache;
-        model->forward(block, current, cpu_block.data(), pool);
-        current.cache = &gpu_cache;
-        EXPECT_LT(rel_error(gpu_logits(engine, block, current), cpu_block), bound)
-            << arch_name(arch) << " " << type_traits(type).name << " after a cached prefix";
+        for (const double err : cached_pass_errors(*model, engine, 30)) {
+          EXPECT_LT(err, bound) << arch_name(arch) << " " << type_traits(type).name
+                                << " with a cached prefix";
+        }
       }
     }
   }
@@ -384,35 +400,7 @@ TEST_F(CudaInfer, CachedPassLogitsMatchCpu) {
   TempDir dir;
   auto model = random_model(dir, Arch::Dream, TensorType::Q8_0, "dream-cache");
   cuda::CudaInferEngine engine(model->config(), model->weights());
-  const auto prefix = random_tokens(model->config(), 40, 8);
-  const auto block = random_tokens(model->config(), 16, 9);
-  ThreadPool pool(2);
-  const auto vocab = static_cast<size_t>(model->config().vocab_size);
-  KVCache cpu_cache, gpu_cache;
-  ForwardOptions extend;
-  extend.append_to_cache = true;
-  std::vector<float> cpu(prefix.size() * vocab), gpu(prefix.size() * vocab);
-  extend.cache = &cpu_cache;
-  model->forward(prefix, extend, cpu.data(), pool);
-  extend.cache = &gpu_cache;
-  engine.forward(prefix, extend);
-  engine.copy_logits(gpu.data());
-  EXPECT_LT(rel_error(gpu, cpu), kLogitBound);
-  EXPECT_EQ(gpu_cache.n_tokens, 40);
-  for (int pass = 0; pass < 2; ++pass) {  // the second replays the captured graph
-    ForwardOptions current;
-    std::vector<float> cpu_block(block.size() * vocab), gpu_block(block.size() * vocab);
-    current.cache = &cpu_cache;
-    model->forward(block, current, cpu_block.data(), pool);
-    current.cache = &gpu_cache;
-    engine.forward(block, current);
-    engine.copy_logits(gpu_block.data());
-    EXPECT_LT(rel_error(gpu_block, cpu_block), kLogitBound) << "pass " << pass;
-  }
-  EXPECT_EQ(gpu_cache.n_tokens, 40);
-  ForwardOptions foreign;
-  foreign.cache = &cpu_cache;  // filled by the CPU
-  EXPECT_THROW(engine.forward(block, foreign), Error);
+  for (const double err : cached_pass_errors(*model, engine, 40)) EXPECT_LT(err, kLogitBound);
 }
 
 // The CLI end to end: `generate --device cuda` writes what the CPU writes.

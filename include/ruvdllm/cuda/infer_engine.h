@@ -59,8 +59,8 @@ class CudaInferEngine {
 
   // One pass (same contract as Model::forward); the logits stay on the device until the next
   // pass. Returns after the pass has finished on the GPU. A KV cache lives on the device: the
-  // host KVCache only counts its tokens, so a cache must start empty and be filled by this
-  // engine (Error otherwise).
+  // host KVCache only counts its tokens and carries the engine's fill stamp (device_fill), so a
+  // cache must start empty and be filled by this engine (Error otherwise).
   void forward(std::span<const int32_t> tokens, const ForwardOptions& options);
   // Copies the last pass's logits (tokens × vocab floats) to the host, for tests.
   void copy_logits(float* host) const;

@@ -21,6 +21,10 @@ struct KVCache {
   // Final-normed hidden state of the last cached position (n_embd floats): a shifted-logits
   // model (Dream) scores the first position after the cache with it.
   std::vector<float> last_hidden;
+  // A backend that keeps the keys and values itself (the CUDA engine) leaves k, v and
+  // last_hidden empty and stamps the cache with the fill it belongs to (0: none), so that a
+  // cache it did not fill is recognised as such.
+  uint64_t device_fill = 0;
   void clear();
 };
 
