@@ -32,6 +32,7 @@
 #include "ruvdllm/cuda/device.h"
 #include "ruvdllm/cuda/multi_gpu.h"
 #include "ruvdllm/cuda/train_engine.h"
+#include "ruvdllm/model/init.h"
 #include "ruvdllm/train/optimizer.h"
 #include "ruvdllm/train/train_model.h"
 
@@ -40,20 +41,7 @@ namespace {
 
 constexpr int64_t kSeqs = 16, kSeqLen = 512, kTokens = kSeqs * kSeqLen;
 
-ModelConfig default_shape() {
-  ModelConfig c;
-  c.arch = Arch::LLaDA;
-  c.vocab_size = 8192;
-  c.n_embd = 384;
-  c.n_layer = 6;
-  c.n_head = 6;
-  c.n_head_kv = 6;
-  c.head_dim = 64;
-  c.n_ff = 1024;
-  c.context_length = 512;
-  c.mask_token_id = 8191;
-  return c;
-}
+ModelConfig default_shape() { return shape_config(Arch::LLaDA, "default"); }
 
 struct HostModel {
   std::vector<std::string> names;
@@ -76,8 +64,8 @@ struct HostModel {
   std::vector<HostTensor> tensors(bool with_grads) {
     std::vector<HostTensor> out;
     for (size_t i = 0; i < names.size(); ++i) {
-      out.push_back({names[i], shapes[i], values[i].data(),
-                     with_grads ? grads[i].data() : nullptr, shapes[i].size() > 1});
+      out.push_back({names[i], shapes[i], values[i].data(), with_grads ? grads[i].data() : nullptr,
+                     shapes[i].size() > 1});
     }
     return out;
   }
@@ -167,8 +155,8 @@ void BM_TrainStep(benchmark::State& state) {
   // Mode 3's optimiser over the host arrays (norms undecayed, as in training).
   std::vector<train::Parameter> params;
   for (size_t i = 0; i < host.names.size(); ++i) {
-    params.push_back({host.names[i], host.shapes[i], host.values[i], host.grads[i],
-                      host.shapes[i].size() > 1});
+    params.push_back(
+        {host.names[i], host.shapes[i], host.values[i], host.grads[i], host.shapes[i].size() > 1});
   }
   train::AdamW host_opt(params, {});
   ThreadPool pool(ThreadPool::physical_cores());
@@ -286,13 +274,17 @@ void BM_AllReduceGradients(benchmark::State& state) {
   }
   const double bytes = static_cast<double>(count * sizeof(float));
   // NCCL's "bus bandwidth": what each GPU's links carry, 2(n−1)/n of the buffer.
-  state.counters["bus_GB/s"] = benchmark::Counter(
-      bytes * 2.0 * (n - 1) / n * 1e-9 * static_cast<double>(state.iterations()),
-      benchmark::Counter::kIsRate);
+  state.counters["bus_GB/s"] =
+      benchmark::Counter(bytes * 2.0 * (n - 1) / n * 1e-9 * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
   check_cuda(cudaSetDevice(0), "cudaSetDevice");
 }
 BENCHMARK(BM_AllReduceGradients)->Arg(16913280)->Unit(benchmark::kMicrosecond)->UseRealTime();
-BENCHMARK(BM_DataParallelStep)->DenseRange(1, 2)->ArgName("gpus")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_DataParallelStep)
+    ->DenseRange(1, 2)
+    ->ArgName("gpus")
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_ForwardLoss(benchmark::State& state) {
   const ModelConfig c = default_shape();

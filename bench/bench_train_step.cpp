@@ -7,6 +7,7 @@
 #include <random>
 
 #include "ruvdllm/core/thread_pool.h"
+#include "ruvdllm/model/init.h"
 #include "ruvdllm/train/train_model.h"
 
 namespace {
@@ -17,21 +18,7 @@ using ruvdllm::ThreadPool;
 using ruvdllm::train::Batch;
 using ruvdllm::train::TrainModel;
 
-ModelConfig default_model_shape() {
-  ModelConfig c;
-  c.arch = Arch::LLaDA;
-  c.vocab_size = 8192;
-  c.n_embd = 384;
-  c.n_layer = 6;
-  c.n_head = 6;
-  c.n_head_kv = 6;
-  c.head_dim = 64;
-  c.n_ff = 1024;
-  c.context_length = 512;
-  c.rope_base = 10000.0f;
-  c.mask_token_id = 8191;
-  return c;
-}
+ModelConfig default_model_shape() { return shape_config(Arch::LLaDA, "default"); }
 
 Batch half_masked_batch(int64_t n_seq, int64_t seq_len, int64_t vocab, int32_t mask_id) {
   Batch b;
@@ -55,7 +42,8 @@ void BM_TrainStep(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
   const ModelConfig config = default_model_shape();
   auto model = TrainModel::create(config, 1);
-  const Batch batch = half_masked_batch(4, 512, config.vocab_size, static_cast<int32_t>(config.mask_token_id));
+  const Batch batch =
+      half_masked_batch(4, 512, config.vocab_size, static_cast<int32_t>(config.mask_token_id));
   ThreadPool pool(threads);
   model->forward_backward(batch, 1.0f, pool);  // buffers grow once, outside the timing
   for (auto _ : state) {
@@ -74,8 +62,10 @@ void BM_TrainStep(benchmark::State& state) {
   for (float w : batch.weights) scored += w > 0 ? 1 : 0;
   const double per_token = static_cast<double>(config.n_layer) *
                            (E * (2 * q_dim + 2 * kv_dim) + 3 * E * F + 2 * L * q_dim);
-  const double macs = 3 * (tokens * per_token + scored * E * static_cast<double>(config.vocab_size));
-  state.counters["GFLOP/s"] = benchmark::Counter(2 * macs * steps / 1e9, benchmark::Counter::kIsRate);
+  const double macs =
+      3 * (tokens * per_token + scored * E * static_cast<double>(config.vocab_size));
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(2 * macs * steps / 1e9, benchmark::Counter::kIsRate);
   state.counters["params_M"] = static_cast<double>(model->n_parameters()) / 1e6;
 }
 BENCHMARK(BM_TrainStep)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();

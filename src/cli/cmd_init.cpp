@@ -44,7 +44,7 @@ void register_init(CLI::App& app) {
   auto args = std::make_shared<InitArgs>();
   CLI::App* cmd = app.add_subcommand("init", "Write a model with random weights (tests, benchmarks)");
   cmd->add_option("--arch", args->arch, "llada, dream or llada-moe");
-  cmd->add_option("--shape", args->shape, "test, 160m, 1b or 8b");
+  cmd->add_option("--shape", args->shape, "test, default, 160m, 1b or 8b");
   cmd->add_option("--type", args->type, "Weight type: f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K");
   cmd->add_option("--seed", args->seed, "Random seed");
   cmd->add_option("output", args->output, "Output .gguf file")->required();

@@ -33,8 +33,11 @@ Shape named_shape(const std::string& name) {
   if (name == "test") return {300, 64, 2, 4, 2, 160, 512, 10000.0f, 299, 298, 298};
   if (name == "160m") return {50258, 768, 12, 12, 12, 2048, 4096, 500000.0f, 50257, 50256, 50256};
   if (name == "1b") return {32001, 2048, 22, 32, 4, 5632, 2048, 10000.0f, 32000, 1, 2};
-  if (name == "8b") return {126464, 4096, 32, 32, 32, 12288, 4096, 500000.0f, 126336, 126080, 126081};
-  fail("unknown model shape '{}' (test, 160m, 1b, 8b)", name);
+  if (name == "8b")
+    return {126464, 4096, 32, 32, 32, 12288, 4096, 500000.0f, 126336, 126080, 126081};
+  // The shipped models/default.gguf.
+  if (name == "default") return {8192, 384, 6, 6, 6, 1024, 512, 10000.0f, 8191, 8190, 8190};
+  fail("unknown model shape '{}' (test, default, 160m, 1b, 8b)", name);
 }
 
 // xoshiro256** seeded through splitmix64: fast, and good enough for weights.
@@ -55,7 +58,9 @@ class Rng {
     return result;
   }
   // Uniform in (0, 1]: never 0, so log() in Box-Muller stays finite.
-  double uniform() { return (static_cast<double>(next() >> 11) + 1.0) * (1.0 / 9007199254740992.0); }
+  double uniform() {
+    return (static_cast<double>(next() >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+  }
   void normals(float* out, int64_t n, float stddev) {
     for (int64_t i = 0; i < n; i += 2) {
       const double r = std::sqrt(-2.0 * std::log(uniform()));
@@ -88,7 +93,8 @@ enum class Fill { Normal, NormWeight };
 // code points from 256 up, so every byte has a visible one-character token.
 std::string byte_token(int byte) {
   int code = byte;
-  const bool printable = (byte >= 33 && byte <= 126) || (byte >= 161 && byte <= 172) || (byte >= 174 && byte <= 255);
+  const bool printable =
+      (byte >= 33 && byte <= 126) || (byte >= 161 && byte <= 172) || (byte >= 174 && byte <= 255);
   if (!printable) {
     int shifted = 0;
     for (int b = 0; b < byte; ++b) {
@@ -119,25 +125,32 @@ class RandomModelWriter {
   }
 
  private:
-  void metadata() { write_model_metadata(c_, fmt::format("ruvdllm random {}", arch_name(c_.arch)), writer_); }
+  void metadata() {
+    write_model_metadata(c_, fmt::format("ruvdllm random {}", arch_name(c_.arch)), writer_);
+  }
 
   void vocab() {
     const int64_t V = c_.vocab_size;
     std::vector<std::string> tokens(static_cast<size_t>(V));
-    std::vector<int64_t> types(static_cast<size_t>(V), 1);  // llama.cpp's token types: 1 normal, 3 control
-    for (int64_t i = 0; i < V; ++i) tokens[static_cast<size_t>(i)] = i < 256 ? byte_token(static_cast<int>(i)) : fmt::format("<|t{}|>", i);
+    std::vector<int64_t> types(static_cast<size_t>(V),
+                               1);  // llama.cpp's token types: 1 normal, 3 control
+    for (int64_t i = 0; i < V; ++i)
+      tokens[static_cast<size_t>(i)] =
+          i < 256 ? byte_token(static_cast<int>(i)) : fmt::format("<|t{}|>", i);
     auto special = [&](int64_t id, const char* text) {
       if (id < 0) return;
       tokens[static_cast<size_t>(id)] = text;
       types[static_cast<size_t>(id)] = 3;
     };
-    special(c_.bos_token_id, c_.bos_token_id == c_.eos_token_id ? "<|endoftext|>" : "<|startoftext|>");
+    special(c_.bos_token_id,
+            c_.bos_token_id == c_.eos_token_id ? "<|endoftext|>" : "<|startoftext|>");
     special(c_.eos_token_id, "<|endoftext|>");
     special(c_.mask_token_id, "<|mdm_mask|>");
     writer_.set("tokenizer.ggml.model", GgufValue::string("gpt2"));
     writer_.set("tokenizer.ggml.pre", GgufValue::string("default"));
     writer_.set("tokenizer.ggml.tokens", GgufValue::string_array(std::move(tokens)));
-    writer_.set("tokenizer.ggml.token_type", GgufValue::int_array(GgufType::INT32, std::move(types)));
+    writer_.set("tokenizer.ggml.token_type",
+                GgufValue::int_array(GgufType::INT32, std::move(types)));
     writer_.set("tokenizer.ggml.merges", GgufValue::string_array({}));
   }
 
@@ -163,7 +176,8 @@ class RandomModelWriter {
     }
   }
 
-  void add(const std::string& name, TensorType type, std::vector<int64_t> shape, Fill fill, float stddev) {
+  void add(const std::string& name, TensorType type, std::vector<int64_t> shape, Fill fill,
+           float stddev) {
     const int64_t row_len = shape[0];
     int64_t rows = 1;
     for (size_t i = 1; i < shape.size(); ++i) rows *= shape[i];
@@ -173,7 +187,8 @@ class RandomModelWriter {
     writer_.add_tensor_lazy(name, type, std::move(shape), [=, this](void* dst) {
       const int64_t rows_per_task = std::max<int64_t>(1, (1 << 16) / row_len);
       const int64_t n_tasks = (rows + rows_per_task - 1) / rows_per_task;
-      std::vector<std::vector<float>> scratch(static_cast<size_t>(pool_.size()), std::vector<float>(static_cast<size_t>(row_len)));
+      std::vector<std::vector<float>> scratch(static_cast<size_t>(pool_.size()),
+                                              std::vector<float>(static_cast<size_t>(row_len)));
       pool_.parallel_for(n_tasks, [&](int64_t task, int thread) {
         float* row = scratch[static_cast<size_t>(thread)].data();
         const int64_t end = std::min(rows, (task + 1) * rows_per_task);
@@ -186,7 +201,8 @@ class RandomModelWriter {
           } else {
             rng.normals(row, row_len, stddev);
           }
-          quantize_row(type, row, static_cast<uint8_t*>(dst) + static_cast<size_t>(r) * stride, row_len);
+          quantize_row(type, row, static_cast<uint8_t*>(dst) + static_cast<size_t>(r) * stride,
+                       row_len);
         }
       });
     });
@@ -203,7 +219,8 @@ class RandomModelWriter {
 
 ModelConfig shape_config(Arch arch, const std::string& shape) {
   const Shape s = named_shape(shape);
-  if (arch == Arch::LLaDAMoE && shape != "test") fail("llada-moe has only the 'test' shape (asked for '{}')", shape);
+  if (arch == Arch::LLaDAMoE && shape != "test")
+    fail("llada-moe has only the 'test' shape (asked for '{}')", shape);
   ModelConfig c;
   c.arch = arch;
   c.vocab_size = s.vocab;
@@ -232,10 +249,13 @@ ModelConfig shape_config(Arch arch, const std::string& shape) {
   return c;
 }
 
-void write_random_model(const ModelConfig& config, const InitOptions& options, const std::string& path) {
+void write_random_model(const ModelConfig& config, const InitOptions& options,
+                        const std::string& path) {
   config.validate();
-  if (options.type == TensorType::Q8_K) fail("{}: q8_K is an activation type, not a weight type", path);
-  if (!(options.init_std > 0.0f)) fail("{}: init_std must be positive (is {})", path, options.init_std);
+  if (options.type == TensorType::Q8_K)
+    fail("{}: q8_K is an activation type, not a weight type", path);
+  if (!(options.init_std > 0.0f))
+    fail("{}: init_std must be positive (is {})", path, options.init_std);
   RandomModelWriter(config, options).write(path);
 }
 

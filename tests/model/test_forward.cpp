@@ -24,9 +24,9 @@
 namespace ruvdllm {
 namespace {
 
+using testing::ReferenceModel;
 using testing::RefMask;
 using testing::RefOptions;
-using testing::ReferenceModel;
 
 // Larger than the 0.02 of real initialisations, so attention is sharp and every component
 // (RoPE order, masks, norms, routing) moves the logits far more than the bounds below.
@@ -46,19 +46,26 @@ enum class Variant { LLaDA, Dream, MoE, MoENorm };
 
 const char* variant_name(Variant v) {
   switch (v) {
-    case Variant::LLaDA: return "llada";
-    case Variant::Dream: return "dream";
-    case Variant::MoE: return "moe";
-    case Variant::MoENorm: return "moe_norm";
+    case Variant::LLaDA:
+      return "llada";
+    case Variant::Dream:
+      return "dream";
+    case Variant::MoE:
+      return "moe";
+    case Variant::MoENorm:
+      return "moe_norm";
   }
   return "?";
 }
 
 ModelConfig variant_config(Variant v) {
   switch (v) {
-    case Variant::LLaDA: return shape_config(Arch::LLaDA, "test");
-    case Variant::Dream: return shape_config(Arch::Dream, "test");
-    case Variant::MoE: return shape_config(Arch::LLaDAMoE, "test");
+    case Variant::LLaDA:
+      return shape_config(Arch::LLaDA, "test");
+    case Variant::Dream:
+      return shape_config(Arch::Dream, "test");
+    case Variant::MoE:
+      return shape_config(Arch::LLaDAMoE, "test");
     case Variant::MoENorm: {
       ModelConfig c = shape_config(Arch::LLaDAMoE, "test");
       c.expert_weights_norm = true;
@@ -92,8 +99,8 @@ std::vector<int32_t> random_tokens(size_t n, int64_t vocab, uint64_t seed) {
   return t;
 }
 
-std::vector<float> run(Model& model, const std::vector<int32_t>& tokens, const ForwardOptions& options,
-                       int threads = 2) {
+std::vector<float> run(Model& model, const std::vector<int32_t>& tokens,
+                       const ForwardOptions& options, int threads = 2) {
   ThreadPool pool(threads);
   std::vector<float> logits(tokens.size() * static_cast<size_t>(model.config().vocab_size));
   model.forward(tokens, options, logits.data(), pool);
@@ -114,7 +121,9 @@ double max_abs(const std::vector<double>& v) {
 }
 
 RefMask ref_mask(MaskMode m) {
-  return m == MaskMode::Full ? RefMask::Full : m == MaskMode::Causal ? RefMask::Causal : RefMask::BlockCausal;
+  return m == MaskMode::Full     ? RefMask::Full
+         : m == MaskMode::Causal ? RefMask::Causal
+                                 : RefMask::BlockCausal;
 }
 
 struct ForwardCase {
@@ -135,18 +144,20 @@ TEST_P(ForwardVsReference, MatchesFloat64ReferenceAtSeveralLengths) {
     const auto logits = run(*model, tokens, ForwardOptions{});
     const auto expected = reference.forward(tokens, RefOptions{});
     ASSERT_GT(max_abs(expected), 0.3) << "degenerate logits";
-    EXPECT_LE(max_abs_diff(logits, expected), bound) << variant_name(variant) << " " << type_name(type) << " n=" << n;
+    EXPECT_LE(max_abs_diff(logits, expected), bound)
+        << variant_name(variant) << " " << type_name(type) << " n=" << n;
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(
     AllArchitectures, ForwardVsReference,
-    ::testing::Values(ForwardCase{Variant::LLaDA, TensorType::F32}, ForwardCase{Variant::LLaDA, TensorType::F16},
-                      ForwardCase{Variant::LLaDA, TensorType::Q8_0}, ForwardCase{Variant::Dream, TensorType::F32},
-                      ForwardCase{Variant::Dream, TensorType::F16}, ForwardCase{Variant::Dream, TensorType::Q8_0},
-                      ForwardCase{Variant::MoE, TensorType::F32}, ForwardCase{Variant::MoE, TensorType::F16},
-                      ForwardCase{Variant::MoE, TensorType::Q8_0}, ForwardCase{Variant::MoENorm, TensorType::F32},
-                      ForwardCase{Variant::LLaDA, TensorType::Q4_0}),
+    ::testing::Values(
+        ForwardCase{Variant::LLaDA, TensorType::F32}, ForwardCase{Variant::LLaDA, TensorType::F16},
+        ForwardCase{Variant::LLaDA, TensorType::Q8_0}, ForwardCase{Variant::Dream, TensorType::F32},
+        ForwardCase{Variant::Dream, TensorType::F16}, ForwardCase{Variant::Dream, TensorType::Q8_0},
+        ForwardCase{Variant::MoE, TensorType::F32}, ForwardCase{Variant::MoE, TensorType::F16},
+        ForwardCase{Variant::MoE, TensorType::Q8_0}, ForwardCase{Variant::MoENorm, TensorType::F32},
+        ForwardCase{Variant::LLaDA, TensorType::Q4_0}),
     [](const auto& info) {
       return std::string(variant_name(info.param.variant)) + "_" + type_name(info.param.type);
     });
@@ -204,7 +215,9 @@ TEST(Forward, ComparisonDetectsEachComponent) {
     auto model = Model::load(path);
     const auto tokens = random_tokens(17, model->config().vocab_size, 5);
     const auto logits = run(*model, tokens, ForwardOptions{});
-    EXPECT_GT(max_abs_diff(logits, ReferenceModel(path).forward(tokens, m.options)), 20 * kFloatBound) << m.what;
+    EXPECT_GT(max_abs_diff(logits, ReferenceModel(path).forward(tokens, m.options)),
+              20 * kFloatBound)
+        << m.what;
   }
 }
 
@@ -241,13 +254,15 @@ TEST(Forward, CausalArchitecturesMatchReference) {
     auto model = Model::load(path);
     EXPECT_TRUE(model->config().causal);
     EXPECT_FALSE(model->config().shift_logits);
-    EXPECT_EQ(model->config().rope_order, arch == Arch::Llama ? RopeOrder::Normal : RopeOrder::NeoX);
+    EXPECT_EQ(model->config().rope_order,
+              arch == Arch::Llama ? RopeOrder::Normal : RopeOrder::NeoX);
     ForwardOptions options;
     options.mask = MaskMode::Causal;
     RefOptions ref;
     ref.mask = RefMask::Causal;
     const auto tokens = random_tokens(19, model->config().vocab_size, 8);
-    EXPECT_LE(max_abs_diff(run(*model, tokens, options), ReferenceModel(path).forward(tokens, ref)), kFloatBound)
+    EXPECT_LE(max_abs_diff(run(*model, tokens, options), ReferenceModel(path).forward(tokens, ref)),
+              kFloatBound)
         << arch_name(arch);
   }
 }
@@ -299,15 +314,19 @@ TEST(Forward, CachedPrefixGivesTheFullPassSuffixRows) {
 
       ForwardOptions use = options;
       use.cache = &cache;
-      for (int repeat = 0; repeat < 2; ++repeat) {  // a non-appending pass leaves the cache as it was
+      for (int repeat = 0; repeat < 2;
+           ++repeat) {  // a non-appending pass leaves the cache as it was
         const auto suffix_logits = run(*model, suffix, use);
         const size_t offset = prefix.size() * static_cast<size_t>(V);
-        const testing::Diff d = testing::compare(suffix_logits.data(), full.data() + offset, suffix_logits.size());
-        EXPECT_LE(d.max_abs, 1e-4) << variant_name(v) << " mask " << static_cast<int>(mask) << " repeat " << repeat;
+        const testing::Diff d =
+            testing::compare(suffix_logits.data(), full.data() + offset, suffix_logits.size());
+        EXPECT_LE(d.max_abs, 1e-4)
+            << variant_name(v) << " mask " << static_cast<int>(mask) << " repeat " << repeat;
         EXPECT_EQ(cache.n_tokens, 12);
         EXPECT_EQ(cache.k[1], k_before);
       }
-      const testing::Diff d = testing::compare(prefix_logits.data(), full.data(), prefix_logits.size());
+      const testing::Diff d =
+          testing::compare(prefix_logits.data(), full.data(), prefix_logits.size());
       EXPECT_LE(d.max_abs, 1e-4);
 
       // Appending the suffix too, then one more token, still follows the full pass.
@@ -318,7 +337,8 @@ TEST(Forward, CachedPrefixGivesTheFullPassSuffixRows) {
       longer.push_back(3);
       const auto full_longer = run(*model, longer, options);
       const auto last = run(*model, {3}, use);
-      const testing::Diff dl = testing::compare(last.data(), full_longer.data() + 20 * V, static_cast<size_t>(V));
+      const testing::Diff dl =
+          testing::compare(last.data(), full_longer.data() + 20 * V, static_cast<size_t>(V));
       EXPECT_LE(dl.max_abs, 1e-4) << variant_name(v);
       cache.clear();
       EXPECT_EQ(cache.n_tokens, 0);
@@ -335,8 +355,10 @@ TEST(Forward, ThreadCountDoesNotChangeLogits) {
       const auto one = run(*model, tokens, ForwardOptions{}, 1);
       const auto two = run(*model, tokens, ForwardOptions{}, 2);
       const auto three = run(*model, tokens, ForwardOptions{}, 3);
-      EXPECT_EQ(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)), 0) << variant_name(v);
-      EXPECT_EQ(std::memcmp(one.data(), three.data(), one.size() * sizeof(float)), 0) << variant_name(v);
+      EXPECT_EQ(std::memcmp(one.data(), two.data(), one.size() * sizeof(float)), 0)
+          << variant_name(v);
+      EXPECT_EQ(std::memcmp(one.data(), three.data(), one.size() * sizeof(float)), 0)
+          << variant_name(v);
     }
   }
 }
@@ -435,10 +457,29 @@ TEST(Init, NamedShapes) {
   EXPECT_NEAR(params / 1e6, 162, 2);
 }
 
+// "default" is the shipped model's shape, field for field.
+TEST(Init, DefaultShapeIsTheShippedModel) {
+  const ModelConfig want =
+      Model::load(std::string(RUVDLLM_SOURCE_DIR) + "/models/default.gguf")->config();
+  const ModelConfig got = shape_config(Arch::LLaDA, "default");
+  EXPECT_EQ(got.vocab_size, want.vocab_size);
+  EXPECT_EQ(got.n_embd, want.n_embd);
+  EXPECT_EQ(got.n_layer, want.n_layer);
+  EXPECT_EQ(got.n_head, want.n_head);
+  EXPECT_EQ(got.n_head_kv, want.n_head_kv);
+  EXPECT_EQ(got.head_dim, want.head_dim);
+  EXPECT_EQ(got.n_ff, want.n_ff);
+  EXPECT_EQ(got.context_length, want.context_length);
+  EXPECT_EQ(got.rope_base, want.rope_base);
+  EXPECT_EQ(got.mask_token_id, want.mask_token_id);
+  EXPECT_EQ(got.eos_token_id, want.eos_token_id);
+}
+
 TEST(Init, ActivationBytesCoverScratchAndLogits) {
   auto model = Model::load(model_path(Variant::MoE, TensorType::F32));
   const ModelConfig& c = model->config();
-  EXPECT_GE(model->activation_bytes(256), 256u * static_cast<size_t>(c.vocab_size + 3 * c.n_embd) * sizeof(float));
+  EXPECT_GE(model->activation_bytes(256),
+            256u * static_cast<size_t>(c.vocab_size + 3 * c.n_embd) * sizeof(float));
   EXPECT_LT(model->activation_bytes(16), model->activation_bytes(256));
 }
 
