@@ -8,6 +8,8 @@
 #include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <vector>
 
 #include "cuda/cuda_check.h"
@@ -27,6 +29,29 @@ void launch_choose_top(const Proposal* proposals, const void* jobs, int64_t n, i
 }  // namespace detail
 
 namespace {
+
+// A value that occurs twice in `values`, if any. The values are canvas rows and positions:
+// when they span a range of at most 8 per value, a bitmap answers in one pass (a per-step
+// check must not cost what the step's sampling does); otherwise a sorted copy does.
+std::optional<int64_t> first_repeated(std::span<const int64_t> values) {
+  if (values.size() < 2) return std::nullopt;
+  const auto [lo, hi] = std::minmax_element(values.begin(), values.end());
+  const auto range = static_cast<uint64_t>(*hi) - static_cast<uint64_t>(*lo);
+  if (range < 8 * values.size()) {
+    std::vector<bool> seen(range + 1, false);
+    for (const int64_t v : values) {
+      const auto at = static_cast<size_t>(static_cast<uint64_t>(v) - static_cast<uint64_t>(*lo));
+      if (seen[at]) return v;
+      seen[at] = true;
+    }
+    return std::nullopt;
+  }
+  std::vector<int64_t> sorted(values.begin(), values.end());
+  std::sort(sorted.begin(), sorted.end());
+  const auto repeated = std::adjacent_find(sorted.begin(), sorted.end());
+  if (repeated != sorted.end()) return *repeated;
+  return std::nullopt;
+}
 
 bool is_ranking(Unmasking rule) {
   return rule == Unmasking::Confidence || rule == Unmasking::Margin || rule == Unmasking::Entropy;
@@ -67,10 +92,11 @@ size_t CudaRowSampler::launch_rows(float* logits, const float* uncond, int64_t n
       fail("CUDA sampler: row {} (entry {}) is outside [0, {})", rows[i], i, n_rows);
     }
   }
-  std::vector<int64_t> sorted(rows.begin(), rows.end());
-  std::sort(sorted.begin(), sorted.end());
-  if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) {
-    fail("CUDA sampler: rows must be distinct (each is modified in place)");
+  if (const auto repeated = first_repeated(rows)) {
+    fail(
+        "CUDA sampler: row {} is asked for twice (rows must be distinct: each is modified in "
+        "place)",
+        *repeated);
   }
   if (rows.empty()) return 0;
   if (logits == nullptr) fail("CUDA sampler: logits pointer is null");
@@ -143,10 +169,7 @@ void CudaRowSampler::sample_top(float* logits, const float* uncond, int64_t n_ro
       fail("CUDA sampler: position {} (entry {}) must be in [0, 2^63 - 1)", positions[i], i);
     }
   }
-  std::vector<int64_t> sorted(positions.begin(), positions.end());
-  std::sort(sorted.begin(), sorted.end());
-  const auto repeated = std::adjacent_find(sorted.begin(), sorted.end());
-  if (repeated != sorted.end()) {
+  if (const auto repeated = first_repeated(positions)) {
     fail("CUDA sampler: position {} is a candidate more than once", *repeated);
   }
   const size_t n =

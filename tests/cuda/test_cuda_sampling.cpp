@@ -91,8 +91,8 @@ std::set<int32_t> kept_set(const float* x, int64_t vocab, const SamplingOptions&
 
 struct Case {
   int64_t vocab;
-  int64_t rows;       // rows in the logits buffer
-  int64_t sampled;    // how many of them are sampled (in a scrambled order)
+  int64_t rows;     // rows in the logits buffer
+  int64_t sampled;  // how many of them are sampled (in a scrambled order)
 };
 
 struct RunResult {
@@ -112,7 +112,8 @@ RunResult run_both(const Case& c, const SamplingOptions& o, int64_t step, uint64
   std::vector<float> uncond;
   if (with_uncond) uncond = lm_rows(c.rows, c.vocab, seed + 1000);
   // A permutation (7 is coprime with every row count used here), cut to c.sampled rows.
-  for (int64_t i = 0; i < c.sampled; ++i) r.rows.push_back(((c.rows - 1 - 7 * i) % c.rows + c.rows) % c.rows);
+  for (int64_t i = 0; i < c.sampled; ++i)
+    r.rows.push_back(((c.rows - 1 - 7 * i) % c.rows + c.rows) % c.rows);
   std::vector<int64_t> positions;
   for (int64_t row : r.rows) positions.push_back(row * 3 + 11);
 
@@ -257,7 +258,8 @@ TEST_F(CudaSamplingTest, RowsModifiedInPlaceLikeCpu) {
     double worst = 0;
     for (int64_t i = 0; i < c.vocab; ++i) {
       if (i == o.mask_id) continue;
-      worst = std::max(worst, std::abs(double(got[i]) - want[i]) / (std::abs(double(want[i])) + 1e-3));
+      worst =
+          std::max(worst, std::abs(double(got[i]) - want[i]) / (std::abs(double(want[i])) + 1e-3));
     }
     EXPECT_LT(worst, 1e-6) << "row " << row;
   }
@@ -303,9 +305,9 @@ TEST_F(CudaSamplingTest, TiedRowsMatchCpu) {
     float top_p;
     bool gumbel;
   };
-  for (const TieMode& m : {TieMode{100, 1.0f, false}, TieMode{0, 0.5f, false},
-                           TieMode{0, 0.3f, true}, TieMode{3000, 0.7f, false},
-                           TieMode{0, 1.0f, false}}) {
+  for (const TieMode& m :
+       {TieMode{100, 1.0f, false}, TieMode{0, 0.5f, false}, TieMode{0, 0.3f, true},
+        TieMode{3000, 0.7f, false}, TieMode{0, 1.0f, false}}) {
     SamplingOptions o;
     o.temperature = 1.0f;
     o.top_k = m.top_k;
@@ -323,8 +325,7 @@ TEST_F(CudaSamplingTest, TiedRowsMatchCpu) {
     for (int64_t r = 0; r < rows; ++r) {
       const Proposal want = sample_position(logits.data() + r * vocab, vocab, o, 2, r, scratch);
       equal += out[static_cast<size_t>(r)].token == want.token;
-      EXPECT_NEAR(out[static_cast<size_t>(r)].confidence, want.confidence,
-                  1e-5 * want.confidence);
+      EXPECT_NEAR(out[static_cast<size_t>(r)].confidence, want.confidence, 1e-5 * want.confidence);
     }
     EXPECT_GE(equal, rows - 1) << "top_k " << m.top_k << " top_p " << m.top_p;
   }
@@ -338,8 +339,8 @@ TEST_F(CudaSamplingTest, DegenerateRowsMatchCpu) {
   for (int64_t i = 0; i < vocab; i += 3) {  // NaNs are ignored
     logits[static_cast<size_t>(2 * vocab + i)] = std::numeric_limits<float>::quiet_NaN();
   }
-  for (Unmasking rule : {Unmasking::Confidence, Unmasking::Margin, Unmasking::Entropy,
-                         Unmasking::Origin}) {
+  for (Unmasking rule :
+       {Unmasking::Confidence, Unmasking::Margin, Unmasking::Entropy, Unmasking::Origin}) {
     for (float temperature : {0.0f, 0.9f}) {
       SamplingOptions o;
       o.rule = rule;
@@ -601,6 +602,14 @@ TEST(CudaSamplingArguments, SampleTopBadArgumentsThrow) {
     FAIL() << "no error for a repeated position";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("position 9"), std::string::npos) << e.what();
+  }
+  // Positions too far apart for the bitmap check take the sorted path.
+  try {
+    sampler.sample_top(logits, nullptr, rows, std::vector<int64_t>{0, 1, 2},
+                       std::vector<int64_t>{5, int64_t{1} << 40, 5}, o, 0, 1, &out);
+    FAIL() << "no error for a repeated far-apart position";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("position 5"), std::string::npos) << e.what();
   }
   // No candidates: nothing committed, nothing touched.
   out.assign(2, Proposal{});
