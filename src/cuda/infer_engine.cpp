@@ -753,8 +753,16 @@ bool CudaInferEngine::propose_top(std::span<const int64_t> candidates, int64_t f
   return true;
 }
 
+void CudaInferEngine::warm_up() {
+  const auto n = static_cast<size_t>(std::min<int64_t>(256, impl_->config.context_length));
+  forward(std::vector<int32_t>(n, 0), ForwardOptions{});
+  impl_->n_tokens = 0;
+}
+
 CudaDenoiser::CudaDenoiser(const Model& model, const InferOptions& options)
-    : engine_(model.config(), model.weights(), options), device_(options.device) {}
+    : engine_(model.config(), model.weights(), options), device_(options.device) {
+  engine_.warm_up();
+}
 
 std::string CudaDenoiser::description() const {
   return "cuda:" + std::to_string(device_) + ", " + engine_.device_name();

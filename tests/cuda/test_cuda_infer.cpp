@@ -220,6 +220,14 @@ TEST_F(CudaInfer, GraphReplayEqualsEagerLaunches) {
   }
   EXPECT_EQ(graphed.graphs_captured(), 1);
   EXPECT_EQ(eager.graphs_captured(), 0);
+  // The warm-up pass runs eagerly, captures nothing and leaves no logits to sample.
+  cuda::CudaInferEngine warmed(model->config(), model->weights(), graph_options);
+  warmed.warm_up();
+  EXPECT_EQ(warmed.graphs_captured(), 0);
+  std::vector<float> none(static_cast<size_t>(model->config().vocab_size));
+  EXPECT_THROW(warmed.copy_logits(none.data()), Error);
+  EXPECT_EQ(gpu_logits(warmed, random_tokens(model->config(), 50, 1), o),
+            gpu_logits(eager, random_tokens(model->config(), 50, 1), o));
   // A model this small always fits dequantized, which Auto then prefers.
   EXPECT_EQ(cuda::CudaInferEngine(model->config(), model->weights()).weight_mode(),
             cuda::WeightMode::Dense);

@@ -82,6 +82,11 @@ class CudaInferEngine {
   // Forward passes captured as CUDA graphs so far (one per distinct shape).
   int64_t graphs_captured() const;
 
+  // One throw-away pass of min(256, context) positions, so that the kernels it needs (cuBLAS
+  // loads each on first use) are loaded before the first real step, as llama.cpp's warm-up run
+  // does. It leaves no logits behind: propose() needs a real pass first.
+  void warm_up();
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
@@ -90,6 +95,7 @@ class CudaInferEngine {
 // The GPU denoiser `generate` runs on.
 class CudaDenoiser final : public Denoiser {
  public:
+  // Loads the weights and runs the engine's warm-up pass.
   CudaDenoiser(const Model& model, const InferOptions& options = {});
   const ModelConfig& config() const override { return engine_.config(); }
   std::string description() const override;
