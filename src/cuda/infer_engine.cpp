@@ -80,6 +80,7 @@ struct Linear {
 // The buffers whose element type is the GEMMs' operand type: bf16, or f32 in Precision::F32.
 template <typename Op>
 struct Operands {
+  using Element = Op;
   DeviceArray<Op> xn, shifted, qkv, q, k, v, att, gate_up, h;
   DeviceArray<Op> weight_scratch;  // one dequantized matrix (Quantized mode)
   // KV cache: keys and values of cached positions per layer, [n_head_kv][context][head_dim],
@@ -155,6 +156,15 @@ struct CudaInferEngine::Impl {
   Operands<bf16> half;
   Operands<float> full;
   bool exact() const { return options.precision == Precision::F32; }
+  // Calls f with the operand buffers of the engine's precision (only those are ever sized).
+  template <typename F>
+  void with_operands(F&& f) {
+    if (exact()) {
+      f(full);
+    } else {
+      f(half);
+    }
+  }
   template <typename Op>
   Operands<Op>& ops() {
     if constexpr (std::is_same_v<Op, float>) {
@@ -214,11 +224,7 @@ struct CudaInferEngine::Impl {
   const Op* weight_of(Linear& lin);
   void reserve(int64_t n);
   void encode_pass(const PassShape& pass) {
-    if (exact()) {
-      encode<float>(pass);
-    } else {
-      encode<bf16>(pass);
-    }
+    with_operands([&](auto& o) { encode<typename std::decay_t<decltype(o)>::Element>(pass); });
   }
   template <typename Op>
   void encode(const PassShape& pass);
@@ -243,18 +249,20 @@ void CudaInferEngine::Impl::upload_linear(Linear* lin,
                      std::all_of(parts.begin(), parts.end(),
                                  [](const TensorView* t) { return is_float_type(t->type); });
   const auto elements = static_cast<size_t>(lin->out * lin->in);
-  if (dense) (exact() ? lin->dense_f32.reserve(elements) : lin->dense.reserve(elements));
+  // The dense matrix in the engine's operand type.
+  auto dense_matrix = [&](auto& o) -> auto& {
+    return lin->dense_of<typename std::decay_t<decltype(o)>::Element>();
+  };
+  if (dense) with_operands([&](auto& o) { dense_matrix(o).reserve(elements); });
   int64_t row0 = 0;
   for (const TensorView* t : parts) {
     DeviceArray<uint8_t> blocks(t->nbytes);
     upload(blocks.data(), t->data, t->nbytes, stream);
     if (dense) {
-      if (exact()) {
-        dequantize(lin->dense_f32.data() + row0 * lin->in, blocks.data(), t->type, t->rows(),
+      with_operands([&](auto& o) {
+        dequantize(dense_matrix(o).data() + row0 * lin->in, blocks.data(), t->type, t->rows(),
                    lin->in);
-      } else {
-        dequantize(lin->dense.data() + row0 * lin->in, blocks.data(), t->type, t->rows(), lin->in);
-      }
+      });
       check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
     } else {
       lin->quantized.push_back({blocks.data(), t->type, row0, t->rows()});
@@ -319,11 +327,7 @@ void CudaInferEngine::Impl::prepare_cache(KVCache& cache, const ForwardOptions& 
     }
     o.cache_last_hidden.reserve(static_cast<size_t>(c.n_embd));
   };
-  if (exact()) {
-    allocate(full);
-  } else {
-    allocate(half);
-  }
+  with_operands(allocate);
   pass->use_cache = true;
   pass->append = o.append_to_cache;
   pass->past = cached;
@@ -364,11 +368,7 @@ void CudaInferEngine::Impl::reserve(int64_t n) {
     o.gate_up.reserve(T * 2 * F);
     o.h.reserve(T * F);
   };
-  if (exact()) {
-    size(full);
-  } else {
-    size(half);
-  }
+  with_operands(size);
   capacity = n;
 }
 
@@ -588,13 +588,10 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
   m.cos_sin.reserve(table.size());
   upload(m.cos_sin.data(), table.data(), table.size() * sizeof(float2), m.stream);
   check_cuda(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize (weights upload)");
-  if (m.exact()) {
-    m.full.weight_scratch.reserve(m.scratch_elements);
-    m.weight_bytes += m.full.weight_scratch.bytes();
-  } else {
-    m.half.weight_scratch.reserve(m.scratch_elements);
-    m.weight_bytes += m.half.weight_scratch.bytes();
-  }
+  m.with_operands([&](auto& o) {
+    o.weight_scratch.reserve(m.scratch_elements);
+    m.weight_bytes += o.weight_scratch.bytes();
+  });
 }
 
 CudaInferEngine::~CudaInferEngine() = default;

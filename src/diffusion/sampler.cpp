@@ -156,8 +156,7 @@ const std::vector<Proposal>& Sampler::step(const RowProposer& propose, const Top
       }
       committed_.clear();  // a declining chooser may have left something behind
       propose(candidates, &proposals_);
-      choose_top(proposals_, std::min(transfer.count, n), options_.alg_temp, options_.seed, step,
-                 &chosen_);
+      choose_top(proposals_, count, options_.alg_temp, options_.seed, step, &chosen_);
       for (size_t i : chosen_) committed_.push_back(proposals_[i]);
       return committed_;
     }

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cuda_test_util.h"
+#include "cuda_train_test_util.h"
 #include "ruvdllm/core/error.h"
 #include "ruvdllm/core/thread_pool.h"
 #include "ruvdllm/cuda/multi_gpu.h"
@@ -34,7 +35,8 @@ class MultiGpu : public testing::CudaTest {
   void SetUp() override {
     testing::CudaTest::SetUp();
     if (IsSkipped()) return;
-    if (cuda::device_count() < 2) GTEST_SKIP() << "skipped, needs 2 GPUs, found " << cuda::device_count();
+    if (cuda::device_count() < 2)
+      GTEST_SKIP() << "skipped, needs 2 GPUs, found " << cuda::device_count();
     std::string why;
     if (!cuda::nccl_available(&why)) GTEST_SKIP() << "skipped: " << why;
   }
@@ -100,23 +102,13 @@ ModelConfig tiny_config() {
 }
 
 train::Batch make_batch(const ModelConfig& c, int64_t n_seq, int64_t seq_len, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(c.vocab_size - 1));
-  std::uniform_real_distribution<float> weight(0.5f, 1.5f);
-  train::Batch b;
-  b.n_seq = n_seq;
-  b.seq_len = seq_len;
-  for (int64_t i = 0; i < n_seq * seq_len; ++i) {
-    b.inputs.push_back(token(rng));
-    b.targets.push_back(static_cast<int32_t>((b.inputs.back() * 7 + 3) % c.vocab_size));
-    b.weights.push_back(rng() % 2 == 0 ? weight(rng) : 0.0f);
-  }
-  return b;
+  return testing::random_batch(c, n_seq, seq_len, seed, testing::BatchTargets::FromInputs);
 }
 
 std::vector<float> flat_values(const train::TrainModel& model) {
   std::vector<float> out;
-  for (const train::Parameter& p : model.parameters()) out.insert(out.end(), p.value.begin(), p.value.end());
+  for (const train::Parameter& p : model.parameters())
+    out.insert(out.end(), p.value.begin(), p.value.end());
   return out;
 }
 
@@ -142,11 +134,13 @@ TrainRun train_on(const std::vector<int>& devices, int64_t steps) {
     double scored = 0;
     for (float w : b.weights) scored += w;
     model->zero_grad();
-    run.losses.push_back(model->forward_backward(b, static_cast<float>(1.0 / scored), pool) / scored);
+    run.losses.push_back(model->forward_backward(b, static_cast<float>(1.0 / scored), pool) /
+                         scored);
     run.norms.push_back(model->device_optimizer_step(3e-3, 1.0));
   }
   EXPECT_EQ(opt.steps_done(), steps);
-  for (int64_t r = 0; r < model->n_replicas(); ++r) run.replicas.push_back(model->replica_values(r));
+  for (int64_t r = 0; r < model->n_replicas(); ++r)
+    run.replicas.push_back(model->replica_values(r));
   model->sync_from_device();
   run.weights = flat_values(*model);
   return run;
@@ -159,8 +153,10 @@ TEST_F(MultiGpu, TwoGpusTrainLikeOneWithTheSameGlobalBatch) {
   ASSERT_EQ(one.losses.size(), two.losses.size());
   double worst_loss = 0, worst_norm = 0;
   for (size_t s = 0; s < one.losses.size(); ++s) {
-    worst_loss = std::max(worst_loss, std::abs(two.losses[s] - one.losses[s]) / std::abs(one.losses[s]));
-    worst_norm = std::max(worst_norm, std::abs(two.norms[s] - one.norms[s]) / std::abs(one.norms[s]));
+    worst_loss =
+        std::max(worst_loss, std::abs(two.losses[s] - one.losses[s]) / std::abs(one.losses[s]));
+    worst_norm =
+        std::max(worst_norm, std::abs(two.norms[s] - one.norms[s]) / std::abs(one.norms[s]));
   }
   const double weight_err = rel_error(two.weights, one.weights);
   std::printf("  2 vs 1 GPU over %ld steps: loss %.2e, grad norm %.2e, weights %.2e (relative)\n",
@@ -189,7 +185,8 @@ TEST_F(MultiGpu, HostGradientsSumOverReplicasWithoutTheDeviceOptimizer) {
     model->zero_grad();
     losses.push_back(model->forward_backward(b, 0.01f, pool));
     std::vector<float> g;
-    for (const train::Parameter& p : model->parameters()) g.insert(g.end(), p.grad.begin(), p.grad.end());
+    for (const train::Parameter& p : model->parameters())
+      g.insert(g.end(), p.grad.begin(), p.grad.end());
     grads.push_back(std::move(g));
   }
   std::printf("  host gradients, 2 vs 1 GPU: %.2e relative\n", rel_error(grads[1], grads[0]));

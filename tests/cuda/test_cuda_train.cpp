@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cuda_test_util.h"
+#include "cuda_train_test_util.h"
 #include "ruvdllm/core/error.h"
 #include "ruvdllm/core/thread_pool.h"
 #include "ruvdllm/cuda/train_engine.h"
@@ -107,18 +108,7 @@ std::vector<cuda::HostTensor> host_tensors(train::TrainModel& model) {
 }
 
 train::Batch make_batch(const ModelConfig& c, int64_t n_seq, int64_t seq_len, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(c.vocab_size - 1));
-  std::uniform_real_distribution<float> weight(0.5f, 1.5f);
-  train::Batch b;
-  b.n_seq = n_seq;
-  b.seq_len = seq_len;
-  for (int64_t i = 0; i < n_seq * seq_len; ++i) {
-    b.inputs.push_back(token(rng));
-    b.targets.push_back(token(rng));
-    b.weights.push_back(rng() % 2 == 0 ? weight(rng) : 0.0f);
-  }
-  return b;
+  return testing::random_batch(c, n_seq, seq_len, seed, testing::BatchTargets::Random);
 }
 
 std::vector<std::vector<float>> snapshot_grads(train::TrainModel& model) {
@@ -159,10 +149,10 @@ TEST_P(CudaTrain, LossGradientsAndLogitsMatchCpu) {
     bool bf16_attention;
     const char* name;
   };
-  for (const Mode mode : {Mode{MatmulPrecision::F32, false, "f32"},
-                          Mode{MatmulPrecision::TF32, false, "tf32"},
-                          Mode{MatmulPrecision::BF16, false, "bf16-tf32-attn"},
-                          Mode{MatmulPrecision::BF16, true, "bf16"}}) {
+  for (const Mode mode :
+       {Mode{MatmulPrecision::F32, false, "f32"}, Mode{MatmulPrecision::TF32, false, "tf32"},
+        Mode{MatmulPrecision::BF16, false, "bf16-tf32-attn"},
+        Mode{MatmulPrecision::BF16, true, "bf16"}}) {
     const MatmulPrecision precision = mode.precision;
     const Bounds bound = bounds_for(precision);
     SCOPED_TRACE(mode.name);
@@ -188,8 +178,7 @@ TEST_P(CudaTrain, LossGradientsAndLogitsMatchCpu) {
     std::printf(
         "  %-12s %-14s loss %.6f vs cpu %.6f (rel %.1e); worst gradient %s rel %.1e; logits rel "
         "%.1e\n",
-        tc.name, mode.name, loss, cpu_loss, loss_error, worst_name.c_str(), worst,
-        logit_error);
+        tc.name, mode.name, loss, cpu_loss, loss_error, worst_name.c_str(), worst, logit_error);
     EXPECT_LT(loss_error, bound.loss);
     EXPECT_LT(logit_error, bound.logits);
     const double eval_loss =
@@ -376,7 +365,8 @@ TEST_F(CudaEngine, DeviceAdamWStepMatchesTheCpuOptimizer) {
     const double cpu_norm = cpu.clip_gradients(max_norm, pool);
     cpu.step(lr, pool);
     train::AdamWOptions o = options;
-    const double gpu_norm = engine.adamw_step({lr, o.beta1, o.beta2, o.eps, o.weight_decay, t, max_norm});
+    const double gpu_norm =
+        engine.adamw_step({lr, o.beta1, o.beta2, o.eps, o.weight_decay, t, max_norm});
     EXPECT_NEAR(gpu_norm, cpu_norm, 1e-9 * cpu_norm);
     engine.download_values();
     double worst = 0;
@@ -392,10 +382,11 @@ TEST_F(CudaEngine, DeviceAdamWStepMatchesTheCpuOptimizer) {
       for (size_t j = 0; j < values[i].size(); ++j) differing += values[i][j] != p.value[j];
       total += static_cast<int64_t>(values[i].size());
     }
-    std::printf("  AdamW step %ld (max_norm %g): norm %.9g vs cpu %.9g; worst rel %.1e; %ld of %ld "
-                "values not bit-identical\n",
-                static_cast<long>(t), max_norm, gpu_norm, cpu_norm, worst,
-                static_cast<long>(differing), static_cast<long>(total));
+    std::printf(
+        "  AdamW step %ld (max_norm %g): norm %.9g vs cpu %.9g; worst rel %.1e; %ld of %ld "
+        "values not bit-identical\n",
+        static_cast<long>(t), max_norm, gpu_norm, cpu_norm, worst, static_cast<long>(differing),
+        static_cast<long>(total));
   }
   // Misuse is an Error, not a crash.
   std::vector<float> m(4), v(4);
