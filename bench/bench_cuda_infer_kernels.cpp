@@ -2,6 +2,9 @@
 // gate/up projection). bytes_per_second counts the bytes read (the blocks) plus the bytes
 // written (2 per value): the kernel should run near the device's memory bandwidth. Three
 // copies of the weights are cycled so the blocks come from DRAM, not from the 50 MB L2.
+// Then the element-wise kernels between an 8B step's GEMMs (BM_Step*/rows), at 256 and 512
+// rows: each is tiny, so what matters is how close to its bytes ÷ bandwidth it gets, and how
+// much of a step's time the 32 layers' launches of it add up to.
 // Device time per launch comes from CUDA events (manual time).
 //   bench_cuda_infer_kernels --benchmark_min_time=0.2s
 #include <benchmark/benchmark.h>
@@ -15,6 +18,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda_bench_main.h"
@@ -107,7 +111,103 @@ void BM_DequantizeToBf16(benchmark::State& state, TensorType type) {
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// An 8B LLaDA layer's activation widths.
+constexpr int64_t kWidth = 4096, kHeads = 32, kHeadDim = 128, kFfn = 12288;
+
+template <typename T>
+DeviceArray<T> filled_device(size_t n, float scale, uint32_t seed) {
+  std::vector<T> host(n);
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(-scale, scale);
+  for (auto& h : host) {
+    const float v = dist(rng);
+    if constexpr (sizeof(T) == 2) {
+      const uint16_t b = ruvdllm::f32_to_bf16(v);
+      std::memcpy(&h, &b, 2);
+    } else {
+      h = v;
+    }
+  }
+  DeviceArray<T> d(n);
+  check_cuda(cudaMemcpy(d.data(), host.data(), n * sizeof(T), cudaMemcpyHostToDevice),
+             "cudaMemcpy");
+  return d;
+}
+
+// Times `launch` (one kernel on the default stream) by events around 20 launches; `moved` is
+// the bytes one launch must read plus write.
+template <typename Launch>
+void time_launches(benchmark::State& state, int64_t moved, Launch launch) {
+  constexpr int kLaunches = 20;
+  cudaEvent_t start, stop;
+  check_cuda(cudaEventCreate(&start), "cudaEventCreate");
+  check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
+  launch();
+  check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+  for (auto _ : state) {
+    check_cuda(cudaEventRecord(start, nullptr), "cudaEventRecord");
+    for (int i = 0; i < kLaunches; ++i) launch();
+    check_cuda(cudaEventRecord(stop, nullptr), "cudaEventRecord");
+    check_cuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    float ms = 0;
+    check_cuda(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+    state.SetIterationTime(ms / 1e3 / kLaunches);
+  }
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  state.SetBytesProcessed(state.iterations() * moved);
+}
+
+// The residual add of two split-K partials and the RMSNorm that feeds the next product.
+void BM_StepResidualRmsnorm(benchmark::State& state) {
+  const int64_t rows = state.range(0);
+  auto x = filled_device<float>(rows * kWidth, 1.0f, 1);
+  auto partials = filled_device<float>(2 * rows * kWidth, 1.0f, 2);
+  auto w = filled_device<float>(kWidth, 1.0f, 3);
+  DeviceArray<bf16> y(rows * kWidth);
+  time_launches(state, rows * kWidth * (4 * 2 + 4 * 2 + 2), [&] {
+    residual_rmsnorm_rows(y.data(), x.data(), partials.data(), 2, w.data(), rows, kWidth, 1e-5f,
+                          nullptr);
+  });
+}
+
+void BM_StepSplitQkvRope(benchmark::State& state) {
+  const int64_t rows = state.range(0);
+  const int64_t qkv_width = 3 * kWidth;
+  auto qkv = filled_device<bf16>(rows * qkv_width, 1.0f, 4);
+  auto cos_sin = filled_device<float>(rows * kHeadDim, 1.0f, 5);
+  DeviceArray<bf16> q(rows * kWidth), k(rows * kWidth), v(rows * kWidth);
+  QkvLayout layout;
+  layout.seq_len = layout.kv_rows = rows;
+  layout.n_head = layout.n_head_kv = kHeads;
+  layout.head_dim = kHeadDim;
+  time_launches(state, rows * qkv_width * 2 * 2, [&] {
+    split_qkv_heads(q.data(), k.data(), v.data(), qkv.data(), nullptr, nullptr, nullptr,
+                    reinterpret_cast<const float2*>(cos_sin.data()), layout, nullptr);
+  });
+}
+
+void BM_StepSwiglu(benchmark::State& state) {
+  const int64_t rows = state.range(0);
+  auto gate_up = filled_device<bf16>(rows * 2 * kFfn, 2.0f, 6);
+  DeviceArray<bf16> h(rows * kFfn);
+  time_launches(state, rows * kFfn * (2 * 2 + 2), [&] {
+    swiglu_rows(h.data(), gate_up.data(), rows, kFfn, nullptr);
+  });
+}
+
 void register_all() {
+  const std::pair<const char*, void (*)(benchmark::State&)> step_kernels[] = {
+      {"BM_StepResidualRmsnorm", BM_StepResidualRmsnorm},
+      {"BM_StepSplitQkvRope", BM_StepSplitQkvRope},
+      {"BM_StepSwiglu", BM_StepSwiglu}};
+  for (const auto& [name, bm] : step_kernels) {
+    benchmark::RegisterBenchmark(name, bm)
+        ->Arg(256)
+        ->Arg(512)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond);
+  }
   for (const TensorType type : {TensorType::Q4_K, TensorType::Q8_0, TensorType::Q6_K,
                                 TensorType::Q4_0, TensorType::Q5_K, TensorType::F16}) {
     benchmark::RegisterBenchmark(

@@ -199,25 +199,177 @@ __global__ void __launch_bounds__(kHeadThreads)
   }
 }
 
-__device__ inline float silu_times(float g, float u) { return g / (1.0f + expf(-g)) * u; }
+// Eight values of a row (p aligned to eight of them), and the matching stores.
+__device__ inline void load8(float (&x)[8], const float* p) {
+  const float4 a = load4(p), b = load4(p + 4);
+  x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w, x[4] = b.x, x[5] = b.y, x[6] = b.z, x[7] = b.w;
+}
+__device__ inline void load8(float (&x)[8], const bf16* p) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const uint32_t words[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    __nv_bfloat162 pair;
+    memcpy(&pair, &words[i], sizeof(pair));
+    const float2 f = __bfloat1622float2(pair);
+    x[2 * i] = f.x, x[2 * i + 1] = f.y;
+  }
+}
+__device__ inline void load4(float* x, const float* p) {
+  const float4 a = *reinterpret_cast<const float4*>(p);
+  x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w;
+}
+__device__ inline void load4(float* x, const bf16* p) {
+  const float4 a = load4(p);
+  x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w;
+}
+__device__ inline void store8(bf16* dst, const float (&x)[8]) {
+  *reinterpret_cast<uint4*>(dst) =
+      make_uint4(bits_of(__floats2bfloat162_rn(x[0], x[1])), bits_of(__floats2bfloat162_rn(x[2], x[3])),
+                 bits_of(__floats2bfloat162_rn(x[4], x[5])), bits_of(__floats2bfloat162_rn(x[6], x[7])));
+}
+__device__ inline void store8(float* dst, const float (&x)[8]) {
+  store4(dst, x[0], x[1], x[2], x[3]);
+  store4(dst + 4, x[4], x[5], x[6], x[7]);
+}
 
-// kVector: width % 4 == 0, gate_up aligned to four values, h 8-byte aligned; 4 values per
-// thread.
+__device__ inline void rotate_pair(float& x0, float& x1, float2 cos_sin) {
+  const float y0 = x0 * cos_sin.x - x1 * cos_sin.y;
+  x1 = x0 * cos_sin.y + x1 * cos_sin.x;
+  x0 = y0;
+}
+
+// The vector path of split_qkv_heads, for head dims D with D / 8 a power of two up to 32: a
+// thread owns the RoPE pairs [4g, 4g + 4) of one head, which are the eight values [8g, 8g + 8)
+// in Normal order and [4g, 4g + 4) plus [D/2 + 4g, D/2 + 4g + 4) in NeoX order, so every load
+// and store is 8 or 16 bytes. A head's D / 8 threads are consecutive lanes of one warp and sum
+// its squares (for the q/k norm) by shuffles. One token row per blockIdx.x. The warp-per-head
+// kernel above moved 2-byte values and reached about a quarter of the copy rate at 8B's shape.
+template <typename In, typename Out>
+__global__ void __launch_bounds__(kFlatThreads)
+    split_qkv_heads_vec_kernel(Out* q, Out* k, Out* v, const In* qkv, const float* bias,
+                               const float* q_norm, const float* k_norm, const float2* cos_sin,
+                               QkvParams p, int lanes_per_head) {
+  const int64_t token = blockIdx.x;
+  const int64_t slots = p.n_head + 2 * p.n_head_kv;
+  const int idx = blockIdx.y * kFlatThreads + threadIdx.x;
+  const int64_t slot = idx / lanes_per_head;
+  const int g = idx % lanes_per_head;
+  // Threads past the last head stay for the shuffles (a head's lanes all stay or all leave,
+  // but a warp may hold both kinds) and touch no memory.
+  const bool active = slot < slots;
+  const int64_t seq = token / p.seq_len, pos = token % p.seq_len;
+  const int64_t D = p.head_dim, half = D / 2;
+  const In* src = qkv + (token * slots + slot) * D;
+  const float* b = bias ? bias + slot * D : nullptr;
+  const bool neox = p.neox;
+  // This thread's values are two runs of four in the head, at lo and hi (adjacent in Normal
+  // order).
+  const int64_t lo = neox ? 4 * g : 8 * g;
+  const int64_t hi = neox ? half + 4 * g : 8 * g + 4;
+
+  float x[8] = {};  // x[0..3] from lo, x[4..7] from hi
+  const float* norm_w = nullptr;
+  Out* dst = nullptr;
+  bool rotate = false;
+  if (active) {
+    if (neox) {
+      load4(x, src + lo);
+      load4(x + 4, src + hi);
+    } else {
+      load8(x, src + lo);
+    }
+    if (b) {
+      float bv[8];
+      load4(bv, b + lo);
+      load4(bv + 4, b + hi);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) x[i] += bv[i];
+    }
+    if (slot < p.n_head) {
+      norm_w = q_norm;
+      rotate = true;
+      dst = q + ((seq * p.n_head + slot) * p.seq_len + pos) * D;
+    } else {
+      const bool is_k = slot < p.n_head + p.n_head_kv;
+      const int64_t h = slot - p.n_head - (is_k ? 0 : p.n_head_kv);
+      norm_w = is_k ? k_norm : nullptr;
+      rotate = is_k;
+      dst = (is_k ? k : v) + ((seq * p.n_head_kv + h) * p.kv_rows + p.kv_row0 + pos) * D;
+    }
+    rotate = rotate && cos_sin;
+  }
+  // Whether to reduce is the same for the whole launch, so every lane joins the shuffles; heads
+  // without a norm (v, or all when there is none) ignore the sum.
+  if (q_norm || k_norm) {
+    float ss = 0.0f;
+    if (norm_w) {
+#pragma unroll
+      for (int i = 0; i < 8; ++i) ss += x[i] * x[i];
+    }
+    for (int offset = lanes_per_head / 2; offset > 0; offset >>= 1)
+      ss += __shfl_xor_sync(0xffffffffu, ss, offset);
+    if (norm_w) {
+      const float inv_rms = 1.0f / sqrtf(ss / static_cast<float>(D) + p.eps);
+      float w[8];
+      load4(w, norm_w + lo);
+      load4(w + 4, norm_w + hi);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) x[i] = x[i] * inv_rms * w[i];
+    }
+  }
+  if (!active) return;
+  if (rotate) {
+    // Pair j's angle is entry 4g + j of the position's table row.
+    const float4* angles = reinterpret_cast<const float4*>(cos_sin + (p.pos0 + pos) * half + 4 * g);
+    const float4 a01 = angles[0], a23 = angles[1];
+    const float2 cs[4] = {{a01.x, a01.y}, {a01.z, a01.w}, {a23.x, a23.y}, {a23.z, a23.w}};
+    // Pair j is (x[j], x[4 + j]) in NeoX order, (x[2j], x[2j + 1]) in Normal order. The two
+    // loops keep every index a constant: an index chosen at run time would put x in local memory.
+    if (neox) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) rotate_pair(x[j], x[4 + j], cs[j]);
+    } else {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) rotate_pair(x[2 * j], x[2 * j + 1], cs[j]);
+    }
+  }
+  if (neox) {
+    store4(dst + lo, x[0], x[1], x[2], x[3]);
+    store4(dst + hi, x[4], x[5], x[6], x[7]);
+  } else {
+    store8(dst + lo, x);
+  }
+}
+
+// silu(g)·u in f32. For a bf16 result the exponential and the division run on the
+// special-function unit (relative error ~1e-7, far below bf16's 4e-3): the precise ones made the
+// kernel instruction-bound at 8B's shape. The f32 (exact) mode keeps expf and a true division.
+template <typename Out>
+__device__ inline float silu_times(float g, float u) {
+  if constexpr (sizeof(Out) == 2) return __fdividef(g, 1.0f + __expf(-g)) * u;
+  return g / (1.0f + expf(-g)) * u;
+}
+
+// One row per blockIdx.x, columns across blockIdx.y and the threads, so no thread divides by
+// the width. kVector: width % 4 == 0, gate_up aligned to four values, h 8-byte aligned; 4 values
+// per thread.
 template <bool kVector, typename In, typename Out>
-__global__ void swiglu_rows_kernel(Out* h, const In* gate_up, int64_t width, int64_t total) {
+__global__ void swiglu_rows_kernel(Out* h, const In* gate_up, int64_t width) {
   constexpr int kPer = kVector ? kVec : 1;
-  const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * kPer;
-  if (i >= total) return;
-  const int64_t r = i / width, c = i % width;
+  const int64_t r = blockIdx.x;
+  const int64_t c = (static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x) * kPer;
+  if (c >= width) return;
   const In* gate = gate_up + 2 * r * width + c;
   const In* up = gate + width;
+  Out* out = h + r * width + c;
   if constexpr (kVector) {
     const float4 g = load4(gate);
     const float4 u = load4(up);
-    store4(h + i, silu_times(g.x, u.x), silu_times(g.y, u.y), silu_times(g.z, u.z),
-           silu_times(g.w, u.w));
+    store4(out, silu_times<Out>(g.x, u.x), silu_times<Out>(g.y, u.y), silu_times<Out>(g.z, u.z),
+           silu_times<Out>(g.w, u.w));
   } else {
-    store(h + i, silu_times(load(gate), load(up)));
+    store(out, silu_times<Out>(load(gate), load(up)));
   }
 }
 
@@ -280,9 +432,24 @@ void launch_split_qkv(Out* q, Out* k, Out* v, const In* qkv, const float* bias, 
   const QkvParams params{l.seq_len, l.n_head,  l.n_head_kv, l.head_dim,
                          l.pos0,    l.kv_rows, l.kv_row0,   l.order == RopeOrder::NeoX,
                          l.eps};
-  split_qkv_heads_kernel<In, Out>
-      <<<blocks_for(total, kHeadsPerBlock, "split_qkv_heads"), kHeadThreads, 0, stream>>>(
-          q, k, v, qkv, bias, q_norm, k_norm, cos_sin, params, total);
+  const int64_t lanes_per_head = l.head_dim / 8;
+  const int64_t tokens = l.n_seq * l.seq_len;
+  const int64_t row_threads = (l.n_head + 2 * l.n_head_kv) * lanes_per_head;
+  const bool vector_path = l.head_dim % 8 == 0 && lanes_per_head <= kWarp &&
+                           (lanes_per_head & (lanes_per_head - 1)) == 0 && aligned(qkv, 16) &&
+                           aligned(q, 16) && aligned(k, 16) && aligned(v, 16) &&
+                           aligned(bias, 16) && aligned(q_norm, 16) && aligned(k_norm, 16) &&
+                           aligned(cos_sin, 16) && tokens <= std::numeric_limits<int32_t>::max();
+  if (vector_path) {
+    const dim3 grid(static_cast<unsigned>(tokens),
+                    static_cast<unsigned>((row_threads + kFlatThreads - 1) / kFlatThreads));
+    split_qkv_heads_vec_kernel<In, Out><<<grid, kFlatThreads, 0, stream>>>(
+        q, k, v, qkv, bias, q_norm, k_norm, cos_sin, params, static_cast<int>(lanes_per_head));
+  } else {
+    split_qkv_heads_kernel<In, Out>
+        <<<blocks_for(total, kHeadsPerBlock, "split_qkv_heads"), kHeadThreads, 0, stream>>>(
+            q, k, v, qkv, bias, q_norm, k_norm, cos_sin, params, total);
+  }
   check_launch("split_qkv_heads");
 }
 
@@ -292,16 +459,22 @@ void launch_swiglu(Out* h, const In* gate_up, int64_t rows, int64_t width, cudaS
     throw_error("swiglu_rows: bad shape " + std::to_string(rows) + " rows of width " +
                 std::to_string(width));
   }
-  const int64_t total = rows * width;
-  if (total == 0) return;
-  if (width % kVec == 0 && aligned(gate_up, kVec * sizeof(In)) && aligned(h, kVec * sizeof(Out))) {
-    swiglu_rows_kernel<true, In, Out>
-        <<<blocks_for(total, int64_t{kFlatThreads} * kVec, "swiglu_rows"), kFlatThreads, 0,
-           stream>>>(h, gate_up, width, total);
+  if (rows == 0 || width == 0) return;
+  if (rows > std::numeric_limits<int32_t>::max()) {
+    throw_error("swiglu_rows: " + std::to_string(rows) + " rows are too many for one launch");
+  }
+  const bool vector = width % kVec == 0 && aligned(gate_up, kVec * sizeof(In)) &&
+                      aligned(h, kVec * sizeof(Out));
+  const int64_t per_block = int64_t{kFlatThreads} * (vector ? kVec : 1);
+  const int64_t column_blocks = (width + per_block - 1) / per_block;
+  if (column_blocks > 65535) {
+    throw_error("swiglu_rows: width " + std::to_string(width) + " is too large for one launch");
+  }
+  const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(column_blocks));
+  if (vector) {
+    swiglu_rows_kernel<true, In, Out><<<grid, kFlatThreads, 0, stream>>>(h, gate_up, width);
   } else {
-    swiglu_rows_kernel<false, In, Out>
-        <<<blocks_for(total, kFlatThreads, "swiglu_rows"), kFlatThreads, 0, stream>>>(h, gate_up,
-                                                                                      width, total);
+    swiglu_rows_kernel<false, In, Out><<<grid, kFlatThreads, 0, stream>>>(h, gate_up, width);
   }
   check_launch("swiglu_rows");
 }

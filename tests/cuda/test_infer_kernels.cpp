@@ -384,8 +384,10 @@ TEST_F(InferKernels, RmsnormToBf16MatchesCpu) {
   }
 }
 
-// silu in f32 (expf within 2 ulp, then a division and a product) stays within 1e-6 relative of
-// the f64 reference; bf16 rounding adds its half ulp.
+// silu for a bf16 result runs on the special-function unit: __expf's error grows with |x| (its
+// argument is rounded once, x·log2(e), then ex2.approx adds 2 ulp), about 1e-6 relative at the
+// ±12 tested here, and __fdividef adds 2 ulp. The whole stays within 4e-6 relative of the f64
+// reference; bf16 rounding adds its half ulp (200× more).
 TEST_F(InferKernels, SwigluToBf16MatchesCpu) {
   struct Shape {
     int64_t rows, width;
@@ -424,8 +426,7 @@ TEST_F(InferKernels, SwigluToBf16MatchesCpu) {
       const std::string label = std::string(bf16_input ? "bf16 " : "") + "swiglu " +
                                 std::to_string(sh.rows) + "x" + std::to_string(sh.width) + " +" +
                                 std::to_string(sh.offset);
-      // swiglu_reference rounds its f64 result to f32: half an f32 ulp more, inside the 1e-6.
-      EXPECT_EQ(count_outside(got, want, 1e-6, std::vector<double>(n, 1e-30), label), 0u);
+      EXPECT_EQ(count_outside(got, want, 4e-6, std::vector<double>(n, 1e-30), label), 0u);
     }
   }
 }
