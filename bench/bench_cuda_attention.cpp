@@ -3,8 +3,9 @@
 // the H100's dense bf16 peak of about 700–800 TFLOP/s. Shapes: LLaDA-8B's layer (32 heads of
 // 128) and the default model's (6 heads of 64), at 256, 512 and 1024 positions.
 //   bench_cuda_attention --benchmark_min_time=0.2   (Google Benchmark 1.7: seconds, no unit)
-// Arguments: n_seq, n (= n_q = n_kv), n_head, head_dim, mask (MaskMode's value), rows: query
-// row tiles of 16 per warp (1 or 2, the two kernel variants; 0: flash_attention's own choice).
+// Arguments: n_seq, n (= n_q = n_kv), n_head, head_dim, mask (MaskMode's value), variant: 1 or
+// 2 query row tiles of 16 per warp, 3 one row tile with the keys split between two warp groups,
+// 0 flash_attention's own choice.
 // Times come from CUDA events around a batch of launches (manual time), so host overhead
 // between launches does not count, and the figure is device time only.
 #include <benchmark/benchmark.h>
@@ -26,7 +27,7 @@ namespace ruvdllm::cuda {
 namespace detail {
 // Defined in src/cuda/flash_attention.cu: flash_attention with a chosen kernel variant.
 void flash_attention_variant(__nv_bfloat16* out, const __nv_bfloat16* q, const __nv_bfloat16* k,
-                             const __nv_bfloat16* v, const FlashAttentionDims& dims, int row_tiles,
+                             const __nv_bfloat16* v, const FlashAttentionDims& dims, int variant,
                              cudaStream_t stream);
 }  // namespace detail
 
@@ -61,7 +62,7 @@ void BM_FlashAttention(benchmark::State& state) {
   d.mask = static_cast<MaskMode>(state.range(4));
   d.block_len = 32;
   d.scale = 1.0f / std::sqrt(static_cast<float>(d.head_dim));
-  const int row_tiles = static_cast<int>(state.range(5));
+  const int variant = static_cast<int>(state.range(5));
   const size_t n = static_cast<size_t>(d.n_seq * d.n_head * d.n_q * d.head_dim);
   auto q = random_bf16_device(n, 1), k = random_bf16_device(n, 2), v = random_bf16_device(n, 3);
   DeviceArray<uint16_t> out(n);
@@ -69,13 +70,13 @@ void BM_FlashAttention(benchmark::State& state) {
   cudaEvent_t start, stop;
   check_cuda(cudaEventCreate(&start), "cudaEventCreate");
   check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
-  detail::flash_attention_variant(bf(out), bf(q), bf(k), bf(v), d, row_tiles,
+  detail::flash_attention_variant(bf(out), bf(q), bf(k), bf(v), d, variant,
                                   nullptr);  // warm-up and attribute setup
   check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
   for (auto _ : state) {
     check_cuda(cudaEventRecord(start, nullptr), "cudaEventRecord");
     for (int i = 0; i < kLaunchesPerIteration; ++i) {
-      detail::flash_attention_variant(bf(out), bf(q), bf(k), bf(v), d, row_tiles, nullptr);
+      detail::flash_attention_variant(bf(out), bf(q), bf(k), bf(v), d, variant, nullptr);
     }
     check_cuda(cudaEventRecord(stop, nullptr), "cudaEventRecord");
     check_cuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
@@ -99,18 +100,18 @@ constexpr int kCausal = static_cast<int>(MaskMode::Causal);
 void EightBShapes(benchmark::internal::Benchmark* b) {
   for (int mask : {kFull, kCausal}) {
     for (int n : {256, 512, 1024}) {
-      for (int rows : {1, 2, 0}) b->Args({1, n, 32, 128, mask, rows});
+      for (int variant : {1, 2, 3, 0}) b->Args({1, n, 32, 128, mask, variant});
     }
   }
 }
 // The default model: 6 heads of 64, alone and in a batch of 8 sequences.
 void DefaultModelShapes(benchmark::internal::Benchmark* b) {
   for (int n : {256, 512, 1024}) b->Args({1, n, 6, 64, kFull, 0});
-  for (int rows : {1, 2, 0}) b->Args({8, 512, 6, 64, kFull, rows});
+  for (int variant : {1, 2, 3, 0}) b->Args({8, 512, 6, 64, kFull, variant});
 }
 
 BENCHMARK(BM_FlashAttention)
-    ->ArgNames({"seqs", "n", "heads", "hd", "mask", "rows"})
+    ->ArgNames({"seqs", "n", "heads", "hd", "mask", "variant"})
     ->Apply(EightBShapes)
     ->Apply(DefaultModelShapes)
     ->UseManualTime()

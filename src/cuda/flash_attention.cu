@@ -1,8 +1,15 @@
 // Flash attention on bf16 tensor cores (mma.sync m16n8k16, f32 accumulation), the
-// FlashAttention-2 scheme: a block of 4 warps owns 64 or 128 query rows of one (sequence,
+// FlashAttention-2 scheme: a group of 4 warps owns 64 or 128 query rows of one (sequence,
 // head), 16 or 32 rows per warp; key/value tiles stream through double-buffered shared memory
 // (cp.async), and each warp keeps its scores, softmax statistics and output rows in registers,
 // so only the bf16 probabilities P change precision between the two products.
+//
+// A block is one such group, or, when even one-row-tile blocks would leave SMs idle (an 8B
+// model's 32 heads at 256 positions make 128 blocks for 132 SMs), two groups that share the
+// query rows and take alternate key tiles, merging their partial rows through shared memory at
+// the end. One warp per scheduler left the kernel latency-bound (ncu: an instruction issued
+// every 4.7 cycles); the second group gives each scheduler another warp to switch to, without
+// the extra global writes and merge launch of splitting the keys across blocks (tried, slower).
 //
 // No fmt here: nvcc's host pass cannot compile fmt's headers, so errors go through
 // throw_error (cuda_check.h), which throws ruvdllm::Error.
@@ -35,17 +42,28 @@ constexpr float kLog2e = 1.4426950408889634f;
 // The key tile is 64 wide unless a warp's output rows hold more than 128 columns (D · MT), where
 // 64 keys of scores would push it past 255 registers; then 32 (ptxas -v: no spills, 135 to 228
 // registers).
-template <int D, int MT>
+// KS is the number of warp groups that split the key tiles (1 or 2).
+template <int D, int MT, int KS = 1>
 struct Tile {
   static constexpr int kBlockM = kWarps * 16 * MT;
   static constexpr int kBlockN = D * MT <= 128 ? 64 : 32;
   // 16 bytes of padding per row: the 8 rows an ldmatrix reads then start 4 banks apart.
   static constexpr int kStride = D + 8;
   static constexpr bool kQInRegisters = MT == 1 && D <= 128;
+  // Each group's K and V double buffers: 4 tiles of kBlockN rows.
+  static constexpr int kGroupRows = 4 * kBlockN;
   static constexpr size_t kSmemBytes =
-      static_cast<size_t>(kBlockM + 4 * kBlockN) * kStride * sizeof(__nv_bfloat16);
+      static_cast<size_t>(kBlockM + KS * kGroupRows) * kStride * sizeof(__nv_bfloat16);
+  // What a lane of the second group hands to its partner for the merge: its output fragments,
+  // then its rows' running max and sum; staged in that group's K/V buffers.
+  static constexpr int kMergeValues = MT * (D / 8) * 4 + 4 * MT;
+  static_assert(KS == 1 || kWarps * 32 * kMergeValues * sizeof(float) <=
+                               kGroupRows * kStride * sizeof(__nv_bfloat16),
+                "the merge stage must fit in a group's K/V buffers");
 };
 constexpr int kSmallestBlockM = Tile<64, 1>::kBlockM;
+// flash_attention_variant's variants.
+constexpr int kAutomatic = 0, kOneRowTile = 1, kTwoRowTiles = 2, kSplitKeys = 3;
 
 struct Params {
   __nv_bfloat16* out;
@@ -116,12 +134,13 @@ __device__ inline uint32_t pack_bf16(float lo, float hi) {
 }
 
 // Rows [first_row, first_row + ROWS) of a [n_rows][head_dim] matrix into a [ROWS][kStride]
-// tile; rows past n_rows and columns past head_dim become zeros, so they add nothing.
-template <int ROWS, int D>
+// tile; rows past n_rows and columns past head_dim become zeros, so they add nothing. THREADS
+// threads share the copy; this one is number tid of them.
+template <int ROWS, int D, int THREADS>
 __device__ inline void load_tile(__nv_bfloat16* dst, const __nv_bfloat16* src, int64_t first_row,
-                                 int64_t n_rows, int64_t head_dim) {
+                                 int64_t n_rows, int64_t head_dim, int tid) {
   constexpr int kChunks = D / 8;  // 16-byte pieces of a row
-  for (int c = threadIdx.x; c < ROWS * kChunks; c += kThreads) {
+  for (int c = tid; c < ROWS * kChunks; c += THREADS) {
     const int r = c / kChunks, col = (c % kChunks) * 8;
     const int64_t row = first_row + r;
     const bool inside = row < n_rows && col < head_dim;
@@ -130,19 +149,27 @@ __device__ inline void load_tile(__nv_bfloat16* dst, const __nv_bfloat16* src, i
   }
 }
 
-template <int D, int MT>
-__global__ void __launch_bounds__(kThreads) flash_attention_kernel(const Params p) {
-  using T = Tile<D, MT>;
+// Waits for the kThreads threads of warp group `group` only (named barrier 1 + group), so the
+// groups of a key-split block run their loops independently.
+__device__ inline void group_barrier(int group) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(1 + group), "n"(kThreads) : "memory");
+}
+
+template <int D, int MT, int KS>
+__global__ void __launch_bounds__(kThreads* KS) flash_attention_kernel(const Params p) {
+  using T = Tile<D, MT, KS>;
   constexpr int BM = T::kBlockM, BN = T::kBlockN, S = T::kStride;
   constexpr int kWarpRows = 16 * MT;
   constexpr int kDimSteps = D / 16;  // k16 steps of Q·Kᵀ, and n16 column pairs of P·V
   constexpr int kKeyTiles8 = BN / 8;
   extern __shared__ __align__(16) unsigned char smem[];
-  __nv_bfloat16* q_s = reinterpret_cast<__nv_bfloat16*>(smem);  // [BM][S]
-  __nv_bfloat16* k_s = q_s + BM * S;                            // [2][BN][S]
-  __nv_bfloat16* v_s = k_s + 2 * BN * S;                        // [2][BN][S]
+  // Group g takes key tiles g, g + KS, g + 2·KS, … through its own double buffers.
+  const int group = threadIdx.x / kThreads, tid = threadIdx.x % kThreads;
+  __nv_bfloat16* q_s = reinterpret_cast<__nv_bfloat16*>(smem);   // [BM][S], shared
+  __nv_bfloat16* k_s = q_s + (BM + group * T::kGroupRows) * S;  // [2][BN][S]
+  __nv_bfloat16* v_s = k_s + 2 * BN * S;                         // [2][BN][S]
 
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int warp = tid / 32, lane = tid % 32;
   const int quad_row = lane / 4, quad_col = lane % 4;  // the mma fragment coordinates
   const int64_t head_seq = blockIdx.x;                 // sequence · n_head + head
   const int64_t seq = head_seq / p.n_head, head = head_seq % p.n_head;
@@ -160,6 +187,7 @@ __global__ void __launch_bounds__(kThreads) flash_attention_kernel(const Params 
   const int64_t kv_end = min(p.n_kv, visible_key_end(p.mask, p.block_len, pos0 + rows - 1));
   const int64_t unmasked_end = min(kv_end, visible_key_end(p.mask, p.block_len, pos0));
   const int n_key_tiles = static_cast<int>((kv_end + BN - 1) / BN);
+  const int n_my_tiles = n_key_tiles > group ? (n_key_tiles - group + KS - 1) / KS : 0;
   // This thread's rows are warp·kWarpRows + mt·16 + quad_row + 8·r; they see keys below these.
   int64_t key_limit[MT][2];
 #pragma unroll
@@ -171,10 +199,19 @@ __global__ void __launch_bounds__(kThreads) flash_attention_kernel(const Params 
     }
   }
 
-  load_tile<BM, D>(q_s, q, 0, rows, p.head_dim);
-  load_tile<BN, D>(k_s, k, 0, p.n_kv, p.head_dim);
-  load_tile<BN, D>(v_s, v, 0, p.n_kv, p.head_dim);
-  cp_async_commit();
+  // The whole block loads Q with the group's first tile, then the group's second tile; the
+  // loop below keeps one tile in flight ahead of the one it computes.
+  load_tile<BM, D, kThreads * KS>(q_s, q, 0, rows, p.head_dim, threadIdx.x);
+  for (int u = 0; u < 2; ++u) {
+    if (u < n_my_tiles) {
+      const int64_t first = static_cast<int64_t>(u * KS + group) * BN;
+      load_tile<BN, D, kThreads>(k_s + u * BN * S, k, first, p.n_kv, p.head_dim, tid);
+      load_tile<BN, D, kThreads>(v_s + u * BN * S, v, first, p.n_kv, p.head_dim, tid);
+    }
+    cp_async_commit();  // possibly empty, so that wait<1> below always means "the older landed"
+  }
+  cp_async_wait<1>();
+  __syncthreads();  // Q, from every thread of the block, and each group's first tile
 
   const __nv_bfloat16* q_warp = q_s + warp * kWarpRows * S;
   // ldmatrix addresses: lane l supplies row l % 8 of 8×8 matrix l / 8. For an A fragment the
@@ -195,22 +232,17 @@ __global__ void __launch_bounds__(kThreads) flash_attention_kernel(const Params 
     row_sum[mt][0] = row_sum[mt][1] = 0.0f;
   }
 
-  for (int t = 0; t < n_key_tiles; ++t) {
-    const int buf = t & 1;
-    if (t + 1 < n_key_tiles) {
-      load_tile<BN, D>(k_s + (buf ^ 1) * BN * S, k, static_cast<int64_t>(t + 1) * BN, p.n_kv,
-                       p.head_dim);
-      load_tile<BN, D>(v_s + (buf ^ 1) * BN * S, v, static_cast<int64_t>(t + 1) * BN, p.n_kv,
-                       p.head_dim);
+  for (int u = 0; u < n_my_tiles; ++u) {
+    const int t = u * KS + group, buf = u & 1;
+    if (u > 0) {
+      cp_async_wait<1>();  // this tile's copies, issued two commits ago
+      group_barrier(group);
     }
-    cp_async_commit();  // possibly empty, so that wait<1> always means "tile t has landed"
-    cp_async_wait<1>();
-    __syncthreads();
     const __nv_bfloat16* k_tile = k_s + buf * BN * S;
     const __nv_bfloat16* v_tile = v_s + buf * BN * S;
 
     if constexpr (T::kQInRegisters) {
-      if (t == 0) {
+      if (u == 0) {
 #pragma unroll
         for (int kk = 0; kk < kDimSteps; ++kk)
           ldmatrix_x4(q_frag[kk], q_warp + a_row * S + kk * 16 + a_col);
@@ -334,7 +366,61 @@ __global__ void __launch_bounds__(kThreads) flash_attention_kernel(const Params 
         }
       }
     }
-    __syncthreads();  // the next iteration refills this buffer
+    group_barrier(group);  // every warp of the group is done with this buffer: refill it
+    if (u + 2 < n_my_tiles) {
+      const int64_t first = static_cast<int64_t>(t + 2 * KS) * BN;
+      load_tile<BN, D, kThreads>(k_s + buf * BN * S, k, first, p.n_kv, p.head_dim, tid);
+      load_tile<BN, D, kThreads>(v_s + buf * BN * S, v, first, p.n_kv, p.head_dim, tid);
+    }
+    cp_async_commit();
+  }
+
+  if constexpr (KS == 2) {
+    // The second group hands its rows (unnormalised output, max, sum) to the first through its
+    // own K/V buffers, lane by lane: warp w of both groups holds the same fragment positions.
+    cp_async_wait<0>();
+    float* stage = reinterpret_cast<float*>(q_s + (BM + T::kGroupRows) * S) +
+                   warp * T::kMergeValues * 32 + lane;  // value i at stage[i · 32]
+    constexpr int kStats = MT * (D / 8) * 4;
+    if (group == 1) {
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) stage[((mt * (D / 8) + n) * 4 + e) * 32] = o[mt][n][e];
+        }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          stage[(kStats + mt * 4 + r) * 32] = row_max[mt][r];
+          stage[(kStats + mt * 4 + 2 + r) * 32] = row_sum[mt][r];
+        }
+      }
+    }
+    __syncthreads();
+    if (group == 1) return;
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+      float mine[2], theirs[2];
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const float other_max = stage[(kStats + mt * 4 + r) * 32];
+        const float m = fmaxf(row_max[mt][r], other_max);
+        const float m_ref = m == -INFINITY ? 0.0f : m;  // as in the loop: no NaN from -inf - -inf
+        mine[r] = fast_exp2(row_max[mt][r] - m_ref);
+        theirs[r] = fast_exp2(other_max - m_ref);
+        row_sum[mt][r] =
+            row_sum[mt][r] * mine[r] + stage[(kStats + mt * 4 + 2 + r) * 32] * theirs[r];
+      }
+#pragma unroll
+      for (int n = 0; n < D / 8; ++n) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          o[mt][n][e] = o[mt][n][e] * mine[e >> 1] +
+                        stage[((mt * (D / 8) + n) * 4 + e) * 32] * theirs[e >> 1];
+        }
+      }
+    }
   }
 
   // Normalise, and stage the warp's rows in its own part of the Q tile (only this warp ever
@@ -377,46 +463,52 @@ __global__ void __launch_bounds__(kThreads) flash_attention_kernel(const Params 
 }
 
 // Raises the kernel's dynamic shared-memory limit above the default 48 KB, once per device.
-template <int D, int MT>
+template <int D, int MT, int KS>
 void allow_shared_memory() {
   static std::atomic<uint64_t> devices_done{0};
   int device = 0;
   check_cuda(cudaGetDevice(&device), "cudaGetDevice");
   const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
   if (bit != 0 && (devices_done.load(std::memory_order_acquire) & bit) != 0) return;
-  check_cuda(cudaFuncSetAttribute(flash_attention_kernel<D, MT>,
+  check_cuda(cudaFuncSetAttribute(flash_attention_kernel<D, MT, KS>,
                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(Tile<D, MT>::kSmemBytes)),
+                                  static_cast<int>(Tile<D, MT, KS>::kSmemBytes)),
              "cudaFuncSetAttribute(flash_attention)");
   devices_done.fetch_or(bit, std::memory_order_release);
 }
 
-template <int D, int MT>
+template <int D, int MT, int KS>
 void launch(Params p, int64_t n_blocks_x, cudaStream_t stream) {
-  using T = Tile<D, MT>;
-  allow_shared_memory<D, MT>();
+  using T = Tile<D, MT, KS>;
+  allow_shared_memory<D, MT, KS>();
   p.n_q_tiles = static_cast<int>((p.n_q + T::kBlockM - 1) / T::kBlockM);
   const dim3 grid(static_cast<unsigned>(n_blocks_x), static_cast<unsigned>(p.n_q_tiles));
-  flash_attention_kernel<D, MT><<<grid, kThreads, T::kSmemBytes, stream>>>(p);
+  flash_attention_kernel<D, MT, KS><<<grid, kThreads * KS, T::kSmemBytes, stream>>>(p);
   check_launch("flash_attention");
 }
 
-// Two row tiles per warp when that still gives every SM a block, else one; row_tiles 1 or 2
-// forces a variant.
+// The automatic choice: two row tiles per warp when that still gives every SM a block, else
+// one; and when even one-row-tile blocks are fewer than the SMs, two key groups per block.
+int choose_variant(const Params& p, int64_t n_blocks_x, bool two_row_tiles_fit) {
+  int device = 0, sms = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
+             "cudaDeviceGetAttribute(multiprocessor count)");
+  const auto blocks = [&](int block_m) { return n_blocks_x * ((p.n_q + block_m - 1) / block_m); };
+  if (two_row_tiles_fit && blocks(2 * kSmallestBlockM) >= sms) return kTwoRowTiles;
+  return blocks(kSmallestBlockM) >= sms ? kOneRowTile : kSplitKeys;
+}
+
 template <int D>
-void launch_for_grid(const Params& p, int64_t n_blocks_x, int row_tiles, cudaStream_t stream) {
-  if (row_tiles == 0) {
-    int device = 0, sms = 0;
-    check_cuda(cudaGetDevice(&device), "cudaGetDevice");
-    check_cuda(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device),
-               "cudaDeviceGetAttribute(multiprocessor count)");
-    constexpr int kWideM = Tile<D, 2>::kBlockM;
-    row_tiles = n_blocks_x * ((p.n_q + kWideM - 1) / kWideM) >= sms ? 2 : 1;
-  }
-  if (row_tiles == 2) {
-    launch<D, 2>(p, n_blocks_x, stream);
+void launch_variant(const Params& p, int64_t n_blocks_x, int variant, cudaStream_t stream) {
+  constexpr bool kTwoRowTilesFit = D <= 128;  // two row tiles of 256 would not fit the registers
+  if (variant == kAutomatic) variant = choose_variant(p, n_blocks_x, kTwoRowTilesFit);
+  if (variant == kSplitKeys) {
+    launch<D, 1, 2>(p, n_blocks_x, stream);
+  } else if (variant == kTwoRowTiles && kTwoRowTilesFit) {
+    launch<D, kTwoRowTilesFit ? 2 : 1, 1>(p, n_blocks_x, stream);
   } else {
-    launch<D, 1>(p, n_blocks_x, stream);
+    launch<D, 1, 1>(p, n_blocks_x, stream);
   }
 }
 
@@ -491,15 +583,18 @@ Params params_of(const FlashAttentionDims& dims) {
 
 namespace detail {
 
-// flash_attention with the kernel variant chosen by the caller: row_tiles 0 picks as
-// flash_attention does, 1 or 2 force that many m16 row tiles per warp (head dims above 128
-// always use 1). Declared where it is used (the test and the benchmark compare the variants),
-// not in the header: callers have no reason to choose.
+// flash_attention with the kernel variant chosen by the caller: 0 picks as flash_attention
+// does; 1 and 2 force that many m16 row tiles per warp (head dims above 128 always use 1); 3
+// is one row tile with the keys split between two warp groups. Declared where it is used (the
+// test and the benchmark compare the variants), not in the header: callers have no reason to
+// choose.
 void flash_attention_variant(__nv_bfloat16* out, const __nv_bfloat16* q, const __nv_bfloat16* k,
-                             const __nv_bfloat16* v, const FlashAttentionDims& dims, int row_tiles,
+                             const __nv_bfloat16* v, const FlashAttentionDims& dims, int variant,
                              cudaStream_t stream) {
   check_dims(dims);
-  if (row_tiles < 0 || row_tiles > 2) bad("row_tiles " + str(row_tiles) + " is not 0, 1 or 2");
+  if (variant < kAutomatic || variant > kSplitKeys) {
+    bad("variant " + str(variant) + " is not 0, 1, 2 or 3");
+  }
   if (dims.n_seq == 0 || dims.n_q == 0) return;
   if (!out || !q || !k || !v) bad("null tensor pointer");
   // Tiles move in 16-byte pieces (cp.async and the output stores).
@@ -513,11 +608,11 @@ void flash_attention_variant(__nv_bfloat16* out, const __nv_bfloat16* q, const _
   p.v = v;
   const int64_t n_blocks_x = dims.n_seq * dims.n_head;
   if (dims.head_dim <= 64) {
-    launch_for_grid<64>(p, n_blocks_x, row_tiles, stream);
+    launch_variant<64>(p, n_blocks_x, variant, stream);
   } else if (dims.head_dim <= 128) {
-    launch_for_grid<128>(p, n_blocks_x, row_tiles, stream);
+    launch_variant<128>(p, n_blocks_x, variant, stream);
   } else {
-    launch<256, 1>(p, n_blocks_x, stream);  // two row tiles would not fit the registers
+    launch_variant<256>(p, n_blocks_x, variant, stream);
   }
 }
 

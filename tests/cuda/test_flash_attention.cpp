@@ -24,7 +24,7 @@ namespace ruvdllm {
 namespace cuda::detail {
 // Defined in src/cuda/flash_attention.cu: flash_attention with a chosen kernel variant.
 void flash_attention_variant(__nv_bfloat16* out, const __nv_bfloat16* q, const __nv_bfloat16* k,
-                             const __nv_bfloat16* v, const FlashAttentionDims& dims, int row_tiles,
+                             const __nv_bfloat16* v, const FlashAttentionDims& dims, int variant,
                              cudaStream_t stream);
 }  // namespace cuda::detail
 
@@ -130,15 +130,16 @@ void expect_matches_reference(const FlashAttentionDims& d, uint64_t seed, float 
   }
 
   auto q_d = to_device(q.bits), k_d = to_device(k.bits), v_d = to_device(v.bits);
-  // Both kernel variants (16 and 32 query rows per warp), then the public entry point.
-  for (int row_tiles : {1, 2, 0}) {
+  // Every kernel variant (16 and 32 query rows per warp, then 16 with the keys split between
+  // two warp groups), then the public entry point.
+  for (int variant : {1, 2, 3, 0}) {
     auto out_d = poisoned<uint16_t>(out_size);
     auto* out = reinterpret_cast<__nv_bfloat16*>(out_d.data());
-    if (row_tiles == 0) {
+    if (variant == 0) {
       cuda::flash_attention(out, bf16_ptr(q_d), bf16_ptr(k_d), bf16_ptr(v_d), d, nullptr);
     } else {
       cuda::detail::flash_attention_variant(out, bf16_ptr(q_d), bf16_ptr(k_d), bf16_ptr(v_d), d,
-                                            row_tiles, nullptr);
+                                            variant, nullptr);
     }
     const std::vector<uint16_t> out_bits = to_host(out_d, out_size);
     std::vector<float> got(out_size);
@@ -147,15 +148,15 @@ void expect_matches_reference(const FlashAttentionDims& d, uint64_t seed, float 
     const double rel = rel_error(got, want);
     const testing::Diff diff = testing::compare(got.data(), want.data(), out_size);
     std::printf(
-        "  n_seq %ld n_q %ld n_kv %ld heads %ld/%ld hd %ld mask %d q_pos0 %ld rows %d: "
-        "rel %.1e, max abs %.1e\n",
+        "  n_seq %ld n_q %ld n_kv %ld heads %ld/%ld hd %ld mask %d q_pos0 %ld: "
+        "variant %d: rel %.1e, max abs %.1e\n",
         static_cast<long>(d.n_seq), static_cast<long>(d.n_q), static_cast<long>(d.n_kv),
         static_cast<long>(d.n_head), static_cast<long>(d.n_head_kv), static_cast<long>(hd),
-        static_cast<int>(d.mask), static_cast<long>(d.q_pos0), row_tiles, rel, diff.max_abs);
-    EXPECT_LT(rel, kRelBound) << "row_tiles " << row_tiles;
+        static_cast<int>(d.mask), static_cast<long>(d.q_pos0), variant, rel, diff.max_abs);
+    EXPECT_LT(rel, kRelBound) << "variant " << variant;
     // A NaN makes every comparison false, so max_abs alone would not catch one.
     for (float x : got) ASSERT_TRUE(std::isfinite(x)) << "unwritten or non-finite output";
-    EXPECT_LT(diff.max_abs, kAbsBound) << "row_tiles " << row_tiles;
+    EXPECT_LT(diff.max_abs, kAbsBound) << "variant " << variant;
   }
 
   // The exact-precision attention on the same values in f32: only f32 rounding apart from the
@@ -303,10 +304,10 @@ TEST(FlashAttentionErrors, BadDimensionsThrow) {
   expect_error(d, "16-byte aligned", storage + 1);
   try {
     auto* p = reinterpret_cast<__nv_bfloat16*>(storage);
-    cuda::detail::flash_attention_variant(p, p, p, p, d, 3, nullptr);
-    ADD_FAILURE() << "no error for row_tiles 3";
+    cuda::detail::flash_attention_variant(p, p, p, p, d, 4, nullptr);
+    ADD_FAILURE() << "no error for variant 4";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("row_tiles 3"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("variant 4"), std::string::npos) << e.what();
   }
 }
 
