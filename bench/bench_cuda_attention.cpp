@@ -17,10 +17,10 @@
 #include <string>
 #include <vector>
 
-#include "cuda_bench_main.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
 #include "cuda/flash_attention.h"
+#include "cuda_bench_main.h"
 #include "ruvdllm/core/half.h"
 
 namespace ruvdllm::cuda {

@@ -122,12 +122,12 @@ void search(const Shape& shape, int64_t rows, int requested, cublasHandle_t hand
   cublasLtMatmulDesc_t desc = nullptr;
   check_lt(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "MatmulDescCreate");
   const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-  check_lt(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a,
-                                          sizeof(trans_a)),
-           "MatmulDescSetAttribute");
-  check_lt(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b,
-                                          sizeof(trans_b)),
-           "MatmulDescSetAttribute");
+  check_lt(
+      cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a)),
+      "MatmulDescSetAttribute");
+  check_lt(
+      cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b)),
+      "MatmulDescSetAttribute");
   cublasLtMatrixLayout_t a_layout = nullptr, b_layout = nullptr, d_layout = nullptr;
   check_lt(cublasLtMatrixLayoutCreate(&a_layout, CUDA_R_16BF, k, m, k), "MatrixLayoutCreate");
   check_lt(cublasLtMatrixLayoutCreate(&b_layout, CUDA_R_16BF, k, n, k), "MatrixLayoutCreate");
@@ -135,10 +135,10 @@ void search(const Shape& shape, int64_t rows, int requested, cublasHandle_t hand
   cublasLtMatmulPreference_t preference = nullptr;
   check_lt(cublasLtMatmulPreferenceCreate(&preference), "MatmulPreferenceCreate");
   const size_t workspace_bytes = workspace.bytes();
-  check_lt(cublasLtMatmulPreferenceSetAttribute(preference,
-                                                CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
-                                                &workspace_bytes, sizeof(workspace_bytes)),
-           "MatmulPreferenceSetAttribute");
+  check_lt(
+      cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                                           &workspace_bytes, sizeof(workspace_bytes)),
+      "MatmulPreferenceSetAttribute");
   std::vector<cublasLtMatmulHeuristicResult_t> results(static_cast<size_t>(requested));
   int found = 0;
   check_lt(cublasLtMatmulAlgoGetHeuristic(lt, desc, a_layout, b_layout, d_layout, d_layout,
@@ -151,10 +151,9 @@ void search(const Shape& shape, int64_t rows, int requested, cublasHandle_t hand
     const cublasLtMatmulAlgo_t* algo = &results[static_cast<size_t>(i)].algo;
     bool failed = false;
     const double us = median_us(weights, [&](const bf16* w) {
-      const cublasStatus_t status =
-          cublasLtMatmul(lt, desc, &alpha, w, a_layout, x.data(), b_layout, &beta, y.data(),
-                         d_layout, y.data(), d_layout, algo, workspace.data(), workspace_bytes,
-                         nullptr);
+      const cublasStatus_t status = cublasLtMatmul(
+          lt, desc, &alpha, w, a_layout, x.data(), b_layout, &beta, y.data(), d_layout, y.data(),
+          d_layout, algo, workspace.data(), workspace_bytes, nullptr);
       failed = failed || status != CUBLAS_STATUS_SUCCESS;
     });
     if (failed) continue;
@@ -199,7 +198,8 @@ int main(int argc, char** argv) {
     check_cublas(cublasSetWorkspace(handle, workspace.data(), workspace.bytes()),
                  "cublasSetWorkspace");
     check_cublas(cublasLtCreate(&lt), "cublasLtCreate");
-    std::printf("product  rows | default µs | heuristic #0 | best µs (config) | gain | best rate\n");
+    std::printf(
+        "product  rows | default µs | heuristic #0 | best µs (config) | gain | best rate\n");
     for (const Shape& shape : kShapes) {
       for (const int64_t rows : {256, 512}) search(shape, rows, requested, handle, lt, workspace);
     }

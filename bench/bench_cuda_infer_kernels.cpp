@@ -21,10 +21,10 @@
 #include <utility>
 #include <vector>
 
-#include "cuda_bench_main.h"
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
 #include "cuda/infer_kernels.h"
+#include "cuda_bench_main.h"
 #include "ruvdllm/core/half.h"
 #include "ruvdllm/core/tensor_type.h"
 #include "ruvdllm/kernels/quant.h"
@@ -191,9 +191,8 @@ void BM_StepSwiglu(benchmark::State& state) {
   const int64_t rows = state.range(0);
   auto gate_up = filled_device<bf16>(rows * 2 * kFfn, 2.0f, 6);
   DeviceArray<bf16> h(rows * kFfn);
-  time_launches(state, rows * kFfn * (2 * 2 + 2), [&] {
-    swiglu_rows(h.data(), gate_up.data(), rows, kFfn, nullptr);
-  });
+  time_launches(state, rows * kFfn * (2 * 2 + 2),
+                [&] { swiglu_rows(h.data(), gate_up.data(), rows, kFfn, nullptr); });
 }
 
 void register_all() {
@@ -202,11 +201,8 @@ void register_all() {
       {"BM_StepSplitQkvRope", BM_StepSplitQkvRope},
       {"BM_StepSwiglu", BM_StepSwiglu}};
   for (const auto& [name, bm] : step_kernels) {
-    benchmark::RegisterBenchmark(name, bm)
-        ->Arg(256)
-        ->Arg(512)
-        ->UseManualTime()
-        ->Unit(benchmark::kMicrosecond);
+    benchmark::RegisterBenchmark(name, bm)->Arg(256)->Arg(512)->UseManualTime()->Unit(
+        benchmark::kMicrosecond);
   }
   for (const TensorType type : {TensorType::Q4_K, TensorType::Q8_0, TensorType::Q6_K,
                                 TensorType::Q4_0, TensorType::Q5_K, TensorType::F16}) {

@@ -165,9 +165,9 @@ __global__ void __launch_bounds__(kThreads* KS) flash_attention_kernel(const Par
   extern __shared__ __align__(16) unsigned char smem[];
   // Group g takes key tiles g, g + KS, g + 2·KS, … through its own double buffers.
   const int group = threadIdx.x / kThreads, tid = threadIdx.x % kThreads;
-  __nv_bfloat16* q_s = reinterpret_cast<__nv_bfloat16*>(smem);   // [BM][S], shared
+  __nv_bfloat16* q_s = reinterpret_cast<__nv_bfloat16*>(smem);  // [BM][S], shared
   __nv_bfloat16* k_s = q_s + (BM + group * T::kGroupRows) * S;  // [2][BN][S]
-  __nv_bfloat16* v_s = k_s + 2 * BN * S;                         // [2][BN][S]
+  __nv_bfloat16* v_s = k_s + 2 * BN * S;                        // [2][BN][S]
 
   const int warp = tid / 32, lane = tid % 32;
   const int quad_row = lane / 4, quad_col = lane % 4;  // the mma fragment coordinates

@@ -224,9 +224,9 @@ __device__ inline void load4(float* x, const bf16* p) {
   x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w;
 }
 __device__ inline void store8(bf16* dst, const float (&x)[8]) {
-  *reinterpret_cast<uint4*>(dst) =
-      make_uint4(bits_of(__floats2bfloat162_rn(x[0], x[1])), bits_of(__floats2bfloat162_rn(x[2], x[3])),
-                 bits_of(__floats2bfloat162_rn(x[4], x[5])), bits_of(__floats2bfloat162_rn(x[6], x[7])));
+  *reinterpret_cast<uint4*>(dst) = make_uint4(
+      bits_of(__floats2bfloat162_rn(x[0], x[1])), bits_of(__floats2bfloat162_rn(x[2], x[3])),
+      bits_of(__floats2bfloat162_rn(x[4], x[5])), bits_of(__floats2bfloat162_rn(x[6], x[7])));
 }
 __device__ inline void store8(float* dst, const float (&x)[8]) {
   store4(dst, x[0], x[1], x[2], x[3]);
@@ -463,8 +463,8 @@ void launch_swiglu(Out* h, const In* gate_up, int64_t rows, int64_t width, cudaS
   if (rows > std::numeric_limits<int32_t>::max()) {
     throw_error("swiglu_rows: " + std::to_string(rows) + " rows are too many for one launch");
   }
-  const bool vector = width % kVec == 0 && aligned(gate_up, kVec * sizeof(In)) &&
-                      aligned(h, kVec * sizeof(Out));
+  const bool vector =
+      width % kVec == 0 && aligned(gate_up, kVec * sizeof(In)) && aligned(h, kVec * sizeof(Out));
   const int64_t per_block = int64_t{kFlatThreads} * (vector ? kVec : 1);
   const int64_t column_blocks = (width + per_block - 1) / per_block;
   if (column_blocks > 65535) {

@@ -15,6 +15,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
 #include "cuda/gemm.h"
+#include "cuda/gradient_downloads.h"
 #include "cuda/param_layout.h"
 #include "cuda/train_kernels.h"
 #include "cuda/train_optimizer.h"
@@ -28,8 +29,6 @@ namespace {
 // Logits are produced this many floats at a time (256 MB), so a large vocabulary times many
 // scored rows never needs one huge buffer.
 constexpr int64_t kLogitsBudgetFloats = int64_t{1} << 26;
-// Gradient floats one host task adds (1 MB).
-constexpr size_t kHostAddChunk = size_t{1} << 18;
 
 // Index lists one batch needs on the device, built on the host and uploaded together.
 struct BatchIndex {
@@ -80,11 +79,11 @@ struct CudaTrainEngine::Impl {
   DeviceArray<float> xmid;      // nL × T × E: after each layer's attention
   DeviceArray<float> xn1, xn2;  // nL × T × E: the two normalised inputs (f32 products)
   DeviceArray<float> rstd1, rstd2;
-  DeviceArray<float> q, k, v;     // head-major, after bias and RoPE
-  DeviceArray<float> probs;       // nL × n_seq·H·L·L
-  DeviceArray<float> att;         // nL × T × qd: attention output, token-major (f32 products)
-  DeviceArray<float> gu;          // nL × T × 2F: gate | up
-  DeviceArray<float> hid;         // nL × T × F: silu(gate)·up (f32 products)
+  DeviceArray<float> q, k, v;  // head-major, after bias and RoPE
+  DeviceArray<float> probs;    // nL × n_seq·H·L·L
+  DeviceArray<float> att;      // nL × T × qd: attention output, token-major (f32 products)
+  DeviceArray<float> gu;       // nL × T × 2F: gate | up
+  DeviceArray<float> hid;      // nL × T × F: silu(gate)·up (f32 products)
   // BF16 mode keeps the four layer inputs of the products in bf16 instead.
   DeviceArray<bf16> xn1_b, xn2_b, att_b, hid_b;
   DeviceArray<bf16> dy_b, dgu_b, head_in_b, dlogits_b;  // backward scratch in bf16
@@ -104,22 +103,8 @@ struct CudaTrainEngine::Impl {
   int64_t rope_positions = 0;
   PinnedArray<double> loss_host;
 
-  // Gradient downloads: one segment per layer, then the head's tensors (output_norm, output),
-  // then token_embd, each copied on copy_stream once the backward pass has finished it.
-  static constexpr int64_t kHeadSegment = 0, kEmbeddingSegment = 1;  // after the nL layers
-  struct Piece {
-    float* dst;
-    const float* src;
-    size_t n;
-  };
-  struct Segment {
-    size_t begin = 0, end = 0;
-    cudaEvent_t ready = nullptr, done = nullptr;
-    std::vector<Piece> pieces;
-  };
-  cudaStream_t copy_stream = nullptr;
-  std::vector<Segment> segments;
-  bool any_grad = false;
+  // Gradients to the host tensors while the backward pass runs (not with the device optimiser).
+  std::unique_ptr<GradientDownloads> downloads;
 
   // The optimiser on the device (enable_device_optimizer); null while it runs on the host.
   std::unique_ptr<DeviceAdamW> optimizer;
@@ -135,8 +120,6 @@ struct CudaTrainEngine::Impl {
     check_cuda(cudaSetDevice(dev), "cudaSetDevice");
     check_cuda(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
                "cudaStreamCreateWithFlags");
-    check_cuda(cudaStreamCreateWithFlags(&copy_stream, cudaStreamNonBlocking),
-               "cudaStreamCreateWithFlags");
     gemm = std::make_unique<Gemm>(stream, precision);
     values.reserve(layout.total);
     values_b.reserve(layout.total);
@@ -147,52 +130,14 @@ struct CudaTrainEngine::Impl {
     staging.reserve(layout.total);
     // The padding between tensors travels with each upload; keep it zero.
     std::fill(staging.data(), staging.data() + layout.total, 0.0f);
-    plan_downloads();
+    downloads = std::make_unique<GradientDownloads>(layout, nL, staging.data());
     upload();
   }
 
   ~Impl() {
     gemm.reset();
-    for (Segment& seg : segments) {
-      if (seg.ready) cudaEventDestroy(seg.ready);
-      if (seg.done) cudaEventDestroy(seg.done);
-    }
-    if (copy_stream) cudaStreamDestroy(copy_stream);
+    downloads.reset();
     if (stream) cudaStreamDestroy(stream);
-  }
-
-  void plan_downloads() {
-    segments.resize(static_cast<size_t>(nL + 2));
-    for (int64_t l = 0; l < nL; ++l) {
-      segments[static_cast<size_t>(l)].begin = layout.layer_begin[static_cast<size_t>(l)];
-      segments[static_cast<size_t>(l)].end = layout.layer_begin[static_cast<size_t>(l + 1)];
-    }
-    Segment& head = segments[static_cast<size_t>(nL + kHeadSegment)];
-    head.begin = layout.output_norm;  // output_norm, then output unless tied
-    head.end = layout.total;
-    Segment& embd = segments[static_cast<size_t>(nL + kEmbeddingSegment)];
-    embd.begin = layout.token_embd;
-    embd.end = layout.output_norm;
-    for (Segment& seg : segments) {
-      check_cuda(cudaEventCreateWithFlags(&seg.ready, cudaEventDisableTiming),
-                 "cudaEventCreateWithFlags");
-      check_cuda(cudaEventCreateWithFlags(&seg.done, cudaEventDisableTiming),
-                 "cudaEventCreateWithFlags");
-    }
-    for (const ParamSlot& slot : layout.slots) {
-      if (!slot.tensor.grad) continue;
-      any_grad = true;
-      Segment* owner = nullptr;
-      for (Segment& seg : segments) {
-        if (slot.offset >= seg.begin && slot.offset + slot.count <= seg.end) owner = &seg;
-      }
-      if (!owner)
-        fail("CUDA training: tensor {} lies outside every download segment", slot.tensor.name);
-      for (size_t at = 0; at < slot.count; at += kHostAddChunk) {
-        owner->pieces.push_back({slot.tensor.grad + at, staging.data() + slot.offset + at,
-                                 std::min(kHostAddChunk, slot.count - at)});
-      }
-    }
   }
 
   void use_device() const { check_cuda(cudaSetDevice(device), "cudaSetDevice"); }
@@ -218,8 +163,7 @@ struct CudaTrainEngine::Impl {
 
   // The weight's gradient += dyᵀ·x and, when dx is set, dx = dy·w. In BF16 mode an f32 dy is
   // converted once into dy_b for both products.
-  void linear_bwd(float* dx, Operand x, Operand dy, size_t wo, int64_t n, int64_t in,
-                  int64_t out) {
+  void linear_bwd(float* dx, Operand x, Operand dy, size_t wo, int64_t n, int64_t in, int64_t out) {
     if (x.b16) {
       const bf16* d = dy.b16;
       if (!d) {
@@ -448,8 +392,8 @@ struct CudaTrainEngine::Impl {
         heads_from_tokens(ql, qkv.data(), nqkv, bias, S, L, H, D, rope.data(), order, stream);
         heads_from_tokens(kl, qkv.data() + qd, nqkv, bias ? bias + qd : nullptr, S, L, Hkv, D,
                           rope.data(), order, stream);
-        heads_from_tokens(vl, qkv.data() + qd + kvd, nqkv, bias ? bias + qd + kvd : nullptr, S,
-                          L, Hkv, D, nullptr, order, stream);
+        heads_from_tokens(vl, qkv.data() + qd + kvd, nqkv, bias ? bias + qd + kvd : nullptr, S, L,
+                          Hkv, D, nullptr, order, stream);
       };
       if (attn_bf()) {
         bf16* ql = layer_slice(q_b, l, T * qd);
@@ -573,7 +517,7 @@ struct CudaTrainEngine::Impl {
     check_cuda(cudaMemsetAsync(dx.data(), 0, static_cast<size_t>(TE) * sizeof(float), stream),
                "cudaMemsetAsync");
     norm_backward(dx.data(), dxn.data(), layer_slice(x, nL, TE), layout.output_norm, rstdf.data());
-    if (download) enqueue_download(segments[static_cast<size_t>(kHeadSegment + nL)]);
+    if (download) downloads->head_done(grads.data(), stream);
 
     for (int64_t l = nL - 1; l >= 0; --l) {
       const LayerOffsets& lo = layout.layers[static_cast<size_t>(l)];
@@ -617,37 +561,11 @@ struct CudaTrainEngine::Impl {
       linear_bwd(dxn.data(), in.attn_in(), {qkv.data(), nullptr}, lo.wqkv, T, E, nqkv);
       norm_backward(dx.data(), dxn.data(), layer_slice(x, l, TE), lo.attn_norm,
                     layer_slice(rstd1, l, T));
-      if (download) enqueue_download(segments[static_cast<size_t>(l)]);
+      if (download) downloads->layer_done(l, grads.data(), stream);
     }
     segment_sum_rows(g(layout.token_embd), dx.data(), dev_ints(b.emb_dest), dev_ints(b.emb_offsets),
                      dev_ints(b.emb_items), b.n_emb_segments, E, true, stream);
-    if (download) enqueue_download(segments[static_cast<size_t>(kEmbeddingSegment + nL)]);
-  }
-
-  void enqueue_download(Segment& seg) {
-    check_cuda(cudaEventRecord(seg.ready, stream), "cudaEventRecord");
-    check_cuda(cudaStreamWaitEvent(copy_stream, seg.ready, 0), "cudaStreamWaitEvent");
-    check_cuda(
-        cudaMemcpyAsync(staging.data() + seg.begin, grads.data() + seg.begin,
-                        (seg.end - seg.begin) * sizeof(float), cudaMemcpyDeviceToHost, copy_stream),
-        "cudaMemcpyAsync (gradients to host)");
-    check_cuda(cudaEventRecord(seg.done, copy_stream), "cudaEventRecord");
-  }
-
-  // grad += downloaded gradients, segment by segment in the order the backward pass finishes
-  // them, while the device works on the next ones.
-  void add_downloaded_gradients() {
-    std::vector<size_t> order{static_cast<size_t>(kHeadSegment + nL)};
-    for (int64_t l = nL - 1; l >= 0; --l) order.push_back(static_cast<size_t>(l));
-    order.push_back(static_cast<size_t>(kEmbeddingSegment + nL));
-    for (size_t index : order) {
-      const Segment& seg = segments[index];
-      check_cuda(cudaEventSynchronize(seg.done), "cudaEventSynchronize");
-      pool.parallel_for(static_cast<int64_t>(seg.pieces.size()), [&](int64_t task, int) {
-        const Piece& p = seg.pieces[static_cast<size_t>(task)];
-        for (size_t i = 0; i < p.n; ++i) p.dst[i] += p.src[i];
-      });
-    }
+    if (download) downloads->embedding_done(grads.data(), stream);
   }
 
   // ---- The optimiser on the device.
@@ -665,7 +583,8 @@ struct CudaTrainEngine::Impl {
   }
 
   DeviceAdamW& device_optimizer() {
-    if (!optimizer) fail("CUDA training: the optimiser is not on the device (enable_device_optimizer)");
+    if (!optimizer)
+      fail("CUDA training: the optimiser is not on the device (enable_device_optimizer)");
     use_device();
     return *optimizer;
   }
@@ -673,7 +592,8 @@ struct CudaTrainEngine::Impl {
   const ParamSlot& trainable_slot(const std::string& tensor_name) const {
     for (const ParamSlot& slot : layout.slots) {
       if (slot.tensor.name != tensor_name) continue;
-      if (!slot.tensor.grad) fail("CUDA training: tensor {} is frozen: it has no moments", tensor_name);
+      if (!slot.tensor.grad)
+        fail("CUDA training: tensor {} is frozen: it has no moments", tensor_name);
       return slot;
     }
     fail("CUDA training: no tensor named {}", tensor_name);
@@ -688,7 +608,8 @@ struct CudaTrainEngine::Impl {
     sync();
     for (const ParamSlot& slot : layout.slots) {
       float* dst = gradients ? slot.tensor.grad : slot.tensor.value;
-      if (dst) std::copy(staging.data() + slot.offset, staging.data() + slot.offset + slot.count, dst);
+      if (dst)
+        std::copy(staging.data() + slot.offset, staging.data() + slot.offset + slot.count, dst);
     }
   }
 
@@ -736,9 +657,9 @@ double CudaTrainEngine::forward_backward(int64_t n_seq, int64_t seq_len,
   }
   m.forward_layers(b);
   m.head_loss(b, &grad_scale);
-  const bool download = m.any_grad && !m.optimizer;
+  const bool download = m.downloads->any() && !m.optimizer;
   m.backward_layers(b, download);
-  if (download) m.add_downloaded_gradients();
+  if (download) m.downloads->add_to_host(m.pool);
   m.sync();
   return m.scored_loss(b);
 }

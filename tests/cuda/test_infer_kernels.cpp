@@ -366,8 +366,8 @@ TEST_F(InferKernels, RmsnormToBf16MatchesCpu) {
       const auto dx = to_device(x), dw = to_device(w);
       auto y = poisoned<uint16_t>(ref.size() + sh.offset);
       cuda::rmsnorm_rows(as_bf16(y.data() + sh.offset), dx.data() + sh.offset,
-                            with_weight ? dw.data() + sh.offset : nullptr, sh.rows, sh.d, eps,
-                            nullptr);
+                         with_weight ? dw.data() + sh.offset : nullptr, sh.rows, sh.d, eps,
+                         nullptr);
       auto got = to_host(y, ref.size() + sh.offset);
       got.erase(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(sh.offset));
       const std::vector<double> want(ref.begin(), ref.end());
@@ -415,11 +415,11 @@ TEST_F(InferKernels, SwigluToBf16MatchesCpu) {
       auto h = poisoned<uint16_t>(n + sh.offset);
       if (bf16_input) {
         cuda::swiglu_rows(as_bf16(h.data() + sh.offset),
-                             reinterpret_cast<const bf16*>(d_bits.data()) + sh.offset, sh.rows,
-                             sh.width, nullptr);
+                          reinterpret_cast<const bf16*>(d_bits.data()) + sh.offset, sh.rows,
+                          sh.width, nullptr);
       } else {
-        cuda::swiglu_rows(as_bf16(h.data() + sh.offset), d_in.data() + sh.offset, sh.rows,
-                             sh.width, nullptr);
+        cuda::swiglu_rows(as_bf16(h.data() + sh.offset), d_in.data() + sh.offset, sh.rows, sh.width,
+                          nullptr);
       }
       auto got = to_host(h, n + sh.offset);
       got.erase(got.begin(), got.begin() + static_cast<std::ptrdiff_t>(sh.offset));
@@ -636,7 +636,7 @@ TEST_F(InferKernels, ResidualRmsnormAddsPartialsFirst) {
       const auto dp = to_device(parts), dw = to_device(w);
       auto y = poisoned<uint16_t>(n);
       cuda::residual_rmsnorm_rows(as_bf16(y.data()), dx.data(), dp.data(), n_partials, dw.data(),
-                                     rows, d, 1e-5f, nullptr);
+                                  rows, d, 1e-5f, nullptr);
       const std::string label =
           "residual rmsnorm d=" + std::to_string(d) + " partials=" + std::to_string(n_partials);
       const auto new_x = to_host(dx, n);
