@@ -140,11 +140,19 @@ template <int ROWS, int D, int THREADS>
 __device__ inline void load_tile(__nv_bfloat16* dst, const __nv_bfloat16* src, int64_t first_row,
                                  int64_t n_rows, int64_t head_dim, int tid) {
   constexpr int kChunks = D / 8;  // 16-byte pieces of a row
-  for (int c = tid; c < ROWS * kChunks; c += THREADS) {
-    const int r = c / kChunks, col = (c % kChunks) * 8;
-    const int64_t row = first_row + r;
-    const bool inside = row < n_rows && col < head_dim;
-    cp_async_16(dst + r * Tile<D, 1>::kStride + col, inside ? src + row * head_dim + col : src,
+  // A thread copies the same column of every kRowStep-th row, so its column, its first address
+  // and the column test are worked out once, not per piece.
+  constexpr int kRowStep = THREADS / kChunks;
+  static_assert(THREADS % kChunks == 0 && ROWS % kRowStep == 0, "tile rows must split evenly");
+  const int col = (tid % kChunks) * 8, r0 = tid / kChunks;
+  const bool column_inside = col < head_dim;
+  const __nv_bfloat16* from = src + (first_row + r0) * head_dim + col;
+  const int64_t step = kRowStep * head_dim;
+#pragma unroll
+  for (int i = 0; i < ROWS / kRowStep; ++i) {
+    const int r = r0 + i * kRowStep;
+    const bool inside = column_inside && first_row + r < n_rows;
+    cp_async_16(dst + r * Tile<D, 1>::kStride + col, inside ? from + i * step : src,
                 inside ? 16 : 0);
   }
 }
