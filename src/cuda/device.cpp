@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
 
 #include "cuda/cuda_check.h"
 #include "ruvdllm/core/error.h"
@@ -21,6 +22,12 @@ void check_cublas(cublasStatus_t status, const char* call) {
 }
 
 void throw_error(const std::string& message) { throw Error(message); }
+
+int cublas_int(int64_t value, const char* what) {
+  if (value < 0 || value > std::numeric_limits<int>::max())
+    fail("cuBLAS: {} = {} does not fit an int", what, value);
+  return static_cast<int>(value);
+}
 
 void check_launch(const char* kernel) {
   const cudaError_t status = cudaGetLastError();

@@ -1,21 +1,9 @@
 #include "cuda/gemm.h"
 
-#include <limits>
-
 #include "cuda/cuda_check.h"
 #include "ruvdllm/core/error.h"
 
 namespace ruvdllm::cuda {
-namespace {
-
-int to_int(int64_t v, const char* what) {
-  if (v < 0 || v > std::numeric_limits<int>::max())
-    fail("cuBLAS: {} = {} does not fit an int", what, v);
-  return static_cast<int>(v);
-}
-
-}  // namespace
-
 Gemm::Gemm(cudaStream_t stream, MatmulPrecision precision) : precision_(precision) {
   check_cublas(cublasCreate(&handle_), "cublasCreate");
   check_cublas(cublasSetStream(handle_, stream), "cublasSetStream");
@@ -37,21 +25,22 @@ void Gemm::run_batched(int64_t m, int64_t n, int64_t k, float alpha, const GemmO
   const cudaDataType_t in_type = a.bf16 ? CUDA_R_16BF : CUDA_R_32F;
   // CUBLAS_COMPUTE_32F_FAST_16BF on f32 operands ran exactly as TF32 on an H100 (cuBLAS 13.1),
   // so f32 operands in BF16 mode ask for TF32 outright.
-  const cublasComputeType_t compute =
-      a.bf16 || precision_ == MatmulPrecision::F32 ? CUBLAS_COMPUTE_32F
-                                                   : CUBLAS_COMPUTE_32F_FAST_TF32;
-  const int cm = to_int(n, "n"), cn = to_int(m, "m"), ck = to_int(k, "k");
-  const int lda = to_int(b.ld, "ldb"), ldb = to_int(a.ld, "lda"), ldcc = to_int(ldc, "ldc");
+  const cublasComputeType_t compute = a.bf16 || precision_ == MatmulPrecision::F32
+                                          ? CUBLAS_COMPUTE_32F
+                                          : CUBLAS_COMPUTE_32F_FAST_TF32;
+  const int cm = cublas_int(n, "n"), cn = cublas_int(m, "m"), ck = cublas_int(k, "k");
+  const int lda = cublas_int(b.ld, "ldb"), ldb = cublas_int(a.ld, "lda"),
+            ldcc = cublas_int(ldc, "ldc");
   if (batch == 1) {
     check_cublas(
-        cublasGemmEx(handle_, op_b, op_a, cm, cn, ck, &alpha, b.data, in_type, lda, a.data,
-                     in_type, ldb, &beta, c, CUDA_R_32F, ldcc, compute, CUBLAS_GEMM_DEFAULT),
+        cublasGemmEx(handle_, op_b, op_a, cm, cn, ck, &alpha, b.data, in_type, lda, a.data, in_type,
+                     ldb, &beta, c, CUDA_R_32F, ldcc, compute, CUBLAS_GEMM_DEFAULT),
         "cublasGemmEx");
   } else {
     check_cublas(cublasGemmStridedBatchedEx(
-                     handle_, op_b, op_a, cm, cn, ck, &alpha, b.data, in_type, lda,
-                     b.batch_stride, a.data, in_type, ldb, a.batch_stride, &beta, c, CUDA_R_32F,
-                     ldcc, c_stride, to_int(batch, "batch"), compute, CUBLAS_GEMM_DEFAULT),
+                     handle_, op_b, op_a, cm, cn, ck, &alpha, b.data, in_type, lda, b.batch_stride,
+                     a.data, in_type, ldb, a.batch_stride, &beta, c, CUDA_R_32F, ldcc, c_stride,
+                     cublas_int(batch, "batch"), compute, CUBLAS_GEMM_DEFAULT),
                  "cublasGemmStridedBatchedEx");
   }
 }

@@ -32,14 +32,15 @@ void InferGemm::run(void* y, cudaDataType y_type, const void* x, const void* w,
                     cudaDataType operand_type, int64_t n, int64_t in, int64_t out, float beta,
                     int splits) {
   const float alpha = 1.0f;
+  const int rows = cublas_int(n, "rows"), inner = cublas_int(in, "in"),
+            outputs = cublas_int(out, "out");
   // f32 operands must mean f32 arithmetic, never TF32, whatever the environment says.
   const cublasComputeType_t compute =
       operand_type == CUDA_R_32F ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
   if (splits == 1) {
-    check_cublas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out),
-                              static_cast<int>(n), static_cast<int>(in), &alpha, w, operand_type,
-                              static_cast<int>(in), x, operand_type, static_cast<int>(in), &beta, y,
-                              y_type, static_cast<int>(out), compute, CUBLAS_GEMM_DEFAULT),
+    check_cublas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, outputs, rows, inner, &alpha, w,
+                              operand_type, inner, x, operand_type, inner, &beta, y, y_type,
+                              outputs, compute, CUBLAS_GEMM_DEFAULT),
                  "cublasGemmEx");
     return;
   }
@@ -49,11 +50,10 @@ void InferGemm::run(void* y, cudaDataType y_type, const void* x, const void* w,
   }
   // Slice s of both operands starts s·slice columns into their rows (same leading dimension).
   const int64_t slice = in / splits;
-  check_cublas(cublasGemmStridedBatchedEx(
-                   handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(out), static_cast<int>(n),
-                   static_cast<int>(slice), &alpha, w, operand_type, static_cast<int>(in), slice, x,
-                   operand_type, static_cast<int>(in), slice, &beta, y, y_type,
-                   static_cast<int>(out), n * out, splits, compute, CUBLAS_GEMM_DEFAULT),
+  check_cublas(cublasGemmStridedBatchedEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, outputs, rows,
+                                          static_cast<int>(slice), &alpha, w, operand_type, inner,
+                                          slice, x, operand_type, inner, slice, &beta, y, y_type,
+                                          outputs, n * out, splits, compute, CUBLAS_GEMM_DEFAULT),
                "cublasGemmStridedBatchedEx (split-K)");
 }
 

@@ -10,6 +10,10 @@
 //    the GPU idle otherwise; split_for() says when to.
 // bench/bench_cuda_gemm.cpp measures each way at an 8B model's shapes.
 //
+// Training's products (general transposes and batches, f32 outputs, the TF32 policy, backward
+// passes) are cuda/gemm.h's Gemm. This class is the inference side: bf16 outputs, split-K, the
+// exact mode's pedantic f32, and its own workspace so that a pass can be captured as a graph.
+//
 // (cuBLASLt with the algorithm per shape chosen by timing its heuristic's top 8 was measured
 // against this on an H100 for the 8B step: no faster, 8.85 vs 8.80 ms at 256 positions, so the
 // plain call stays.)

@@ -12,12 +12,14 @@
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <span>
 #include <string>
 #include <tuple>
 #include <vector>
 
+#include "cuda/cuda_check.h"
 #include "cuda/infer_gemm.h"
 #include "cuda/infer_kernels.h"
 #include "cuda/train_kernels.h"
@@ -192,6 +194,20 @@ TEST(InferKernelsArgs, EmbedRejectsBadTypesAndShapes) {
   EXPECT_THROW(cuda::embed_rows(nullptr, nullptr, TensorType::Q4_0, nullptr, 1, 33, nullptr),
                Error);
   EXPECT_THROW(cuda::embed_rows(nullptr, nullptr, TensorType::F32, nullptr, -2, 4, nullptr), Error);
+}
+
+// Sizes reach cuBLAS as ints: one that does not fit is an error naming it, not a wrapped value.
+TEST(InferKernelsArgs, CublasSizesMustFitAnInt) {
+  EXPECT_EQ(cuda::cublas_int(126464, "out"), 126464);
+  EXPECT_EQ(cuda::cublas_int(std::numeric_limits<int>::max(), "in"),
+            std::numeric_limits<int>::max());
+  EXPECT_THROW(cuda::cublas_int(-1, "rows"), Error);
+  try {
+    cuda::cublas_int(int64_t{1} << 31, "rows");
+    ADD_FAILURE() << "no error for 2^31";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rows = 2147483648"), std::string::npos) << e.what();
+  }
 }
 
 TEST(InferKernelsArgs, ElementwiseRejectBadShapes) {
