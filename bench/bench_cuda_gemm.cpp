@@ -16,39 +16,21 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
 #include "cuda_bench_main.h"
+#include "cuda_gemm_shapes.h"
 
 namespace ruvdllm::cuda {
 namespace {
 
 using bf16 = __nv_bfloat16;
 
-struct Shape {
-  const char* name;
-  int64_t out, in;
-};
-constexpr Shape kShapes[] = {{"qkv", 12288, 4096},
-                             {"wo", 4096, 4096},
-                             {"gate_up", 24576, 4096},
-                             {"down", 4096, 12288},
-                             {"head", 126464, 4096}};
-constexpr size_t kMinCycledBytes = size_t{200} << 20;
-
+using Shape = GemmShape;
 enum class Variant { F32Out, Bf16Out, SplitK };
-
-std::vector<bf16> random_bf16(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(-0.05f, 0.05f);
-  std::vector<bf16> v(n);
-  for (auto& x : v) x = __float2bfloat16(u(rng));
-  return v;
-}
 
 // Device copies of a shape's weight, made once (every variant and row count reuses them).
 const std::vector<DeviceArray<bf16>>& weights_of(const Shape& shape) {
@@ -139,7 +121,7 @@ void BM_Gemm(benchmark::State& state, Shape shape, int64_t rows, Variant variant
 }
 
 void register_all() {
-  for (const Shape& shape : kShapes) {
+  for (const Shape& shape : kEightBShapes) {
     for (const int64_t rows : {256, 512}) {
       const std::string base =
           std::string("BM_Gemm/") + shape.name + "/rows:" + std::to_string(rows) + "/";

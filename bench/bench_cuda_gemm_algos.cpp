@@ -15,12 +15,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
+#include "cuda_gemm_shapes.h"
 #include "ruvdllm/cuda/device.h"
 
 namespace ruvdllm::cuda {
@@ -28,26 +28,9 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-struct Shape {
-  const char* name;
-  int64_t out, in;
-};
-constexpr Shape kShapes[] = {{"qkv", 12288, 4096},
-                             {"wo", 4096, 4096},
-                             {"gate_up", 24576, 4096},
-                             {"down", 4096, 12288},
-                             {"head", 126464, 4096}};
-constexpr size_t kMinCycledBytes = size_t{200} << 20;
+using Shape = GemmShape;
 constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 constexpr int kTimedLaunches = 31;
-
-std::vector<bf16> random_bf16(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(-0.05f, 0.05f);
-  std::vector<bf16> v(n);
-  for (auto& x : v) x = __float2bfloat16(u(rng));
-  return v;
-}
 
 void check_lt(cublasStatus_t status, const char* what) { check_cublas(status, what); }
 
@@ -200,7 +183,7 @@ int main(int argc, char** argv) {
     check_cublas(cublasLtCreate(&lt), "cublasLtCreate");
     std::printf(
         "product  rows | default µs | heuristic #0 | best µs (config) | gain | best rate\n");
-    for (const Shape& shape : kShapes) {
+    for (const Shape& shape : kEightBShapes) {
       for (const int64_t rows : {256, 512}) search(shape, rows, requested, handle, lt, workspace);
     }
     cublasLtDestroy(lt);

@@ -129,6 +129,29 @@ struct QkvParams {
   float eps;
 };
 
+// Where head slot `slot` of the token at (seq, pos) is written, and what is done to it on the
+// way: q heads are normed by q_norm and rotated, k heads by k_norm and rotated, v heads neither.
+template <typename Out>
+struct HeadTarget {
+  Out* dst;
+  const float* norm_w;
+  bool rotate;
+};
+
+template <typename Out>
+__device__ inline HeadTarget<Out> head_target(Out* q, Out* k, Out* v, const float* q_norm,
+                                              const float* k_norm, bool have_rope,
+                                              const QkvParams& p, int64_t slot, int64_t seq,
+                                              int64_t pos) {
+  const int64_t D = p.head_dim;
+  if (slot < p.n_head)
+    return {q + ((seq * p.n_head + slot) * p.seq_len + pos) * D, q_norm, have_rope};
+  const bool is_k = slot < p.n_head + p.n_head_kv;
+  const int64_t h = slot - p.n_head - (is_k ? 0 : p.n_head_kv);
+  Out* dst = (is_k ? k : v) + ((seq * p.n_head_kv + h) * p.kv_rows + p.kv_row0 + pos) * D;
+  return {dst, is_k ? k_norm : nullptr, is_k && have_rope};
+}
+
 // Warp per (token, head slot); slots are the n_head q heads, then the k heads, then the v
 // heads of the token's row. Lane i handles the RoPE pairs i, i + 32, …: (2i, 2i+1) in Normal
 // order, (i, i + head_dim/2) in NeoX order, as ruvdllm::rope pairs them. A null cos_sin leaves
@@ -148,21 +171,8 @@ __global__ void __launch_bounds__(kHeadThreads)
   const In* src = qkv + row * D;  // the token's row is slots·D wide
   const float* b = bias ? bias + slot * D : nullptr;
 
-  const float* norm_w;
-  Out* dst;
-  bool rotate;
-  if (slot < p.n_head) {
-    norm_w = q_norm;
-    rotate = true;
-    dst = q + ((seq * p.n_head + slot) * p.seq_len + pos) * D;
-  } else {
-    const bool is_k = slot < p.n_head + p.n_head_kv;
-    const int64_t h = slot - p.n_head - (is_k ? 0 : p.n_head_kv);
-    norm_w = is_k ? k_norm : nullptr;
-    rotate = is_k;
-    dst = (is_k ? k : v) + ((seq * p.n_head_kv + h) * p.kv_rows + p.kv_row0 + pos) * D;
-  }
-  rotate = rotate && cos_sin;
+  const auto [dst, norm_w, rotate] =
+      head_target(q, k, v, q_norm, k_norm, cos_sin != nullptr, p, slot, seq, pos);
 
   float inv_rms = 1.0f;
   if (norm_w) {
@@ -286,18 +296,11 @@ __global__ void __launch_bounds__(kFlatThreads)
 #pragma unroll
       for (int i = 0; i < 8; ++i) x[i] += bv[i];
     }
-    if (slot < p.n_head) {
-      norm_w = q_norm;
-      rotate = true;
-      dst = q + ((seq * p.n_head + slot) * p.seq_len + pos) * D;
-    } else {
-      const bool is_k = slot < p.n_head + p.n_head_kv;
-      const int64_t h = slot - p.n_head - (is_k ? 0 : p.n_head_kv);
-      norm_w = is_k ? k_norm : nullptr;
-      rotate = is_k;
-      dst = (is_k ? k : v) + ((seq * p.n_head_kv + h) * p.kv_rows + p.kv_row0 + pos) * D;
-    }
-    rotate = rotate && cos_sin;
+    const HeadTarget<Out> target =
+        head_target(q, k, v, q_norm, k_norm, cos_sin != nullptr, p, slot, seq, pos);
+    dst = target.dst;
+    norm_w = target.norm_w;
+    rotate = target.rotate;
   }
   // Whether to reduce is the same for the whole launch, so every lane joins the shuffles; heads
   // without a norm (v, or all when there is none) ignore the sum.
