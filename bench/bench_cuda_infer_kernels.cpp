@@ -18,6 +18,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -116,18 +117,20 @@ constexpr int64_t kWidth = 4096, kHeads = 32, kHeadDim = 128, kFfn = 12288;
 
 template <typename T>
 DeviceArray<T> filled_device(size_t n, float scale, uint32_t seed) {
-  std::vector<T> host(n);
   std::mt19937 rng(seed);
   std::uniform_real_distribution<float> dist(-scale, scale);
+  // bf16 goes up as its bit patterns.
+  using Host = std::conditional_t<sizeof(T) == 2, uint16_t, float>;
+  std::vector<Host> host(n);
   for (auto& h : host) {
     const float v = dist(rng);
     if constexpr (sizeof(T) == 2) {
-      const uint16_t b = ruvdllm::f32_to_bf16(v);
-      std::memcpy(&h, &b, 2);
+      h = ruvdllm::f32_to_bf16(v);
     } else {
       h = v;
     }
   }
+  static_assert(sizeof(Host) == sizeof(T));
   DeviceArray<T> d(n);
   check_cuda(cudaMemcpy(d.data(), host.data(), n * sizeof(T), cudaMemcpyHostToDevice),
              "cudaMemcpy");
