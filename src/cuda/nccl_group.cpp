@@ -8,6 +8,7 @@
 #include <set>
 
 #include "cuda/cuda_check.h"
+#include "cuda/cuda_libraries.h"
 #include "ruvdllm/core/error.h"
 #include "ruvdllm/cuda/device.h"
 #include "ruvdllm/cuda/multi_gpu.h"
@@ -32,8 +33,7 @@ void check_nccl(ncclResult_t result, const char* what) {
 
 bool nccl_available(std::string* why) {
 #ifdef RUVDLLM_HAVE_NCCL
-  (void)why;
-  return true;
+  return nccl_loadable(why);  // libnccl is opened at run time (cuda_libraries.cpp)
 #else
   if (why) *why = kNoNccl;
   return false;
@@ -100,9 +100,8 @@ void NcclGroup::all_reduce_sum(std::span<float* const> buffers, size_t count,
   check_nccl(ncclGroupStart(), "ncclGroupStart");
   for (size_t i = 0; i < n; ++i) {
     check_cuda(cudaSetDevice(impl_->devices[i]), "cudaSetDevice");
-    const ncclResult_t r =
-        ncclAllReduce(buffers[i], buffers[i], count, ncclFloat32, ncclSum, impl_->comms[i],
-                      static_cast<cudaStream_t>(streams[i]));
+    const ncclResult_t r = ncclAllReduce(buffers[i], buffers[i], count, ncclFloat32, ncclSum,
+                                         impl_->comms[i], static_cast<cudaStream_t>(streams[i]));
     if (r != ncclSuccess) {
       ncclGroupEnd();  // close the group before reporting, so NCCL stays usable
       check_nccl(r, "ncclAllReduce");
@@ -123,8 +122,8 @@ void NcclGroup::sum_gradients(std::span<CudaTrainEngine* const> engines) {
   for (size_t i = 0; i < n; ++i) {
     CudaTrainEngine& e = *engines[i];
     if (e.device_index() != impl_->devices[i]) {
-      fail("NCCL: engine {} runs on CUDA device {}, but rank {} is device {}", i,
-           e.device_index(), i, impl_->devices[i]);
+      fail("NCCL: engine {} runs on CUDA device {}, but rank {} is device {}", i, e.device_index(),
+           i, impl_->devices[i]);
     }
     if (e.gradient_count() != engines[0]->gradient_count()) {
       fail("NCCL: the replicas' gradient buffers differ in size ({} and {} floats)",
