@@ -118,11 +118,13 @@ GenerationResult Generator::run(std::span<const int32_t> prompt, const Generatio
   const bool even_counts = o.block_len > 0 && o.schedule == NoiseSchedule::Linear;
 
   KVCache cache;
-  std::vector<int64_t> candidates, committed_positions, eos_filled;
+  std::vector<int64_t> candidates, block_rows, committed_positions, eos_filled;
   std::vector<float> confidences;
   int64_t step = 0;
   for (size_t b = 0; b < blocks.size() && !result.stopped; ++b) {
     const BlockPlan& block = blocks[b];
+    // The block's masked positions: the only rows a step samples, so the only rows whose
+    // logits a forward pass computes (ForwardOptions::logit_rows).
     auto gather_candidates = [&] {
       candidates.clear();
       for (int64_t p = block.begin; p < block.end; ++p) {
@@ -145,6 +147,7 @@ GenerationResult Generator::run(std::span<const int32_t> prompt, const Generatio
           ForwardOptions extend;
           extend.cache = &cache;
           extend.append_to_cache = true;
+          extend.logit_rows = std::span<const int64_t>{};  // nothing is sampled from it
           denoiser_.forward(std::span<const int32_t>(canvas).subspan(
                                 static_cast<size_t>(cache.n_tokens),
                                 static_cast<size_t>(block.begin - cache.n_tokens)),
@@ -152,17 +155,22 @@ GenerationResult Generator::run(std::span<const int32_t> prompt, const Generatio
         }
         ForwardOptions current;
         current.cache = &cache;
+        block_rows.clear();
+        for (const int64_t p : candidates) block_rows.push_back(p - block.begin);
+        current.logit_rows = block_rows;
         denoiser_.forward(
             std::span<const int32_t>(canvas).subspan(static_cast<size_t>(block.begin),
                                                      static_cast<size_t>(block.end - block.begin)),
             current);
         first_row = block.begin;
       } else if (guided) {
+        forward_options.logit_rows = candidates;
         std::copy(canvas.begin(), canvas.end(), tokens_.begin());
         std::copy(canvas.begin() + result.prompt_len, canvas.end(),
                   tokens_.begin() + length + result.prompt_len);
         denoiser_.forward(tokens_, forward_options);
       } else {
+        forward_options.logit_rows = candidates;
         denoiser_.forward(canvas, forward_options);
       }
       StepTiming timing;

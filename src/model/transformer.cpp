@@ -62,7 +62,7 @@ class Transformer final : public Model {
 
  private:
   struct Scratch {
-    ScratchBuffer x, xn, tmp, q, k, v, att, gate, up;
+    ScratchBuffer x, xn, tmp, q, k, v, att, gate, up, head_rows;
     MoeScratch moe;
     std::vector<int32_t> positions;
   };
@@ -72,6 +72,8 @@ class Transformer final : public Model {
                  ThreadPool& pool) const;
   void rope_rows(float* x, int64_t n_tokens, int64_t n_heads, ThreadPool& pool) const;
   void add_bias(float* y, const TensorView& bias, int64_t rows, int64_t n) const;
+  void head_for_rows(const float* head_in, std::span<const int64_t> rows, int64_t n_seq,
+                     int64_t seq_len, float* logits, ThreadPool& pool);
 
   LoadedModel m_;
   Scratch s_;
@@ -82,7 +84,8 @@ void Transformer::check_request(std::span<const int32_t> tokens, const ForwardOp
   const int64_t n = static_cast<int64_t>(tokens.size());
   if (n == 0) fail("{}: forward: no tokens", m_.path);
   if (o.n_seq < 1 || n % o.n_seq != 0) {
-    fail("{}: forward: {} tokens do not split into {} sequences of equal length", m_.path, n, o.n_seq);
+    fail("{}: forward: {} tokens do not split into {} sequences of equal length", m_.path, n,
+         o.n_seq);
   }
   if (o.mask == MaskMode::BlockCausal && o.block_len <= 0) {
     fail("{}: forward: block-causal attention needs block_len > 0 (is {})", m_.path, o.block_len);
@@ -97,34 +100,50 @@ void Transformer::check_request(std::span<const int32_t> tokens, const ForwardOp
     if (!fresh) {
       if (past < 0 || cache.k.size() != static_cast<size_t>(c.n_layer) ||
           cache.v.size() != static_cast<size_t>(c.n_layer)) {
-        fail("{}: forward: KV cache of {} tokens and {} layers does not fit this {}-layer model", m_.path, past,
-             cache.k.size(), c.n_layer);
+        fail("{}: forward: KV cache of {} tokens and {} layers does not fit this {}-layer model",
+             m_.path, past, cache.k.size(), c.n_layer);
       }
       for (int64_t il = 0; il < c.n_layer; ++il) {
-        if (cache.k[static_cast<size_t>(il)].size() != expected || cache.v[static_cast<size_t>(il)].size() != expected) {
-          fail("{}: forward: KV cache layer {} does not hold {} tokens of {} key/value heads of {}", m_.path, il, past,
-               c.n_head_kv, c.head_dim);
+        if (cache.k[static_cast<size_t>(il)].size() != expected ||
+            cache.v[static_cast<size_t>(il)].size() != expected) {
+          fail("{}: forward: KV cache layer {} does not hold {} tokens of {} key/value heads of {}",
+               m_.path, il, past, c.n_head_kv, c.head_dim);
         }
       }
     }
     if (!cache.last_hidden.empty() && cache.last_hidden.size() != static_cast<size_t>(c.n_embd)) {
-      fail("{}: forward: KV cache's last hidden state has {} values, expected {}", m_.path, cache.last_hidden.size(), c.n_embd);
+      fail("{}: forward: KV cache's last hidden state has {} values, expected {}", m_.path,
+           cache.last_hidden.size(), c.n_embd);
     }
   }
   const int64_t length = n / o.n_seq;
+  if (o.logit_rows) {
+    int64_t previous = -1;
+    for (const int64_t row : *o.logit_rows) {
+      if (row <= previous || row >= length) {
+        fail(
+            "{}: forward: logit rows must ascend within the {} rows of a sequence (got {} after "
+            "{})",
+            m_.path, length, row, previous);
+      }
+      previous = row;
+    }
+  }
   if (past + length > c.context_length) {
-    fail("{}: forward: {} positions exceed the model's context of {}", m_.path, past + length, c.context_length);
+    fail("{}: forward: {} positions exceed the model's context of {}", m_.path, past + length,
+         c.context_length);
   }
   for (int64_t i = 0; i < n; ++i) {
     const int32_t id = tokens[static_cast<size_t>(i)];
     if (id < 0 || id >= c.vocab_size) {
-      fail("{}: forward: token id {} at index {} is outside the vocabulary of {}", m_.path, id, i, c.vocab_size);
+      fail("{}: forward: token id {} at index {} is outside the vocabulary of {}", m_.path, id, i,
+           c.vocab_size);
     }
   }
 }
 
-void Transformer::norm_rows(const float* x, const TensorView& weight, float* y, int64_t rows, int64_t n,
-                            ThreadPool& pool) const {
+void Transformer::norm_rows(const float* x, const TensorView& weight, float* y, int64_t rows,
+                            int64_t n, ThreadPool& pool) const {
   const float* w = static_cast<const float*>(weight.data);
   const float eps = m_.config.rms_eps;
   for_row_chunks(pool, rows, kMinRowsPerChunk * 4, [&](int64_t begin, int64_t end) {
@@ -136,8 +155,8 @@ void Transformer::rope_rows(float* x, int64_t n_tokens, int64_t n_heads, ThreadP
   const ModelConfig& c = m_.config;
   const int64_t row = n_heads * c.head_dim;
   for_row_chunks(pool, n_tokens, kMinRowsPerChunk, [&](int64_t begin, int64_t end) {
-    rope(x + begin * row, end - begin, n_heads, c.head_dim, c.head_dim, s_.positions.data() + begin, c.rope_base,
-         c.rope_order);
+    rope(x + begin * row, end - begin, n_heads, c.head_dim, c.head_dim, s_.positions.data() + begin,
+         c.rope_base, c.rope_order);
   });
 }
 
@@ -145,6 +164,29 @@ void Transformer::add_bias(float* y, const TensorView& bias, int64_t rows, int64
   if (!bias.data) return;
   const float* b = static_cast<const float*>(bias.data);
   for (int64_t r = 0; r < rows; ++r) add_inplace(y + r * n, b, n);
+}
+
+// The output head for rows `rows` of each of n_seq sequences only. Their logits are computed
+// into the front of `logits`, one after another, then moved to their own rows, last first: a
+// row's own place is never before its packed one, so no row is overwritten before it moves.
+void Transformer::head_for_rows(const float* head_in, std::span<const int64_t> rows, int64_t n_seq,
+                                int64_t seq_len, float* logits, ThreadPool& pool) {
+  const int64_t E = m_.config.n_embd, V = m_.config.vocab_size;
+  const auto per_seq = static_cast<int64_t>(rows.size());
+  const int64_t n = per_seq * n_seq;
+  if (n == 0) return;
+  float* picked = s_.head_rows.get(static_cast<size_t>(n * E));
+  for (int64_t j = 0; j < n; ++j) {
+    const int64_t source = (j / per_seq) * seq_len + rows[static_cast<size_t>(j % per_seq)];
+    std::memcpy(picked + j * E, head_in + source * E, static_cast<size_t>(E) * sizeof(float));
+  }
+  matmul(m_.weights.output, picked, n, logits, pool);
+  for (int64_t j = n - 1; j >= 0; --j) {
+    const int64_t target = (j / per_seq) * seq_len + rows[static_cast<size_t>(j % per_seq)];
+    if (target != j) {
+      std::memmove(logits + target * V, logits + j * V, static_cast<size_t>(V) * sizeof(float));
+    }
+  }
 }
 
 void Transformer::forward(std::span<const int32_t> tokens, const ForwardOptions& o, float* logits,
@@ -171,11 +213,13 @@ void Transformer::forward(std::span<const int32_t> tokens, const ForwardOptions&
   float* q = s_.q.get(static_cast<size_t>(T * q_dim));
   float* att = s_.att.get(static_cast<size_t>(T * q_dim));
   s_.positions.resize(static_cast<size_t>(T));
-  for (int64_t i = 0; i < T; ++i) s_.positions[static_cast<size_t>(i)] = static_cast<int32_t>(past + i % L);
+  for (int64_t i = 0; i < T; ++i)
+    s_.positions[static_cast<size_t>(i)] = static_cast<int32_t>(past + i % L);
 
   const TensorView& embd = w.token_embd;
   for_row_chunks(pool, T, kMinRowsPerChunk, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) dequantize_row(embd.type, embd.row(tokens[static_cast<size_t>(i)]), x + i * E, E);
+    for (int64_t i = begin; i < end; ++i)
+      dequantize_row(embd.type, embd.row(tokens[static_cast<size_t>(i)]), x + i * E, E);
   });
 
   for (int64_t il = 0; il < c.n_layer; ++il) {
@@ -252,13 +296,18 @@ void Transformer::forward(std::span<const int32_t> tokens, const ForwardOptions&
     // code shifts; a sequence's first row keeps its own (or takes the cached last position's).
     for (int64_t s = 0; s < S; ++s) {
       float* dst = tmp + s * L * E;
-      const float* first = cache && !cache->last_hidden.empty() ? cache->last_hidden.data() : xn + s * L * E;
+      const float* first =
+          cache && !cache->last_hidden.empty() ? cache->last_hidden.data() : xn + s * L * E;
       std::memcpy(dst, first, static_cast<size_t>(E) * sizeof(float));
       std::memcpy(dst + E, xn + s * L * E, static_cast<size_t>((L - 1) * E) * sizeof(float));
     }
     head_in = tmp;
   }
-  matmul(w.output, head_in, T, logits, pool);
+  if (o.logit_rows && static_cast<int64_t>(o.logit_rows->size()) < L) {
+    head_for_rows(head_in, *o.logit_rows, S, L, logits, pool);
+  } else {
+    matmul(w.output, head_in, T, logits, pool);
+  }
 
   if (cache && o.append_to_cache) {
     cache->n_tokens = past + T;
@@ -289,7 +338,8 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   std::error_code ec;
   const bool directory = std::filesystem::is_directory(path, ec);
   auto ends_with = [&path](std::string_view suffix) {
-    return path.size() >= suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+    return path.size() >= suffix.size() &&
+           path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
   };
   if (directory || ends_with(".safetensors") || ends_with(".index.json")) {
     return model_detail::make_transformer(model_detail::load_hf(path));

@@ -347,6 +347,75 @@ TEST(Forward, CachedPrefixGivesTheFullPassSuffixRows) {
   }
 }
 
+// Asking for some rows' logits gives those rows of the full pass, for plain, shifted (Dream),
+// two-sequence and cached passes: bit for bit with quantized weights (the matmul quantizes and
+// sums each activation row alone), within f32 rounding with float weights (OpenBLAS may pick
+// another kernel for fewer rows). An empty list writes nothing.
+TEST(Forward, LogitRowsGiveThoseRowsOfTheFullPass) {
+  constexpr float kUntouched = -12345.0f;
+  const auto expect_same_row = [](const float* got, const float* want, size_t n, TensorType type) {
+    if (type_traits(type).quantized) {
+      EXPECT_EQ(std::memcmp(got, want, n * sizeof(float)), 0) << type_name(type);
+    } else {
+      EXPECT_LE(testing::compare(got, want, n).max_abs, 1e-5) << type_name(type);
+    }
+  };
+  for (Variant v : {Variant::LLaDA, Variant::Dream, Variant::MoE}) {
+    for (TensorType type : {TensorType::F32, TensorType::Q8_0}) {
+      auto model = Model::load(model_path(v, type));
+      const auto V = static_cast<size_t>(model->config().vocab_size);
+      const auto tokens = random_tokens(26, static_cast<int64_t>(V), 21);
+      ThreadPool pool(2);
+      for (const int64_t n_seq : {1, 2}) {
+        ForwardOptions options;
+        options.n_seq = n_seq;
+        const auto full = run(*model, tokens, options);
+        const int64_t length = 26 / n_seq;
+        for (const std::vector<int64_t>& rows :
+             {std::vector<int64_t>{0}, std::vector<int64_t>{3, 4, 5, 9},
+              std::vector<int64_t>{length - 1}, std::vector<int64_t>{}}) {
+          ForwardOptions some = options;
+          some.logit_rows = rows;
+          std::vector<float> logits(full.size(), kUntouched);
+          model->forward(tokens, some, logits.data(), pool);
+          for (int64_t s = 0; s < n_seq; ++s) {
+            for (int64_t r = 0; r < length; ++r) {
+              const size_t at = static_cast<size_t>(s * length + r) * V;
+              const bool wanted = std::find(rows.begin(), rows.end(), r) != rows.end();
+              if (wanted) expect_same_row(logits.data() + at, full.data() + at, V, type);
+              if (rows.empty()) {
+                EXPECT_EQ(logits[at], kUntouched) << "row " << r << " was written";
+              }
+            }
+          }
+        }
+      }
+      // With a cache: the rows of a block that follows a cached prefix.
+      KVCache cache;
+      ForwardOptions fill;
+      fill.cache = &cache;
+      fill.append_to_cache = true;
+      fill.logit_rows = std::span<const int64_t>{};  // a pass that only fills the cache
+      std::vector<float> none(16 * V, kUntouched);
+      model->forward(std::span<const int32_t>(tokens).first(16), fill, none.data(), pool);
+      EXPECT_EQ(std::count(none.begin(), none.end(), kUntouched),
+                static_cast<ptrdiff_t>(none.size()));
+      ForwardOptions use;
+      use.cache = &cache;
+      const std::vector<int32_t> block(tokens.begin() + 16, tokens.end());
+      const auto all_rows = run(*model, block, use);
+      const std::vector<int64_t> rows{1, 2, 7};
+      use.logit_rows = rows;
+      std::vector<float> some(all_rows.size(), kUntouched);
+      model->forward(block, use, some.data(), pool);
+      for (const int64_t r : rows) {
+        const size_t at = static_cast<size_t>(r) * V;
+        expect_same_row(some.data() + at, all_rows.data() + at, V, type);
+      }
+    }
+  }
+}
+
 TEST(Forward, ThreadCountDoesNotChangeLogits) {
   for (Variant v : {Variant::LLaDA, Variant::Dream, Variant::MoE}) {
     for (TensorType type : {TensorType::F32, TensorType::Q8_0}) {
@@ -410,6 +479,13 @@ TEST(Forward, BadRequestsThrow) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("5000"), std::string::npos) << e.what();
   }
+  ForwardOptions unordered;
+  const std::vector<int64_t> backwards{2, 1};
+  unordered.logit_rows = backwards;
+  EXPECT_THROW(forward({1, 2, 3}, unordered), Error);
+  const std::vector<int64_t> past_the_end{3};
+  unordered.logit_rows = past_the_end;
+  EXPECT_THROW(forward({1, 2, 3}, unordered), Error);
   std::vector<float> big(600 * static_cast<size_t>(V));
   std::vector<int32_t> too_long(600, 1);  // context is 512
   EXPECT_THROW(model->forward(too_long, {}, big.data(), pool), Error);

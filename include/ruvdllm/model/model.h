@@ -2,6 +2,7 @@
 // A loaded transformer (weights in place in the mapped file) and its forward pass.
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -29,20 +30,27 @@ struct KVCache {
 };
 
 struct ForwardOptions {
-  int64_t n_seq = 1;                 // tokens hold n_seq sequences of equal length, one after another
-  MaskMode mask = MaskMode::Full;    // attention within each sequence
-  int64_t block_len = 0;             // for MaskMode::BlockCausal
+  int64_t n_seq = 1;               // tokens hold n_seq sequences of equal length, one after another
+  MaskMode mask = MaskMode::Full;  // attention within each sequence
+  int64_t block_len = 0;           // for MaskMode::BlockCausal
   // With a cache (n_seq must be 1): this pass's tokens follow the cached ones (positions
   // continue from cache->n_tokens) and attend to them; when append_to_cache is set, this pass's
   // K/V are appended afterwards.
   KVCache* cache = nullptr;
   bool append_to_cache = false;
+  // The rows of each sequence (ascending, relative to this pass) whose logits the caller will
+  // read; unset: all. Only these go through the output head (a generation step samples the
+  // masked rows of one block, not the whole canvas); the other rows of `logits` hold
+  // unspecified values. An empty list computes no logits and writes nothing (a pass that only
+  // extends the cache). With float weights the head's GEMM may round a row differently when it
+  // has fewer rows (OpenBLAS picks its kernels by size): within f32 rounding of the full pass.
+  std::optional<std::span<const int64_t>> logit_rows;
 };
 
 // The per-layer tensors of a transformer. Absent optional tensors have data == nullptr.
 struct LayerWeights {
   TensorView attn_norm, wq, wk, wv, wo, bq, bk, bv, q_norm, k_norm;
-  TensorView ffn_norm, ffn_gate, ffn_up, ffn_down;                 // dense FFN
+  TensorView ffn_norm, ffn_gate, ffn_up, ffn_down;                     // dense FFN
   TensorView ffn_gate_inp, ffn_gate_exps, ffn_up_exps, ffn_down_exps;  // MoE
 };
 struct ModelWeights {
