@@ -137,27 +137,12 @@ DeviceArray<T> filled_device(size_t n, float scale, uint32_t seed) {
   return d;
 }
 
-// Times `launch` (one kernel on the default stream) by events around 20 launches; `moved` is
-// the bytes one launch must read plus write.
+constexpr int kLaunchesPerIteration = 20;
+
+// time_launches, plus bytes_per_second from `moved`, the bytes one launch must read plus write.
 template <typename Launch>
-void time_launches(benchmark::State& state, int64_t moved, Launch launch) {
-  constexpr int kLaunches = 20;
-  cudaEvent_t start, stop;
-  check_cuda(cudaEventCreate(&start), "cudaEventCreate");
-  check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
-  launch();
-  check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-  for (auto _ : state) {
-    check_cuda(cudaEventRecord(start, nullptr), "cudaEventRecord");
-    for (int i = 0; i < kLaunches; ++i) launch();
-    check_cuda(cudaEventRecord(stop, nullptr), "cudaEventRecord");
-    check_cuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
-    float ms = 0;
-    check_cuda(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
-    state.SetIterationTime(ms / 1e3 / kLaunches);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+void time_step_kernel(benchmark::State& state, int64_t moved, Launch launch) {
+  time_launches(state, kLaunchesPerIteration, launch);
   state.SetBytesProcessed(state.iterations() * moved);
 }
 
@@ -168,7 +153,7 @@ void BM_StepResidualRmsnorm(benchmark::State& state) {
   auto partials = filled_device<float>(2 * rows * kWidth, 1.0f, 2);
   auto w = filled_device<float>(kWidth, 1.0f, 3);
   DeviceArray<bf16> y(rows * kWidth);
-  time_launches(state, rows * kWidth * (4 * 2 + 4 * 2 + 2), [&] {
+  time_step_kernel(state, rows * kWidth * (4 * 2 + 4 * 2 + 2), [&] {
     residual_rmsnorm_rows(y.data(), x.data(), partials.data(), 2, w.data(), rows, kWidth, 1e-5f,
                           nullptr);
   });
@@ -184,7 +169,7 @@ void BM_StepSplitQkvRope(benchmark::State& state) {
   layout.seq_len = layout.kv_rows = rows;
   layout.n_head = layout.n_head_kv = kHeads;
   layout.head_dim = kHeadDim;
-  time_launches(state, rows * qkv_width * 2 * 2, [&] {
+  time_step_kernel(state, rows * qkv_width * 2 * 2, [&] {
     split_qkv_heads(q.data(), k.data(), v.data(), qkv.data(), nullptr, nullptr, nullptr,
                     reinterpret_cast<const float2*>(cos_sin.data()), layout, nullptr);
   });
@@ -194,8 +179,8 @@ void BM_StepSwiglu(benchmark::State& state) {
   const int64_t rows = state.range(0);
   auto gate_up = filled_device<bf16>(rows * 2 * kFfn, 2.0f, 6);
   DeviceArray<bf16> h(rows * kFfn);
-  time_launches(state, rows * kFfn * (2 * 2 + 2),
-                [&] { swiglu_rows(h.data(), gate_up.data(), rows, kFfn, nullptr); });
+  time_step_kernel(state, rows * kFfn * (2 * 2 + 2),
+                   [&] { swiglu_rows(h.data(), gate_up.data(), rows, kFfn, nullptr); });
 }
 
 void register_all() {

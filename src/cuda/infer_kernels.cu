@@ -225,11 +225,8 @@ __device__ inline void load8(float (&x)[8], const bf16* p) {
     x[2 * i] = f.x, x[2 * i + 1] = f.y;
   }
 }
-__device__ inline void load4(float* x, const float* p) {
-  const float4 a = *reinterpret_cast<const float4*>(p);
-  x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w;
-}
-__device__ inline void load4(float* x, const bf16* p) {
+template <typename In>
+__device__ inline void load4(float* x, const In* p) {
   const float4 a = load4(p);
   x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w;
 }

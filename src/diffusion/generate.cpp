@@ -142,6 +142,7 @@ GenerationResult Generator::run(std::span<const int32_t> prompt, const Generatio
     for (int64_t i = 0; i < block_steps && !candidates.empty(); ++i) {
       const auto forward_start = Clock::now();
       int64_t first_row = 0;
+      forward_options.logit_rows = candidates;  // uncached passes: rows are canvas positions
       if (o.cache_blocks) {
         if (cache.n_tokens < block.begin) {  // the prompt, or blocks finished since
           ForwardOptions extend;
@@ -164,13 +165,11 @@ GenerationResult Generator::run(std::span<const int32_t> prompt, const Generatio
             current);
         first_row = block.begin;
       } else if (guided) {
-        forward_options.logit_rows = candidates;
         std::copy(canvas.begin(), canvas.end(), tokens_.begin());
         std::copy(canvas.begin() + result.prompt_len, canvas.end(),
                   tokens_.begin() + length + result.prompt_len);
         denoiser_.forward(tokens_, forward_options);
       } else {
-        forward_options.logit_rows = candidates;
         denoiser_.forward(canvas, forward_options);
       }
       StepTiming timing;
