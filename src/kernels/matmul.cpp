@@ -160,14 +160,19 @@ void bf16_matmul(const matmul_detail::Bf16Kernels& kern, const TensorView& w, in
   });
 }
 
+// The direct BF16 kernels when they are the faster route on this machine, else null.
+const matmul_detail::Bf16Kernels* chosen_bf16_kernels() {
+  return blas_has_avx512_sgemm() ? nullptr : matmul_detail::bf16_kernels();
+}
+
 void float_matmul(const TensorView& w, int64_t n_begin, int64_t n, const float* x, int64_t m,
                   float* y, ThreadPool& pool) {
   use_single_threaded_blas();
   const int64_t k = w.row_len();
   const int64_t panel_rows = float_panel_rows(n);
   const int64_t tasks = (n + panel_rows - 1) / panel_rows;
-  if (w.type == TensorType::BF16 && !blas_has_avx512_sgemm()) {
-    if (const matmul_detail::Bf16Kernels* bf16 = matmul_detail::bf16_kernels()) {
+  if (w.type == TensorType::BF16) {
+    if (const matmul_detail::Bf16Kernels* bf16 = chosen_bf16_kernels()) {
       return bf16_matmul(*bf16, w, n_begin, n, x, m, y, pool);
     }
   }
@@ -213,6 +218,8 @@ void matmul_rows(const TensorView& w, int64_t n_begin, int64_t n_end, const floa
 void matmul(const TensorView& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
   matmul_rows(w, 0, w.rows(), x, m, y, pool);
 }
+
+bool bf16_weights_round_activations() { return chosen_bf16_kernels() != nullptr; }
 
 const char* simd_target_name() { return matmul_detail::chosen_target_name(); }
 

@@ -266,7 +266,7 @@ TEST(Matmul, MatchesReferenceForEveryType) {
         bound = activation_error_bound(type, wf, x, s.m, s.k, s.n);
       } else {
         bound = abs_dot(wf, x, s.m, s.k, s.n);
-        const bool bf16_kernel = type == TensorType::BF16 && matmul_detail::bf16_kernels();  // if chosen
+        const bool bf16_kernel = type == TensorType::BF16 && bf16_weights_round_activations();
         for (double& b : bound) b *= bf16_kernel ? 1.0 / 256 : 1e-5;
       }
       double err2 = 0, ref2 = 0;

@@ -17,6 +17,7 @@
 #include "ruvdllm/core/thread_pool.h"
 #include "ruvdllm/io/gguf.h"
 #include "ruvdllm/io/safetensors.h"
+#include "ruvdllm/kernels/matmul.h"
 #include "ruvdllm/model/convert.h"
 #include "ruvdllm/model/gguf_metadata.h"
 #include "ruvdllm/model/init.h"
@@ -223,7 +224,11 @@ TEST(Convert, F32GgufGivesTheCheckpointsLogits) {
     EXPECT_EQ(converted->config().rope_order, gguf_rope_order(k.config.arch));
     EXPECT_EQ(converted->config().tied_output, k.config.tied_output);
     EXPECT_EQ(converted->config().mask_token_id, source->config().mask_token_id);
-    EXPECT_LE(relative_error(logits_of(*converted), expected), 1e-5);
+    // A BF16 checkpoint may run on the AVX-512 BF16 kernel, whose bf16 activations move each
+    // product by up to 2^-9 (1.7e-2 of this model's logits, measured); its F32 copy multiplies in
+    // f32. Every other case computes the same f32 math on both sides.
+    const bool rounded = k.storage == TensorType::BF16 && bf16_weights_round_activations();
+    EXPECT_LE(relative_error(logits_of(*converted), expected), rounded ? 5e-2 : 1e-5);
 
     // llama.cpp's names, every tensor F32.
     const GgufFile gguf = GgufFile::open(out);
