@@ -26,6 +26,7 @@
 #include "ruvdllm/core/thread_pool.h"
 #include "ruvdllm/kernels/matmul.h"
 #include "ruvdllm/kernels/quant.h"
+#include "kernels/matmul_dot.h"
 
 namespace ruvdllm {
 namespace {
@@ -94,6 +95,42 @@ void MatmulArgs(benchmark::internal::Benchmark* b) {
   b->Unit(benchmark::kMillisecond)->UseRealTime();
 }
 BENCHMARK(BM_Matmul)->Apply(MatmulArgs);
+
+// The chosen inner kernel alone, one thread: 256 quantized activation rows times one unpacked
+// panel of weight rows (the panel stays in L2), no unpacking or activation quantization. Its
+// ratio to BM_Matmul on one thread is what those two stages cost. Args: type, k.
+void BM_QuantKernel(benchmark::State& state) {
+  const auto type = static_cast<TensorType>(state.range(0));
+  const int64_t k = state.range(1);
+  const matmul_detail::QuantKernels& kern = matmul_detail::best_quant_kernels();
+  const int64_t cols = kern.panel_rows, g = kern.act_group_rows(type);
+  const Tensor& w = weight(type, cols, k);
+  std::vector<uint8_t> panel(kern.panel_bytes(type, k) + 64);
+  uint8_t* aligned_panel = panel.data() + (64 - reinterpret_cast<uintptr_t>(panel.data()) % 64) % 64;
+  kern.unpack(type, w.view().row(0), w.view().row_stride(), cols, k, aligned_panel);
+  const matmul_detail::ActLayout layout = matmul_detail::act_layout(type, k, g);
+  const int64_t groups = (kRows + g - 1) / g;
+  std::vector<uint8_t> act(layout.group_bytes * static_cast<size_t>(groups) + 64);
+  uint8_t* aligned_act = act.data() + (64 - reinterpret_cast<uintptr_t>(act.data()) % 64) % 64;
+  const auto x = normals(static_cast<size_t>(kRows * k), 3);
+  for (int64_t r = 0; r < kRows; ++r) {
+    matmul_detail::quantize_activation_row(layout, kern.act_offset(type), x.data() + r * k,
+                                           aligned_act + static_cast<size_t>(r / g) * layout.group_bytes, r % g);
+  }
+  std::vector<float> y(static_cast<size_t>(kRows * cols));
+  for (auto _ : state) {
+    kern.multiply(type, aligned_panel, layout, aligned_act, kRows, y.data(), cols, cols);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GOP/s"] = benchmark::Counter(2.0 * kRows * cols * k * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(type_name(type)) + " " + kern.name);
+}
+BENCHMARK(BM_QuantKernel)
+    ->ArgNames({"type", "k"})
+    ->Args({static_cast<int64_t>(TensorType::Q8_0), 2048})
+    ->Args({static_cast<int64_t>(TensorType::Q8_0), 5632})
+    ->Args({static_cast<int64_t>(TensorType::Q4_K), 2048})
+    ->Unit(benchmark::kMicrosecond);
 
 // The matmuls of one step of the 160m model (768 wide, 12 layers, FFN 2048, vocabulary
 // 50258) over 256 positions: q, k, v, o, gate, up, down per layer, then the output head.

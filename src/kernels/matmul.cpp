@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
+#include <initializer_list>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -117,20 +119,42 @@ void use_single_threaded_blas() {
 // at least 8 tasks keep both cores busy. Depends on the shape only, never the thread count.
 int64_t float_panel_rows(int64_t n) { return std::clamp<int64_t>(n / 8 / 16 * 16, 64, 512); }
 
+std::string blas_core_name() {
+  std::string core = openblas_get_corename();
+  std::transform(core.begin(), core.end(), core.begin(), [](unsigned char c) { return std::tolower(c); });
+  return core;
+}
+
+bool blas_core_is_one_of(std::initializer_list<const char*> names) {
+  const std::string core = blas_core_name();
+  for (const char* name : names) {
+    if (core.find(name) != std::string::npos) return true;
+  }
+  return false;
+}
+
 // Measured on a Sapphire-Rapids-class Xeon: OpenBLAS's AVX-512 SGEMM on converted weights
 // beats vdpbf16ps (which issues only every other cycle there) by 1.1-1.5x; with OpenBLAS's
 // AVX2 kernels (as on Zen) they tie, and when OpenBLAS falls back to generic kernels (it does
 // not recognise some virtualised CPUs) the direct kernel is 2.5x faster.
 bool blas_has_avx512_sgemm() {
-  static const bool avx512 = [] {
-    std::string core = openblas_get_corename();
-    std::transform(core.begin(), core.end(), core.begin(), [](unsigned char c) { return std::tolower(c); });
-    for (const char* name : {"skylakex", "cooperlake", "sapphirerapids"}) {
-      if (core.find(name) != std::string::npos) return true;
-    }
-    return false;
-  }();
+  static const bool avx512 = blas_core_is_one_of({"skylakex", "cooperlake", "sapphirerapids"});
   return avx512;
+}
+
+// Our own f32 kernels (matmul_float.cpp) replace OpenBLAS where it runs a generic x86 core
+// (e.g. "Prescott" on a virtual Sapphire Rapids: ~10% of the FMA peak). RUVDLLM_FLOAT_GEMM=
+// openblas|own overrides the choice, for benchmarks that compare the two.
+const matmul_detail::FloatKernels* chosen_float_kernels() {
+  static const bool own = [] {
+    const char* forced = std::getenv("RUVDLLM_FLOAT_GEMM");
+    const std::string choice = forced ? forced : "auto";
+    if (choice == "openblas" || choice == "own") return choice == "own";
+    if (choice != "auto") fail("RUVDLLM_FLOAT_GEMM must be auto, openblas or own, not '{}'", choice);
+    return !blas_core_is_one_of({"haswell", "zen", "skylakex", "cooperlake", "sapphirerapids"});
+  }();
+  // Looked up per call: the kernels belong to the Highway target chosen now (tests switch it).
+  return own ? matmul_detail::float_kernels() : nullptr;
 }
 
 // BF16 weights on CPUs with AVX-512 BF16: activations rounded to bf16 once, then vdpbf16ps
@@ -160,9 +184,38 @@ void bf16_matmul(const matmul_detail::Bf16Kernels& kern, const TensorView& w, in
   });
 }
 
-// The direct BF16 kernels when they are the faster route on this machine, else null.
+// F32/F16/BF16 weights through our own kernels: x packed once, each panel of weight rows
+// converted to f32 (F32 rows are used in place).
+void own_float_matmul(const matmul_detail::FloatKernels& kern, const TensorView& w, int64_t n_begin, int64_t n,
+                      const float* x, int64_t m, float* y, ThreadPool& pool) {
+  const int64_t k = w.row_len(), strips = (m + kern.lanes - 1) / kern.lanes;
+  auto* packed = reinterpret_cast<float*>(activation_scratch().get(static_cast<size_t>(strips * k * kern.lanes) * 4));
+  pool.parallel_for(strips, [&](int64_t strip, int) { kern.pack_activations(x, m, k, strip, packed); });
+  // Small panels: each one's f32 rows (64 × k) stay in L2 while the kernel passes over them
+  // once per pair of activation strips.
+  constexpr int64_t panel_rows = 64;
+  pool.parallel_for((n + panel_rows - 1) / panel_rows, [&](int64_t task, int) {
+    const int64_t c0 = task * panel_rows;
+    const int64_t cols = std::min(panel_rows, n - c0);
+    const uint8_t* rows = w.row(n_begin + c0);
+    const float* wf = reinterpret_cast<const float*>(rows);
+    int64_t ldw = static_cast<int64_t>(w.row_stride() / sizeof(float));
+    if (w.type != TensorType::F32) {
+      auto* converted = reinterpret_cast<float*>(panel_scratch().get(static_cast<size_t>(cols * k) * 4));
+      for (int64_t c = 0; c < cols; ++c) dequantize_row(w.type, rows + static_cast<size_t>(c) * w.row_stride(), converted + c * k, k);
+      wf = converted;
+      ldw = k;
+    }
+    kern.multiply(packed, m, k, wf, ldw, cols, y + c0, n);
+  });
+}
+
+// The direct BF16 kernels when they are the faster route on this machine, else null. Our own
+// f32 kernels, where chosen, beat them (f32 FMA issues twice as often as vdpbf16ps on a
+// Sapphire Rapids: 105 against 68 GFLOP/s on one core) and keep x in f32.
 const matmul_detail::Bf16Kernels* chosen_bf16_kernels() {
-  return blas_has_avx512_sgemm() ? nullptr : matmul_detail::bf16_kernels();
+  if (chosen_float_kernels() || blas_has_avx512_sgemm()) return nullptr;
+  return matmul_detail::bf16_kernels();
 }
 
 void float_matmul(const TensorView& w, int64_t n_begin, int64_t n, const float* x, int64_t m,
@@ -171,6 +224,9 @@ void float_matmul(const TensorView& w, int64_t n_begin, int64_t n, const float* 
   const int64_t k = w.row_len();
   const int64_t panel_rows = float_panel_rows(n);
   const int64_t tasks = (n + panel_rows - 1) / panel_rows;
+  if (const matmul_detail::FloatKernels* own = chosen_float_kernels()) {
+    return own_float_matmul(*own, w, n_begin, n, x, m, y, pool);
+  }
   if (w.type == TensorType::BF16) {
     if (const matmul_detail::Bf16Kernels* bf16 = chosen_bf16_kernels()) {
       return bf16_matmul(*bf16, w, n_begin, n, x, m, y, pool);

@@ -143,6 +143,21 @@ struct Bf16Kernels {
 };
 const Bf16Kernels* bf16_kernels();
 
+// Own f32 GEMM kernels (matmul_float.cpp) for F32/F16/BF16 weights converted to f32 rows; null
+// on targets without them (then OpenBLAS is the only route).
+struct FloatKernels {
+  const char* name = nullptr;
+  // Activation rows per packed strip (the vector lanes).
+  int64_t lanes = 0;
+  // Packs strip `strip` of x (m rows, row stride k) into out + strip·k·lanes as [k][lanes];
+  // rows past m are zeros.
+  void (*pack_activations)(const float* x, int64_t m, int64_t k, int64_t strip, float* out) = nullptr;
+  // y[r][c] = x[r] · w[c] for r < m, c < cols; w rows have stride ldw floats; x packed as above.
+  void (*multiply)(const float* xpacked, int64_t m, int64_t k, const float* w, int64_t ldw, int64_t cols, float* y,
+                   int64_t ldy) = nullptr;
+};
+const FloatKernels* float_kernels();
+
 // Name of the Highway target chosen at run time.
 const char* chosen_target_name();
 

@@ -310,6 +310,46 @@ TEST(Matmul, Bf16KernelMatchesReference) {
   }
 }
 
+// The own f32 kernels directly, on every target that has them (the driver uses them only
+// where OpenBLAS runs a generic core). Weight rows with a stride wider than k, tails of both
+// activation strips and weight-row groups, k across the kernel's 256-value chunks. Bound: the
+// f32 summation of k products, |error| <= γ_k Σ|w·x| with γ_k = k·u / (1 − k·u), u = 2^-24.
+TEST(Matmul, FloatKernelMatchesReference) {
+  int tested = 0;
+  for_each_simd_target([&](int64_t) {
+    const matmul_detail::FloatKernels* kern = matmul_detail::float_kernels();
+    if (!kern) return;
+    ++tested;
+    for (auto [m, n, k] : {Shape{1, 1, 1}, Shape{9, 70, 33}, Shape{33, 64, 256}, Shape{17, 13, 517}, Shape{40, 9, 600}}) {
+      SCOPED_TRACE(describe(TensorType::F32, {m, n, k}));
+      const int64_t ldw = k + 5;
+      const auto w = testing::random_normal(static_cast<size_t>(n * ldw), 950 + k, 0.5f);
+      const auto x = testing::random_normal(static_cast<size_t>(m * k), 951 + m);
+      const int64_t strips = (m + kern->lanes - 1) / kern->lanes;
+      std::vector<float> packed(static_cast<size_t>(strips * k * kern->lanes) + 16);
+      float* aligned = packed.data() + (16 - reinterpret_cast<uintptr_t>(packed.data()) / 4 % 16) % 16;
+      for (int64_t s = 0; s < strips; ++s) kern->pack_activations(x.data(), m, k, s, aligned);
+      std::vector<float> y(static_cast<size_t>(m * n), std::nanf(""));
+      kern->multiply(aligned, m, k, w.data(), ldw, n, y.data(), n);
+      const double u = std::ldexp(1.0, -24), gamma = k * u / (1 - k * u);
+      for (int64_t r = 0; r < m; ++r) {
+        for (int64_t c = 0; c < n; ++c) {
+          double exact = 0, mag = 0;
+          for (int64_t i = 0; i < k; ++i) {
+            const double p = static_cast<double>(w[static_cast<size_t>(c * ldw + i)]) * x[static_cast<size_t>(r * k + i)];
+            exact += p;
+            mag += std::fabs(p);
+          }
+          ASSERT_LE(std::fabs(y[static_cast<size_t>(r * n + c)] - exact), gamma * mag) << "row " << r << " col " << c;
+        }
+      }
+    }
+  });
+#if defined(__x86_64__)
+  if (tested == 0 && hwy::SupportedTargets() & HWY_AVX2) ADD_FAILURE() << "no target ran the f32 kernels";
+#endif
+}
+
 TEST(Matmul, OneAndTwoThreadsGiveIdenticalBits) {
   for_each_simd_target([&](int64_t) {
     for (TensorType type : kWeightTypes) {
