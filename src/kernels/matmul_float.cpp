@@ -15,8 +15,8 @@
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/matmul_float.cpp"
-#include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/aligned_allocator.h"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -55,8 +55,8 @@ constexpr int64_t kChunk = 256;
 
 // acc[(h·kWeightRows + c)·N + lane] += weight row c · row `lane` of activation strip h, over
 // kc values of k (acc starts at zero when `first`).
-void TileProduct(const float* xs0, const float* xs1, const float* w, int64_t ldw, int64_t kc, bool first,
-                 float* acc) {
+void TileProduct(const float* xs0, const float* xs1, const float* w, int64_t ldw, int64_t kc,
+                 bool first, float* acc) {
   const DF d;
   const int64_t n = Lanes();
   hn::Vec<DF> acc0[kWeightRows], acc1[kWeightRows];
@@ -82,17 +82,19 @@ void TileProduct(const float* xs0, const float* xs1, const float* w, int64_t ldw
   }
 }
 
-void Multiply(const float* xpacked, int64_t m, int64_t k, const float* w, int64_t ldw, int64_t cols, float* y,
-              int64_t ldy) {
+void Multiply(const float* xpacked, int64_t m, int64_t k, const float* w, int64_t ldw, int64_t cols,
+              float* y, int64_t ldy) {
   const int64_t n = Lanes(), strips = (m + n - 1) / n, pairs = (strips + 1) / 2;
-  const int64_t groups = (cols + kWeightRows - 1) / kWeightRows, full = cols / kWeightRows * kWeightRows;
+  const int64_t groups = (cols + kWeightRows - 1) / kWeightRows,
+                full = cols / kWeightRows * kWeightRows;
   const int64_t tile = 2 * kWeightRows * n;
   // The last group's rows padded with zero rows, so every call runs the one unrolled shape.
   thread_local std::vector<float> tail;
   if (full < cols) {
     tail.assign(static_cast<size_t>(kWeightRows * k), 0.0f);
     for (int64_t c = full; c < cols; ++c) {
-      std::memcpy(&tail[static_cast<size_t>((c - full) * k)], w + c * ldw, static_cast<size_t>(k) * sizeof(float));
+      std::memcpy(&tail[static_cast<size_t>((c - full) * k)], w + c * ldw,
+                  static_cast<size_t>(k) * sizeof(float));
     }
   }
   // Accumulators of every (strip pair, weight group) tile, in the kernel's lane order.
@@ -112,7 +114,8 @@ void Multiply(const float* xpacked, int64_t m, int64_t k, const float* w, int64_
       for (int64_t g = 0; g < groups; ++g) {
         const bool padded = g * kWeightRows == full;
         const float* wg = padded ? tail.data() + k0 : w + g * kWeightRows * ldw + k0;
-        TileProduct(xs0, xs1, wg, padded ? k : ldw, kc, k0 == 0, acc.get() + (p * groups + g) * tile);
+        TileProduct(xs0, xs1, wg, padded ? k : ldw, kc, k0 == 0,
+                    acc.get() + (p * groups + g) * tile);
       }
     }
   }
@@ -120,7 +123,8 @@ void Multiply(const float* xpacked, int64_t m, int64_t k, const float* w, int64_
     const int64_t rows = m - 2 * p * n < 2 * n ? m - 2 * p * n : 2 * n;
     for (int64_t g = 0; g < groups; ++g) {
       const float* t = acc.get() + (p * groups + g) * tile;
-      const int64_t valid = cols - g * kWeightRows < kWeightRows ? cols - g * kWeightRows : kWeightRows;
+      const int64_t valid =
+          cols - g * kWeightRows < kWeightRows ? cols - g * kWeightRows : kWeightRows;
       for (int64_t r = 0; r < rows; ++r) {
         float* out = y + (2 * p * n + r) * ldy + g * kWeightRows;
         for (int64_t c = 0; c < valid; ++c) out[c] = t[((r / n) * kWeightRows + c) * n + r % n];
