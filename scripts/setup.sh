@@ -13,6 +13,7 @@ PACKAGES=(
   libpcre2-dev                           # tokenizer pre-tokenizer regexes
   libgtest-dev libgmock-dev              # unit tests
   libbenchmark-dev                       # benchmark programs
+  g++-aarch64-linux-gnu                  # checks that the kernels compile for aarch64 NEON
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

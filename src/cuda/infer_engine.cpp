@@ -82,6 +82,7 @@ template <typename Op>
 struct Operands {
   using Element = Op;
   DeviceArray<Op> xn, shifted, qkv, q, k, v, att, gate_up, h;
+  DeviceArray<Op> head_in;  // the rows the head runs for, when a pass asks for some only
   DeviceArray<Op> weight_scratch;  // one dequantized matrix (Quantized mode)
   // KV cache: keys and values of cached positions per layer, [n_head_kv][context][head_dim],
   // and the final-normed hidden state of the last cached position (Dream's shift).
@@ -89,7 +90,8 @@ struct Operands {
   DeviceArray<Op> cache_last_hidden;
   size_t activation_bytes() const {
     size_t n = xn.bytes() + shifted.bytes() + qkv.bytes() + q.bytes() + k.bytes() + v.bytes() +
-               att.bytes() + gate_up.bytes() + h.bytes() + cache_last_hidden.bytes();
+               att.bytes() + gate_up.bytes() + h.bytes() + head_in.bytes() +
+               cache_last_hidden.bytes();
     for (const auto& c : cache_k) n += c.bytes();
     for (const auto& c : cache_v) n += c.bytes();
     return n;
@@ -111,6 +113,8 @@ struct DeviceLayer {
   Linear qkv, wo, gate_up, down;
 };
 
+constexpr int64_t kHeadRowStep = 64;
+
 // What one pass computes. A captured graph replays exactly this (and the buffer addresses).
 struct PassShape {
   int64_t tokens = 0, n_seq = 1;
@@ -120,8 +124,12 @@ struct PassShape {
   // values go to cache rows [past, past + tokens), and with `append` they stay there.
   bool use_cache = false, append = false;
   int64_t past = 0;
+  // Logit rows per sequence when the head runs for listed rows only (ForwardOptions::
+  // logit_rows, padded to a multiple of kHeadRowStep so few shapes get graphs), 0 for all.
+  int64_t head_rows = 0;
   auto key() const {
-    return std::tuple(tokens, n_seq, static_cast<int>(mask), block_len, use_cache, append, past);
+    return std::tuple(tokens, n_seq, static_cast<int>(mask), block_len, use_cache, append, past,
+                      head_rows);
   }
 };
 using PassKey = decltype(PassShape{}.key());
@@ -152,6 +160,11 @@ struct CudaInferEngine::Impl {
   int64_t capacity = 0;
   DeviceArray<int32_t> tokens;
   PinnedArray<int32_t> host_tokens;
+  // Rows of the head's input (over all sequences) when a pass computes listed rows only, and
+  // per position of the last pass its logit row (-1: none computed).
+  DeviceArray<int32_t> head_ids;
+  PinnedArray<int32_t> host_head_ids;
+  std::vector<int32_t> logit_row_of;
   DeviceArray<float> x, partials, logits;
   Operands<bf16> half;
   Operands<float> full;
@@ -174,8 +187,8 @@ struct CudaInferEngine::Impl {
     }
   }
 
-  // Last pass.
-  int64_t n_tokens = 0, n_seq = 1;
+  // Last pass; head_rows as in PassShape (0: every row has logits).
+  int64_t n_tokens = 0, n_seq = 1, head_rows = 0;
 
   // The device KV cache lives in Operands; the host KVCache only counts its tokens (n_tokens),
   // and carries `fill` (KVCache::device_fill) while it is the one being filled.
@@ -211,10 +224,25 @@ struct CudaInferEngine::Impl {
                        const SamplingOptions& options, std::vector<int64_t>* rows) {
     if (n_tokens == 0) fail("cuda: no forward pass has run yet");
     rows->resize(positions.size());
-    for (size_t i = 0; i < positions.size(); ++i) (*rows)[i] = positions[i] - first_row;
-    const int64_t rows_per_seq = n_tokens / n_seq;
-    return n_seq == 2 && options.cfg_scale > 0 ? logits.data() + rows_per_seq * config.vocab_size
+    for (size_t i = 0; i < positions.size(); ++i) {
+      const int64_t row = positions[i] - first_row;
+      if (head_rows == 0) {
+        (*rows)[i] = row;
+        continue;
+      }
+      const int32_t logit_row =
+          row >= 0 && row < static_cast<int64_t>(logit_row_of.size()) ? logit_row_of[row] : -1;
+      if (logit_row < 0) {
+        fail("cuda: position {} has no logits: the last pass computed its logit_rows only",
+             positions[i]);
+      }
+      (*rows)[i] = logit_row;
+    }
+    return n_seq == 2 && options.cfg_scale > 0 ? logits.data() + logit_rows() * config.vocab_size
                                                : nullptr;
+  }
+  // Logit rows per sequence of the last pass.
+  int64_t logit_rows() const { return head_rows > 0 ? head_rows : n_tokens / n_seq;
   }
   void upload_linear(Linear* lin, std::initializer_list<const TensorView*> parts);
   // rows × cols of `type` blocks to a dense operand matrix.
@@ -354,6 +382,8 @@ void CudaInferEngine::Impl::reserve(int64_t n) {
   drop_graphs();  // they point at the buffers about to move
   tokens.reserve(T);
   host_tokens.reserve(T);
+  head_ids.reserve(T);
+  host_head_ids.reserve(T);
   x.reserve(T * E);
   partials.reserve(T * E * InferGemm::kMaxSplits);
   logits.reserve(T * static_cast<size_t>(c.vocab_size));
@@ -367,6 +397,7 @@ void CudaInferEngine::Impl::reserve(int64_t n) {
     o.att.reserve(T * qd);
     o.gate_up.reserve(T * 2 * F);
     o.h.reserve(T * F);
+    o.head_in.reserve(T * E);
   };
   with_operands(size);
   capacity = n;
@@ -487,9 +518,20 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
                                cudaMemcpyDeviceToDevice, stream),
                "cudaMemcpyAsync");
   }
+  int64_t head_in_rows = T;
+  if (pass.head_rows > 0) {
+    head_in_rows = S * pass.head_rows;
+    check_cuda(cudaMemcpyAsync(head_ids.data(), host_head_ids.data(),
+                               static_cast<size_t>(head_in_rows) * 4, cudaMemcpyHostToDevice,
+                               stream),
+               "cudaMemcpyAsync");
+    mark("gather (head rows)");
+    gather_rows(o.head_in.data(), head_in, head_ids.data(), head_in_rows, E, stream);
+    head_in = o.head_in.data();
+  }
   const Op* w_head = weight_of<Op>(head);
   mark("gemm (head)");
-  gemm->linear(logits.data(), head_in, w_head, T, E, c.vocab_size);
+  gemm->linear(logits.data(), head_in, w_head, head_in_rows, E, c.vocab_size);
   mark("end");
 }
 
@@ -641,6 +683,34 @@ void CudaInferEngine::forward(std::span<const int32_t> tokens, const ForwardOpti
   if (o.cache) m.prepare_cache(*o.cache, o, T, &pass);
   m.reserve(T);
   std::copy(tokens.begin(), tokens.end(), m.host_tokens.data());
+  const int64_t L = T / o.n_seq;
+  std::vector<int32_t> row_of;  // becomes logit_row_of once the pass has run
+  if (o.logit_rows && static_cast<int64_t>(o.logit_rows->size()) < L) {
+    // The head (126k outputs per row at the 8B shape) runs for the listed rows only. Rows are
+    // padded with the last one up to a multiple of kHeadRowStep, so a generation's passes
+    // share a few captured graphs instead of one per count.
+    const std::span<const int64_t> listed = *o.logit_rows;
+    row_of.assign(static_cast<size_t>(L), -1);
+    for (size_t i = 0; i < listed.size(); ++i) {
+      const int64_t row = listed[i];
+      if (row < 0 || row >= L) {
+        fail("cuda forward: logit row {} is outside the pass's {} positions", row, L);
+      }
+      row_of[static_cast<size_t>(row)] = static_cast<int32_t>(i);
+    }
+    const auto count = static_cast<int64_t>(listed.size());
+    pass.head_rows = std::max<int64_t>(1, (count + kHeadRowStep - 1) / kHeadRowStep * kHeadRowStep);
+    if (pass.head_rows >= L) pass.head_rows = 0;  // padded to every row: the plain head
+    for (int64_t s = 0; s < o.n_seq; ++s) {
+      for (int64_t i = 0; i < pass.head_rows; ++i) {
+        const int64_t row = listed.empty() ? 0
+                                           : listed[static_cast<size_t>(
+                                                 std::min<int64_t>(i, listed.size() - 1))];
+        m.host_head_ids.data()[s * pass.head_rows + i] =
+            static_cast<int32_t>(s * L + row);
+      }
+    }
+  }
   const PassKey key = pass.key();
 
   auto it = m.graphs.find(key);
@@ -673,6 +743,8 @@ void CudaInferEngine::forward(std::span<const int32_t> tokens, const ForwardOpti
   check_cuda(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize (forward pass)");
   m.n_tokens = T;
   m.n_seq = o.n_seq;
+  m.head_rows = pass.head_rows;
+  m.logit_row_of = std::move(row_of);
   if (pass.append) {
     m.cached = pass.past + T;
     o.cache->n_tokens = m.cached;
@@ -721,10 +793,27 @@ std::vector<std::pair<std::string, double>> CudaInferEngine::profile(
 void CudaInferEngine::copy_logits(float* host) const {
   const Impl& m = *impl_;
   if (m.n_tokens == 0) fail("cuda: no forward pass has run yet");
-  check_cuda(cudaMemcpy(host, m.logits.data(),
-                        static_cast<size_t>(m.n_tokens * m.config.vocab_size) * sizeof(float),
+  const auto V = static_cast<size_t>(m.config.vocab_size);
+  if (m.head_rows == 0) {
+    check_cuda(cudaMemcpy(host, m.logits.data(), static_cast<size_t>(m.n_tokens) * V * sizeof(float),
+                          cudaMemcpyDeviceToHost),
+               "cudaMemcpy (logits)");
+    return;
+  }
+  std::vector<float> computed(static_cast<size_t>(m.n_seq * m.head_rows) * V);
+  check_cuda(cudaMemcpy(computed.data(), m.logits.data(), computed.size() * sizeof(float),
                         cudaMemcpyDeviceToHost),
              "cudaMemcpy (logits)");
+  const int64_t L = m.n_tokens / m.n_seq;
+  std::fill(host, host + static_cast<size_t>(m.n_tokens) * V, std::nanf(""));
+  for (int64_t s = 0; s < m.n_seq; ++s) {
+    for (int64_t p = 0; p < L; ++p) {
+      const int32_t row = m.logit_row_of[static_cast<size_t>(p)];
+      if (row < 0) continue;
+      std::copy_n(computed.data() + static_cast<size_t>(s * m.head_rows + row) * V, V,
+                  host + static_cast<size_t>(s * L + p) * V);
+    }
+  }
 }
 
 void CudaInferEngine::propose(std::span<const int64_t> positions, int64_t first_row,
@@ -734,7 +823,7 @@ void CudaInferEngine::propose(std::span<const int64_t> positions, int64_t first_
   std::vector<int64_t> rows;
   const float* uncond = m.rows_of(positions, first_row, options, &rows);
   out->resize(positions.size());
-  m.sampler->sample(m.logits.data(), uncond, m.n_tokens / m.n_seq, rows, positions, options, step,
+  m.sampler->sample(m.logits.data(), uncond, m.logit_rows(), rows, positions, options, step,
                     *out);
 }
 
@@ -745,7 +834,7 @@ bool CudaInferEngine::propose_top(std::span<const int64_t> candidates, int64_t f
   Impl& m = *impl_;
   std::vector<int64_t> rows;
   const float* uncond = m.rows_of(candidates, first_row, options, &rows);
-  m.sampler->sample_top(m.logits.data(), uncond, m.n_tokens / m.n_seq, rows, candidates, options,
+  m.sampler->sample_top(m.logits.data(), uncond, m.logit_rows(), rows, candidates, options,
                         step, count, out);
   return true;
 }

@@ -87,6 +87,13 @@ void swiglu_rows(bf16* h, const float* gate_up, int64_t rows, int64_t width, cud
 void swiglu_rows(bf16* h, const bf16* gate_up, int64_t rows, int64_t width, cudaStream_t stream);
 void swiglu_rows(float* h, const float* gate_up, int64_t rows, int64_t width, cudaStream_t stream);
 
+// dst row i = src row ids[i], rows × width values: the output head's input for the rows a
+// step samples, and in training the embedding lookup and the scored rows' head input.
+void gather_rows(bf16* dst, const bf16* src, const int32_t* ids, int64_t rows, int64_t width,
+                 cudaStream_t stream);
+void gather_rows(float* dst, const float* src, const int32_t* ids, int64_t rows, int64_t width,
+                 cudaStream_t stream);
+
 // f32 → bf16, round to nearest even (for tests and for weights already in f32).
 void f32_to_bf16(bf16* out, const float* in, int64_t n, cudaStream_t stream);
 

@@ -16,6 +16,7 @@
 #include "cuda/device_buffer.h"
 #include "cuda/gemm.h"
 #include "cuda/gradient_downloads.h"
+#include "cuda/infer_kernels.h"
 #include "cuda/param_layout.h"
 #include "cuda/train_kernels.h"
 #include "cuda/train_optimizer.h"

@@ -67,14 +67,6 @@ unsigned grid_for(int64_t work, int64_t per_block) {
   return static_cast<unsigned>(blocks < 1 ? 1 : blocks);
 }
 
-__global__ void gather_rows_kernel(float* out, const float* table, const int32_t* index,
-                                   int64_t d) {
-  const int64_t row = blockIdx.x;
-  const float* src = table + static_cast<int64_t>(index[row]) * d;
-  float* dst = out + row * d;
-  for (int64_t c = threadIdx.x; c < d; c += blockDim.x) dst[c] = src[c];
-}
-
 // Block (32 columns × 8 row lanes) per (segment, column tile); the 8 lanes' partial sums are
 // combined in a fixed order through shared memory.
 constexpr int kSegCols = 32, kSegLanes = 8;
@@ -470,13 +462,6 @@ __global__ void adamw_kernel(float* values, bf16* values_bf16, float* m, float* 
 }
 
 }  // namespace
-
-void gather_rows(float* out, const float* table, const int32_t* index, int64_t n, int64_t d,
-                 cudaStream_t stream) {
-  if (n == 0) return;
-  gather_rows_kernel<<<grid_for(n, 1), 128, 0, stream>>>(out, table, index, d);
-  check_launch("gather_rows");
-}
 
 RowGroups group_rows(const std::vector<int32_t>& keys) {
   RowGroups g;

@@ -17,10 +17,6 @@ using bf16 = __nv_bfloat16;
 // dst[i] = src[i] rounded to the nearest bf16 (ties to even).
 void to_bf16(bf16* dst, const float* src, int64_t n, cudaStream_t stream);
 
-// out[i] = table[index[i]] for n rows of d floats (embedding lookup; also gathers head rows).
-void gather_rows(float* out, const float* table, const int32_t* index, int64_t n, int64_t d,
-                 cudaStream_t stream);
-
 // For each segment u: out[dest[u]] (+)= Σ_{j ∈ [offsets[u], offsets[u+1])} in[items[j]], rows
 // of d floats summed in index order, so the result does not depend on scheduling (embedding
 // backward, and scattering the head's row gradients back to their hidden states).

@@ -375,6 +375,11 @@ bool key_visible(const AttentionShape& s, int64_t key_pos, int64_t q_pos) {
 
 }  // namespace attention_hwy
 
+// The dispatch table (and, where only one target is compiled, as on aarch64 with NEON alone,
+// the target namespace HWY_DYNAMIC_DISPATCH names) are found through this directive: a
+// qualified name would expand to N_NEON::attention_hwy::F there.
+using namespace attention_hwy;
+
 void attention_reference(const AttentionShape& s, const float* q, const float* k, const float* v,
                          float* out) {
   attention_hwy::check_shape(s);
@@ -446,7 +451,7 @@ void attention(const AttentionShape& s, const float* q, const float* k, const fl
         s.n_kv, attention_hwy::visible_key_end(s.mask, s.block_len, job.pos0 + job.n_rows - 1));
     job.unmasked_end =
         std::min(job.kv_end, attention_hwy::visible_key_end(s.mask, s.block_len, job.pos0));
-    HWY_DYNAMIC_DISPATCH(attention_hwy::AttendTile)(job);
+    HWY_DYNAMIC_DISPATCH(AttendTile)(job);
   });
 }
 

@@ -13,11 +13,15 @@
 
 #include "kernels/matmul_dot.h"
 
+// foreach_target.h comes before the other Highway headers: it re-includes this file once per
+// SIMD target.
+// clang-format off
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/matmul_float.cpp"
-#include "hwy/aligned_allocator.h"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+#include "hwy/aligned_allocator.h"
+// clang-format on
 
 HWY_BEFORE_NAMESPACE();
 namespace ruvdllm::matmul_detail {

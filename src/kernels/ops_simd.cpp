@@ -266,24 +266,29 @@ HWY_EXPORT(AddInplace);
 HWY_EXPORT(Rope);
 }  // namespace ops_hwy
 
+// The dispatch tables (and, where only one target is compiled, as on aarch64 with NEON alone,
+// the target namespace HWY_DYNAMIC_DISPATCH names) are found through this directive: a
+// qualified name would expand to N_NEON::ops_hwy::F there.
+using namespace ops_hwy;
+
 void rmsnorm(const float* x, const float* weight, float* y, int64_t rows, int64_t n, float eps) {
   if (rows < 0 || n <= 0) fail("rmsnorm: bad shape {} rows of {}", rows, n);
-  HWY_DYNAMIC_DISPATCH(ops_hwy::RmsNorm)(x, weight, y, rows, n, eps);
+  HWY_DYNAMIC_DISPATCH(RmsNorm)(x, weight, y, rows, n, eps);
 }
 
 void softmax(float* x, int64_t rows, int64_t n) {
   if (rows < 0 || n < 0) fail("softmax: bad shape {} rows of {}", rows, n);
-  HWY_DYNAMIC_DISPATCH(ops_hwy::Softmax)(x, rows, n);
+  HWY_DYNAMIC_DISPATCH(Softmax)(x, rows, n);
 }
 
 void swiglu(const float* gate, const float* up, float* out, int64_t n) {
   if (n < 0) fail("swiglu: bad length {}", n);
-  HWY_DYNAMIC_DISPATCH(ops_hwy::Swiglu)(gate, up, out, n);
+  HWY_DYNAMIC_DISPATCH(Swiglu)(gate, up, out, n);
 }
 
 void add_inplace(float* y, const float* x, int64_t n) {
   if (n < 0) fail("add_inplace: bad length {}", n);
-  HWY_DYNAMIC_DISPATCH(ops_hwy::AddInplace)(y, x, n);
+  HWY_DYNAMIC_DISPATCH(AddInplace)(y, x, n);
 }
 
 void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t rot_dim,
@@ -294,7 +299,7 @@ void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, int64_t
          n_heads, head_dim, rot_dim, freq_base);
   }
   if (rot_dim == 0) return;
-  HWY_DYNAMIC_DISPATCH(ops_hwy::Rope)
+  HWY_DYNAMIC_DISPATCH(Rope)
   (x, n_tokens, n_heads, head_dim, rot_dim, positions, freq_base, order);
 }
 

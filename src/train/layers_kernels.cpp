@@ -228,12 +228,17 @@ HWY_EXPORT(RmsNormForwardRow);
 HWY_EXPORT(RmsNormBackwardRow);
 }  // namespace layers_hwy
 
+// The dispatch tables (and, where only one target is compiled, as on aarch64 with NEON alone,
+// the target namespace HWY_DYNAMIC_DISPATCH names) are found through this directive: a
+// qualified name would expand to N_NEON::layers_hwy::F there.
+using namespace layers_hwy;
+
 namespace detail {
 
 void swiglu_backward_simd(float* dg, float* du, const float* dh, const float* g, const float* u,
                           int64_t n) {
   if (n < 0) fail("swiglu_backward: bad length {}", n);
-  HWY_DYNAMIC_DISPATCH(layers_hwy::SwigluBackward)(dg, du, dh, g, u, n);
+  HWY_DYNAMIC_DISPATCH(SwigluBackward)(dg, du, dh, g, u, n);
 }
 
 template <typename T>
@@ -249,7 +254,7 @@ void swiglu_backward_scalar(T* dg, T* du, const T* dh, const T* g, const T* u, i
 }
 
 void softmax_backward_row_simd(float* grad, const float* p, int64_t n) {
-  HWY_DYNAMIC_DISPATCH(layers_hwy::SoftmaxBackwardRow)(grad, p, n);
+  HWY_DYNAMIC_DISPATCH(SoftmaxBackwardRow)(grad, p, n);
 }
 
 template <typename T>
@@ -260,7 +265,7 @@ void softmax_backward_row_scalar(T* grad, const T* p, int64_t n) {
 }
 
 double log_softmax_row_simd(const float* x, int64_t n, float* probs, float k) {
-  return HWY_DYNAMIC_DISPATCH(layers_hwy::LogSoftmaxRow)(x, n, probs, k);
+  return HWY_DYNAMIC_DISPATCH(LogSoftmaxRow)(x, n, probs, k);
 }
 
 template <typename T>
@@ -280,7 +285,7 @@ double log_softmax_row_scalar(const T* x, int64_t n, T* probs, T k) {
 }
 
 float rmsnorm_forward_row_simd(float* y, const float* x, const float* w, int64_t n, float eps) {
-  return HWY_DYNAMIC_DISPATCH(layers_hwy::RmsNormForwardRow)(y, x, w, n, eps);
+  return HWY_DYNAMIC_DISPATCH(RmsNormForwardRow)(y, x, w, n, eps);
 }
 
 template <typename T>
@@ -294,7 +299,7 @@ T rmsnorm_forward_row_scalar(T* y, const T* x, const T* w, int64_t n, T eps) {
 
 void rmsnorm_backward_row_simd(float* dx, float* dw, const float* dy, const float* x,
                                const float* w, float rstd, int64_t n) {
-  HWY_DYNAMIC_DISPATCH(layers_hwy::RmsNormBackwardRow)(dx, dw, dy, x, w, rstd, n);
+  HWY_DYNAMIC_DISPATCH(RmsNormBackwardRow)(dx, dw, dy, x, w, rstd, n);
 }
 
 template <typename T>

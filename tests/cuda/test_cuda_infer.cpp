@@ -3,6 +3,7 @@
 // generation with the shipped model token for token against the CPU at temperature 0.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -231,6 +232,65 @@ TEST_F(CudaInfer, GraphReplayEqualsEagerLaunches) {
   // A model this small always fits dequantized, which Auto then prefers.
   EXPECT_EQ(cuda::CudaInferEngine(model->config(), model->weights()).weight_mode(),
             cuda::WeightMode::Dense);
+}
+
+// The head for listed rows only (ForwardOptions::logit_rows, what generation asks for): those
+// rows equal the full pass's (the head product's row count differs, so cuBLAS may sum in
+// another order: bound 1e-5 relative per row), the others are not computed, proposals match,
+// and a replayed graph picks up a new list of the same padded length.
+TEST_F(CudaInfer, LogitRowsGiveThoseRowsOfTheFullPass) {
+  TempDir dir;
+  auto model = random_model(dir, Arch::LLaDA, TensorType::F16, "rows");
+  cuda::CudaInferEngine engine(model->config(), model->weights());
+  const auto V = static_cast<size_t>(model->config().vocab_size);
+  for (const int64_t n_seq : {int64_t{1}, int64_t{2}}) {
+    SCOPED_TRACE(n_seq);
+    const int64_t L = 100;
+    const auto tokens = random_tokens(model->config(), static_cast<size_t>(n_seq * L), 11);
+    ForwardOptions all;
+    all.n_seq = n_seq;
+    const auto full = gpu_logits(engine, tokens, all);
+    const std::vector<std::vector<int64_t>> lists = {{3, 50, 99, 7}, {0, 1, 98}, {64, 2, 3, 4, 5}};
+    for (const auto& rows : lists) {  // three passes of one padded shape: eager, capture, replay
+      ForwardOptions some = all;
+      some.logit_rows = rows;
+      const auto part = gpu_logits(engine, tokens, some);
+      for (int64_t s = 0; s < n_seq; ++s) {
+        for (int64_t p = 0; p < L; ++p) {
+          const size_t at = static_cast<size_t>(s * L + p) * V;
+          const std::vector<float> got(part.begin() + at, part.begin() + at + V);
+          if (std::find(rows.begin(), rows.end(), p) == rows.end()) {
+            EXPECT_TRUE(std::isnan(got[0])) << "row " << p << " was not asked for";
+            continue;
+          }
+          const std::vector<float> want(full.begin() + at, full.begin() + at + V);
+          EXPECT_LE(rel_error(got, want), 1e-5) << "sequence " << s << " row " << p;
+        }
+      }
+    }
+  }
+  // Proposals from a listed-rows pass equal those of the full pass at those positions.
+  const auto tokens = random_tokens(model->config(), 80, 12);
+  const std::vector<int64_t> rows = {5, 40, 79};
+  SamplingOptions sampling;
+  std::vector<Proposal> from_full, from_rows;
+  engine.forward(tokens, ForwardOptions{});
+  engine.propose(rows, 0, sampling, 0, &from_full);
+  ForwardOptions some;
+  some.logit_rows = rows;
+  engine.forward(tokens, some);
+  engine.propose(rows, 0, sampling, 0, &from_rows);
+  ASSERT_EQ(from_rows.size(), from_full.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(from_rows[i].position, rows[i]);
+    EXPECT_EQ(from_rows[i].token, from_full[i].token) << "position " << rows[i];
+    EXPECT_NEAR(from_rows[i].confidence, from_full[i].confidence, 1e-5);
+  }
+  const std::vector<int64_t> unlisted = {6};
+  EXPECT_THROW(engine.propose(unlisted, 0, sampling, 0, &from_rows), Error);
+  const std::vector<int64_t> outside = {80};
+  some.logit_rows = outside;
+  EXPECT_THROW(engine.forward(tokens, some), Error);
 }
 
 TEST_F(CudaInfer, RejectsWhatItCannotRun) {

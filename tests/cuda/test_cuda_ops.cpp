@@ -13,6 +13,7 @@
 
 #include "cuda/attention.h"
 #include "cuda/gemm.h"
+#include "cuda/infer_kernels.h"
 #include "cuda/train_kernels.h"
 #include "cuda_test_util.h"
 #include "ruvdllm/core/error.h"

@@ -60,9 +60,12 @@ class CudaInferEngine {
   // One pass (same contract as Model::forward); the logits stay on the device until the next
   // pass. Returns after the pass has finished on the GPU. A KV cache lives on the device: the
   // host KVCache only counts its tokens and carries the engine's fill stamp (device_fill), so a
-  // cache must start empty and be filled by this engine (Error otherwise).
+  // cache must start empty and be filled by this engine (Error otherwise). With logit_rows the
+  // output head runs for those rows only (padded to a multiple of 64 rows per sequence), and
+  // proposing a position outside them is an Error.
   void forward(std::span<const int32_t> tokens, const ForwardOptions& options);
-  // Copies the last pass's logits (tokens × vocab floats) to the host, for tests.
+  // Copies the last pass's logits (tokens × vocab floats) to the host, for tests. After a pass
+  // with ForwardOptions::logit_rows, the rows it did not compute are NaN.
   void copy_logits(float* host) const;
   // On-GPU sampling of the last pass (see Denoiser::propose).
   void propose(std::span<const int64_t> positions, int64_t first_row,
