@@ -79,13 +79,23 @@ void check_args(const TensorView& w, int64_t n_begin, int64_t n_end, const float
 
 // ------------------------------ quantized weights ---------------------------------------
 
-void quantized_matmul(const TensorView& w, int64_t n_begin, int64_t n, const float* x, int64_t m,
-                      float* y, ThreadPool& pool) {
+// One product of a quantized matmul: rows [n_begin, n_begin + n) of w into y (row stride n).
+struct QuantizedProduct {
+  const TensorView* w;
+  int64_t n_begin, n;
+  float* y;
+};
+
+// Every product shares x, the weight type and k: x is quantized once, then all products'
+// panels run in one pass over the pool.
+void quantized_matmul(std::span<const QuantizedProduct> products, const float* x, int64_t m,
+                      ThreadPool& pool) {
   const QuantKernels& kern = matmul_detail::best_quant_kernels();
-  const int64_t k = w.row_len();
-  const int64_t group_rows = kern.act_group_rows(w.type);
-  const ActLayout layout = matmul_detail::act_layout(w.type, k, group_rows);
-  const int32_t offset = kern.act_offset(w.type);
+  const TensorType type = products.front().w->type;
+  const int64_t k = products.front().w->row_len();
+  const int64_t group_rows = kern.act_group_rows(type);
+  const ActLayout layout = matmul_detail::act_layout(type, k, group_rows);
+  const int32_t offset = kern.act_offset(type);
   const int64_t groups = (m + group_rows - 1) / group_rows;
   uint8_t* act = activation_scratch().get(layout.group_bytes * static_cast<size_t>(groups));
   pool.parallel_for(groups, [&](int64_t group, int) {
@@ -97,13 +107,18 @@ void quantized_matmul(const TensorView& w, int64_t n_begin, int64_t n, const flo
   });
 
   const int64_t panel_rows = kern.panel_rows;
-  const size_t panel_bytes = kern.panel_bytes(w.type, k);
-  pool.parallel_for((n + panel_rows - 1) / panel_rows, [&](int64_t task, int) {
-    const int64_t c0 = task * panel_rows;
-    const int64_t cols = std::min(panel_rows, n - c0);
+  const size_t panel_bytes = kern.panel_bytes(type, k);
+  // Tasks of all products in one list: product i owns tasks [first[i], first[i + 1]).
+  std::vector<int64_t> first{0};
+  for (const QuantizedProduct& p : products) first.push_back(first.back() + (p.n + panel_rows - 1) / panel_rows);
+  pool.parallel_for(first.back(), [&](int64_t task, int) {
+    const auto i = static_cast<size_t>(std::upper_bound(first.begin(), first.end(), task) - first.begin() - 1);
+    const QuantizedProduct& p = products[i];
+    const int64_t c0 = (task - first[i]) * panel_rows;
+    const int64_t cols = std::min(panel_rows, p.n - c0);
     uint8_t* panel = panel_scratch().get(panel_bytes);
-    kern.unpack(w.type, w.row(n_begin + c0), w.row_stride(), cols, k, panel);
-    kern.multiply(w.type, panel, layout, act, m, y + c0, n, cols);
+    kern.unpack(type, p.w->row(p.n_begin + c0), p.w->row_stride(), cols, k, panel);
+    kern.multiply(type, panel, layout, act, m, p.y + c0, p.n, cols);
   });
 }
 
@@ -265,7 +280,8 @@ void matmul_rows(const TensorView& w, int64_t n_begin, int64_t n_end, const floa
     return;
   }
   if (type_traits(w.type).quantized) {
-    quantized_matmul(w, n_begin, n, x, m, y, pool);
+    const QuantizedProduct product{&w, n_begin, n, y};
+    quantized_matmul({&product, 1}, x, m, pool);
   } else {
     float_matmul(w, n_begin, n, x, m, y, pool);
   }
@@ -273,6 +289,27 @@ void matmul_rows(const TensorView& w, int64_t n_begin, int64_t n_end, const floa
 
 void matmul(const TensorView& w, const float* x, int64_t m, float* y, ThreadPool& pool) {
   matmul_rows(w, 0, w.rows(), x, m, y, pool);
+}
+
+void matmul_shared_input(std::span<const TensorView* const> ws, const float* x, int64_t m,
+                         std::span<float* const> ys, ThreadPool& pool) {
+  if (ws.size() != ys.size()) {
+    fail("matmul_shared_input: {} weights but {} outputs", ws.size(), ys.size());
+  }
+  if (ws.empty()) return;
+  bool shared = m > 0 && type_traits(ws.front()->type).quantized;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    check_args(*ws[i], 0, ws[i]->rows(), x, m, ys[i]);
+    shared = shared && ws[i]->type == ws.front()->type && ws[i]->row_len() == ws.front()->row_len() &&
+             ws[i]->rows() > 0 && ws[i]->row_len() > 0;
+  }
+  if (!shared) {
+    for (size_t i = 0; i < ws.size(); ++i) matmul(*ws[i], x, m, ys[i], pool);
+    return;
+  }
+  std::vector<QuantizedProduct> products;
+  for (size_t i = 0; i < ws.size(); ++i) products.push_back({ws[i], 0, ws[i]->rows(), ys[i]});
+  quantized_matmul(products, x, m, pool);
 }
 
 bool bf16_weights_round_activations() { return chosen_bf16_kernels() != nullptr; }

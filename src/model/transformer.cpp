@@ -241,9 +241,11 @@ void Transformer::forward(std::span<const int32_t> tokens, const ForwardOptions&
       k = s_.k.get(static_cast<size_t>(T * kv_dim));
       v = s_.v.get(static_cast<size_t>(T * kv_dim));
     }
-    matmul(lw.wq, xn, T, q, pool);
-    matmul(lw.wk, xn, T, k, pool);
-    matmul(lw.wv, xn, T, v, pool);
+    {
+      const TensorView* qkv_weights[] = {&lw.wq, &lw.wk, &lw.wv};
+      float* const qkv_out[] = {q, k, v};
+      matmul_shared_input(qkv_weights, xn, T, qkv_out, pool);
+    }
     add_bias(q, lw.bq, T, q_dim);
     add_bias(k, lw.bk, T, kv_dim);
     add_bias(v, lw.bv, T, kv_dim);
@@ -279,8 +281,9 @@ void Transformer::forward(std::span<const int32_t> tokens, const ForwardOptions&
       const int64_t F = c.n_ff;
       float* gate = s_.gate.get(static_cast<size_t>(T * F));
       float* up = s_.up.get(static_cast<size_t>(T * F));
-      matmul(lw.ffn_gate, xn, T, gate, pool);
-      matmul(lw.ffn_up, xn, T, up, pool);
+      const TensorView* gate_up_weights[] = {&lw.ffn_gate, &lw.ffn_up};
+      float* const gate_up_out[] = {gate, up};
+      matmul_shared_input(gate_up_weights, xn, T, gate_up_out, pool);
       for_row_chunks(pool, T, kMinRowsPerChunk, [&](int64_t begin, int64_t end) {
         swiglu(gate + begin * F, up + begin * F, gate + begin * F, (end - begin) * F);
       });

@@ -350,6 +350,44 @@ TEST(Matmul, FloatKernelMatchesReference) {
 #endif
 }
 
+// q, k and v (or gate and up) from one quantization of x: bit for bit what separate matmuls
+// give, for every weight type, with weights of different row counts (GQA's narrower k and v),
+// and for a mixed-type set, which falls back to one matmul each.
+TEST(Matmul, SharedInputEqualsSeparateMatmuls) {
+  ThreadPool pool(2);
+  const int64_t m = 37, k = 256;
+  const auto x = testing::random_normal(static_cast<size_t>(m * k), 777);
+  auto check = [&](const std::vector<const Tensor*>& weights) {
+    std::vector<const TensorView*> views;
+    std::vector<std::vector<float>> separate, shared;
+    std::vector<TensorView> held;
+    held.reserve(weights.size());
+    for (const Tensor* w : weights) held.push_back(w->view());
+    std::vector<float*> outs;
+    for (const TensorView& v : held) {
+      views.push_back(&v);
+      separate.emplace_back(static_cast<size_t>(m * v.rows()));
+      matmul(v, x.data(), m, separate.back().data(), pool);
+      shared.emplace_back(static_cast<size_t>(m * v.rows()), std::nanf(""));
+    }
+    for (auto& s : shared) outs.push_back(s.data());
+    matmul_shared_input(views, x.data(), m, outs, pool);
+    for (size_t i = 0; i < weights.size(); ++i) EXPECT_EQ(shared[i], separate[i]) << "product " << i;
+  };
+  for (TensorType type : kWeightTypes) {
+    SCOPED_TRACE(type_name(type));
+    Tensor q = random_weight(type, k, 192, 801), kk = random_weight(type, k, 64, 802), v = random_weight(type, k, 70, 803);
+    check({&q, &kk, &v});
+  }
+  Tensor a = random_weight(TensorType::Q8_0, k, 96, 804), b = random_weight(TensorType::Q4_K, k, 64, 805);
+  check({&a, &b});
+  const TensorView av = a.view();
+  const TensorView* one[] = {&av};
+  std::vector<float> y(static_cast<size_t>(m * 96));
+  float* const two[] = {y.data(), y.data()};
+  EXPECT_THROW(matmul_shared_input(one, x.data(), m, two, pool), Error);
+}
+
 TEST(Matmul, OneAndTwoThreadsGiveIdenticalBits) {
   for_each_simd_target([&](int64_t) {
     for (TensorType type : kWeightTypes) {

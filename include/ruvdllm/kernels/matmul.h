@@ -1,6 +1,7 @@
 #pragma once
 // Y = X · Wᵀ for weights of any supported type: the one operation that costs most of a step.
 #include <cstdint>
+#include <span>
 
 #include "ruvdllm/core/tensor.h"
 #include "ruvdllm/core/thread_pool.h"
@@ -13,6 +14,12 @@ namespace ruvdllm {
 // F16/BF16/F32 weights: floating-point GEMM, with x rounded to bf16 for BF16 weights where
 // bf16_weights_round_activations() says so.
 void matmul(const TensorView& w, const float* x, int64_t m, float* y, ThreadPool& pool);
+
+// One input, several weights (q, k and v; gate and up): ys[i] = x · ws[i]ᵀ, each exactly as
+// matmul(*ws[i], x, m, ys[i]) computes it. Quantized weights of one type share one
+// quantization of x and one pass over the thread pool; anything else runs one matmul each.
+void matmul_shared_input(std::span<const TensorView* const> ws, const float* x, int64_t m,
+                         std::span<float* const> ys, ThreadPool& pool);
 
 // Same with only rows [n_begin, n_end) of w; y then has row stride (n_end - n_begin).
 void matmul_rows(const TensorView& w, int64_t n_begin, int64_t n_end, const float* x,
