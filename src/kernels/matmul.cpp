@@ -9,7 +9,6 @@
 #include <cblas.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cstdlib>
 #include <initializer_list>
 #include <cstring>
@@ -20,6 +19,7 @@
 #include "kernels/matmul_dot.h"
 #include "ruvdllm/core/error.h"
 #include "ruvdllm/core/half.h"
+#include "ruvdllm/core/strings.h"
 #include "ruvdllm/kernels/quant.h"
 
 namespace ruvdllm {
@@ -134,14 +134,8 @@ void use_single_threaded_blas() {
 // at least 8 tasks keep both cores busy. Depends on the shape only, never the thread count.
 int64_t float_panel_rows(int64_t n) { return std::clamp<int64_t>(n / 8 / 16 * 16, 64, 512); }
 
-std::string blas_core_name() {
-  std::string core = openblas_get_corename();
-  std::transform(core.begin(), core.end(), core.begin(), [](unsigned char c) { return std::tolower(c); });
-  return core;
-}
-
 bool blas_core_is_one_of(std::initializer_list<const char*> names) {
-  const std::string core = blas_core_name();
+  const std::string core = ascii_lower(openblas_get_corename());
   for (const char* name : names) {
     if (core.find(name) != std::string::npos) return true;
   }

@@ -103,6 +103,9 @@ void VnniUnpack(TensorType type, const uint8_t* w, size_t w_stride, int64_t rows
   const size_t wblock = type_traits(type).block_bytes;
   const int chunks = static_cast<int>(rec.values / 32);
   const __m256i flip = _mm256_set1_epi8(type == TensorType::Q8_0 ? static_cast<char>(0x80) : 0);
+  // Byte offsets of a strip's 16 rows from its first, for gathering their block scales.
+  const __m512i rows_at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                             _mm512_set1_epi32(static_cast<int32_t>(w_stride)));
   for (int64_t s = 0; s * kStrip < rows; ++s) {
     const int64_t valid = rows - s * kStrip < kStrip ? rows - s * kStrip : kStrip;
     uint8_t* strip = panel + static_cast<size_t>(s * blocks) * rec.bytes;
@@ -120,8 +123,6 @@ void VnniUnpack(TensorType type, const uint8_t* w, size_t w_stride, int64_t rows
       if (small_block) {
         // The 16 rows' f16 scales in one gather: sixteen 2-byte stores read back as one vector
         // stalled on store forwarding (16% of the unpacking, perf).
-        const __m512i rows_at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                                   _mm512_set1_epi32(static_cast<int32_t>(w_stride)));
         const __m512i words = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), static_cast<__mmask16>((1u << valid) - 1),
                                                           rows_at, blk[0], 1);
         _mm512_storeu_ps(r + rec.d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(words)));

@@ -35,7 +35,7 @@ void matmul_quantized_reference(const TensorView& w, const float* x, int64_t m, 
 
 // True when BF16 weights run on the AVX-512 BF16 kernel, which rounds x to bf16 (as llama.cpp
 // does for BF16 weights), moving each product by up to 2^-9 of itself; false when they are
-// converted to f32 and multiplied by OpenBLAS. Depends on the CPU and on OpenBLAS's kernels.
+// converted to f32 (our own f32 kernels or OpenBLAS). Depends on the CPU and on OpenBLAS's core.
 bool bf16_weights_round_activations();
 
 // Name of the SIMD target chosen at run time (e.g. "AVX3_DL", "AVX2", "NEON"), for `info`.
