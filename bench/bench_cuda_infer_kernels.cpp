@@ -26,6 +26,7 @@
 #include "cuda/device_buffer.h"
 #include "cuda/infer_kernels.h"
 #include "cuda_bench_main.h"
+#include "cuda_random_blocks.h"
 #include "ruvdllm/core/half.h"
 #include "ruvdllm/core/tensor_type.h"
 #include "ruvdllm/kernels/quant.h"
@@ -35,31 +36,6 @@ namespace {
 
 constexpr int64_t kRows = 4096, kCols = 12288;
 constexpr int kCopies = 3;
-
-// Random bytes with finite f16 scales: the kernel's speed does not depend on the values.
-std::vector<uint8_t> random_weights(TensorType type) {
-  const TypeTraits& t = type_traits(type);
-  const size_t bytes = row_bytes(type, kCols) * kRows;
-  std::vector<uint8_t> data(bytes);
-  std::mt19937_64 rng(42);
-  for (size_t i = 0; i < bytes; i += 8) {
-    const uint64_t r = rng();
-    std::memcpy(data.data() + i, &r, std::min<size_t>(8, bytes - i));
-  }
-  const uint16_t scale = f32_to_f16(0.01f);
-  size_t scale_at = 0;  // offset of the block's f16 scale(s)
-  if (type == TensorType::Q6_K) scale_at = offsetof(BlockQ6_K, d);
-  if (t.quantized) {
-    for (size_t b = 0; b < bytes; b += t.block_bytes) {
-      std::memcpy(data.data() + b + scale_at, &scale, 2);
-      if (type == TensorType::Q4_K || type == TensorType::Q5_K)
-        std::memcpy(data.data() + b + 2, &scale, 2);
-    }
-  } else if (type == TensorType::F16) {
-    for (size_t i = 0; i < bytes; i += 2) std::memcpy(data.data() + i, &scale, 2);
-  }
-  return data;
-}
 
 // The device copies of a type's weights, made once: the benchmark function runs several times.
 struct Weights {
@@ -71,7 +47,7 @@ const Weights& weights_of(TensorType type) {
   static std::map<TensorType, Weights> cache;
   Weights& w = cache[type];
   if (w.copies.empty()) {
-    const std::vector<uint8_t> host = random_weights(type);
+    const std::vector<uint8_t> host = random_blocks(type, kRows, kCols, 42);
     w.bytes = host.size();
     for (int c = 0; c < kCopies; ++c) {
       w.copies.emplace_back(host.size());

@@ -2,11 +2,8 @@
 // for every type infer_kernels.h lists, with GGUF's block layouts (ruvdllm/kernels/quant.h).
 //
 // Results are bit-identical to the CPU reference (dequantize_row_reference, then
-// f32_to_bf16's round to nearest even): every product and difference is written with the _rn
-// intrinsics, which nvcc never fuses into an FMA, in the reference's order:
-//   Q4_0: float(q - 8) * d          Q8_0: float(q) * d
-//   Q4_K / Q5_K: (d * sc) * float(q) - (dmin * m)
-//   Q6_K: (d * sc) * float(q - 32)
+// f32_to_bf16's round to nearest even): quant_formats.cuh forms each value in the reference's
+// order.
 //
 // A quantized tensor is one flat run of blocks (rows are whole blocks), so dequantization is a
 // 1-D problem: each CTA copies a tile of blocks into shared memory with 16-byte loads (the
@@ -26,180 +23,22 @@
 #include "cuda/cuda_check.h"
 #include "cuda/infer_kernels.h"
 #include "cuda/launch_util.h"
+#include "cuda/quant_formats.cuh"
 #include "ruvdllm/core/tensor_type.h"
 
 namespace ruvdllm::cuda {
 namespace {
 
-constexpr int kGroup = 8;  // values per thread step: one 16-byte bf16 store
+using namespace quant;  // kGroup, the formats and their loads
+
 constexpr int kTileThreads = 256;
 constexpr int kTileGroups = 1024;  // 8192 values per CTA: 4 groups per thread
 constexpr int kEmbedThreads = 128;
 
-// Largest power of two up to 16 that divides n: the alignment of block i of a 16-aligned tile.
-constexpr int alignment_of(int n) {
-  return n % 16 == 0 ? 16 : n % 8 == 0 ? 8 : n % 4 == 0 ? 4 : n % 2 == 0 ? 2 : 1;
-}
-
-// Little-endian loads from a pointer known to be aligned to kAlign bytes (1 reads bytes, which
-// embed_rows needs: a table row in a GGUF mapping promises nothing).
-template <int kAlign>
-__device__ inline uint32_t load_u16(const uint8_t* p) {
-  if constexpr (kAlign >= 2) {
-    return *reinterpret_cast<const uint16_t*>(p);
-  } else {
-    return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8);
-  }
-}
-
-template <int kAlign>
-__device__ inline uint32_t load_u32(const uint8_t* p) {
-  if constexpr (kAlign >= 4) {
-    return *reinterpret_cast<const uint32_t*>(p);
-  } else {
-    return load_u16<kAlign>(p) | (load_u16<kAlign>(p + 2) << 16);
-  }
-}
-
-// Eight bytes as two words, byte k of the run in byte k % 4 of word k / 4.
-template <int kAlign>
-__device__ inline uint2 load_8_bytes(const uint8_t* p) {
-  if constexpr (kAlign >= 8) {
-    return *reinterpret_cast<const uint2*>(p);
-  } else {
-    return make_uint2(load_u32<kAlign>(p), load_u32<kAlign>(p + 4));
-  }
-}
-
-__device__ inline uint32_t byte_of(uint2 w, int k) {
-  return ((k < 4 ? w.x : w.y) >> (8 * (k & 3))) & 0xFFu;
-}
-
-template <int kAlign>
-__device__ inline float load_f16(const uint8_t* p) {
-  return __half2float(__ushort_as_half(static_cast<unsigned short>(load_u16<kAlign>(p))));
-}
-
-// The 6-bit scale and min of sub-block j of a Q4_K / Q5_K super-block (see k_scale_min in
-// quant_reference_k.cpp for the packing).
-__device__ inline void k_scale_min(const uint8_t* packed, int j, int* scale, int* min) {
-  if (j < 4) {
-    *scale = packed[j] & 63;
-    *min = packed[j + 4] & 63;
-  } else {
-    *scale = (packed[j + 4] & 0xF) | ((packed[j - 4] >> 6) << 4);
-    *min = (packed[j + 4] >> 4) | ((packed[j] >> 6) << 4);
-  }
-}
-
-// Each format decodes group g (values [8g, 8g + 8)) of one block at `block`, which is aligned
-// to kAlign bytes.
-struct Q4_0Format {
-  static constexpr int kBlockValues = 32, kBlockBytes = 18;
-  template <int kAlign>
-  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
-    const float d = load_f16<kAlign>(block);
-    // Value j sits in the low nibble of qs[j], value j + 16 in the high nibble.
-    const uint2 q = load_8_bytes<(kAlign < 2 ? kAlign : 2)>(block + 2 + 8 * (g & 1));
-    const int shift = 4 * (g >> 1);
-#pragma unroll
-    for (int k = 0; k < kGroup; ++k) {
-      const int level = static_cast<int>((byte_of(q, k) >> shift) & 0xFu) - 8;
-      v[k] = __fmul_rn(static_cast<float>(level), d);
-    }
-  }
-};
-
-struct Q8_0Format {
-  static constexpr int kBlockValues = 32, kBlockBytes = 34;
-  template <int kAlign>
-  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
-    const float d = load_f16<kAlign>(block);
-    const uint2 q = load_8_bytes<(kAlign < 2 ? kAlign : 2)>(block + 2 + 8 * g);
-#pragma unroll
-    for (int k = 0; k < kGroup; ++k) {
-      const int level = static_cast<int8_t>(byte_of(q, k));
-      v[k] = __fmul_rn(static_cast<float>(level), d);
-    }
-  }
-};
-
-// Q4_K and Q5_K: sub-block j (32 values, groups 4j .. 4j+3) takes the low nibbles of qs bytes
-// [32·(j/2), +32) when j is even and their high nibbles when odd; Q5_K's fifth bit of value l
-// of sub-block j is bit j of qh[l].
-template <bool kFifthBit>
-__device__ inline void decode_affine_k(const uint8_t* block, const uint2 low, uint2 high_bits,
-                                       int j, float v[kGroup], float d, float dmin) {
-  int sc, mn;
-  k_scale_min(block + 4, j, &sc, &mn);
-  const float scale = __fmul_rn(d, static_cast<float>(sc));
-  const float offset = __fmul_rn(dmin, static_cast<float>(mn));
-  const int shift = 4 * (j & 1);
-#pragma unroll
-  for (int k = 0; k < kGroup; ++k) {
-    int level = static_cast<int>((byte_of(low, k) >> shift) & 0xFu);
-    if constexpr (kFifthBit) level |= static_cast<int>((byte_of(high_bits, k) >> j) & 1u) << 4;
-    v[k] = __fsub_rn(__fmul_rn(scale, static_cast<float>(level)), offset);
-  }
-}
-
-struct Q4_KFormat {
-  static constexpr int kBlockValues = 256, kBlockBytes = 144;
-  template <int kAlign>
-  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
-    const int j = g >> 2, l0 = 8 * (g & 3);
-    const uint2 q = load_8_bytes<kAlign>(block + 16 + 32 * (j >> 1) + l0);
-    decode_affine_k<false>(block, q, make_uint2(0, 0), j, v, load_f16<kAlign>(block),
-                           load_f16<kAlign>(block + 2));
-  }
-};
-
-struct Q5_KFormat {
-  static constexpr int kBlockValues = 256, kBlockBytes = 176;
-  template <int kAlign>
-  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
-    const int j = g >> 2, l0 = 8 * (g & 3);
-    const uint2 qh = load_8_bytes<kAlign>(block + 16 + l0);
-    const uint2 q = load_8_bytes<kAlign>(block + 48 + 32 * (j >> 1) + l0);
-    decode_affine_k<true>(block, q, qh, j, v, load_f16<kAlign>(block), load_f16<kAlign>(block + 2));
-  }
-};
-
-// Q6_K: each half of 128 values has 64 ql bytes, 32 qh bytes and 8 scales. Quarter k (32
-// values, l = 0..31) takes the low (k < 2) or high nibble of ql[l + 32·(k & 1)], bits 2k, 2k+1
-// of qh[l], and scale 2k + l / 16.
-struct Q6_KFormat {
-  static constexpr int kBlockValues = 256, kBlockBytes = 210;
-  template <int kAlign>
-  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
-    const int half = g >> 4, quarter = (g >> 2) & 3, l0 = 8 * (g & 3);
-    const uint2 ql = load_8_bytes<kAlign>(block + 64 * half + 32 * (quarter & 1) + l0);
-    const uint2 qh = load_8_bytes<kAlign>(block + 128 + 32 * half + l0);
-    const int sc = static_cast<int8_t>(block[192 + 8 * half + 2 * quarter + l0 / 16]);
-    const float scale = __fmul_rn(load_f16<kAlign>(block + 208), static_cast<float>(sc));
-    const int low_shift = 4 * (quarter >> 1), high_shift = 2 * quarter;
-#pragma unroll
-    for (int k = 0; k < kGroup; ++k) {
-      const int level = static_cast<int>(((byte_of(ql, k) >> low_shift) & 0xFu) |
-                                         (((byte_of(qh, k) >> high_shift) & 3u) << 4)) -
-                        32;
-      v[k] = __fmul_rn(scale, static_cast<float>(level));
-    }
-  }
-};
-
-__device__ inline uint32_t bits_of(__nv_bfloat162 pair) {
-  uint32_t bits;
-  memcpy(&bits, &pair, sizeof(bits));
-  return bits;
-}
-
 template <bool kVector>
 __device__ inline void store_group(bf16* dst, const float v[kGroup]) {
   if constexpr (kVector) {
-    *reinterpret_cast<uint4*>(dst) = make_uint4(
-        bits_of(__floats2bfloat162_rn(v[0], v[1])), bits_of(__floats2bfloat162_rn(v[2], v[3])),
-        bits_of(__floats2bfloat162_rn(v[4], v[5])), bits_of(__floats2bfloat162_rn(v[6], v[7])));
+    *reinterpret_cast<uint4*>(dst) = pack_bf16(v);
   } else {
 #pragma unroll
     for (int k = 0; k < kGroup; ++k) dst[k] = __float2bfloat16_rn(v[k]);

@@ -7,96 +7,19 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
-#include <map>
-#include <tuple>
+#include <string>
 #include <type_traits>
 #include <utility>
 
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
 #include "cuda/flash_attention.h"
-#include "cuda/infer_gemm.h"
+#include "cuda/infer_engine_impl.h"
 #include "cuda/infer_kernels.h"
-#include "cuda/sampling.h"
-#include "cuda/train_kernels.h"
 #include "ruvdllm/core/error.h"
-#include "ruvdllm/cuda/device.h"
-#include "ruvdllm/kernels/quant.h"
 
 namespace ruvdllm::cuda {
 namespace {
-
-bool is_float_type(TensorType type) {
-  return type == TensorType::F32 || type == TensorType::F16 || type == TensorType::BF16;
-}
-
-// Every upload goes through the engine's stream: a plain cudaMemcpy from pageable memory may
-// return before its DMA lands, and the engine's non-blocking stream would not wait for it.
-void upload(void* device, const void* host, size_t bytes, cudaStream_t stream) {
-  check_cuda(cudaMemcpyAsync(device, host, bytes, cudaMemcpyHostToDevice, stream),
-             "cudaMemcpyAsync (upload)");
-}
-
-// A small tensor (norm weight, bias) as f32 on the device.
-DeviceArray<float> upload_vector(const TensorView& t, int64_t expected, cudaStream_t stream) {
-  if (t.elements() != expected) {
-    fail("{}: {} elements, expected {}", t.name, t.elements(), expected);
-  }
-  std::vector<float> host(static_cast<size_t>(expected));
-  dequantize_row(t.type, t.data, host.data(), expected);
-  DeviceArray<float> d(host.size());
-  upload(d.data(), host.data(), host.size() * sizeof(float), stream);
-  // `host` dies here; the copy must have left it.
-  check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-  return d;
-}
-
-// One matrix product's weight, out × in, possibly several GGUF tensors stacked by rows (q|k|v,
-// gate|up). Float parts and every part in WeightMode::Dense live dense in the operand type
-// (bf16, or f32 in Precision::F32); quantized parts in WeightMode::Quantized keep their blocks
-// and are dequantized into the shared scratch per use.
-struct Linear {
-  struct Part {
-    const void* blocks = nullptr;  // device; owned by `owned` or another Linear
-    TensorType type = TensorType::F32;
-    int64_t row0 = 0, rows = 0;
-  };
-  int64_t out = 0, in = 0;
-  std::vector<Part> quantized;
-  std::vector<DeviceArray<uint8_t>> owned;
-  DeviceArray<bf16> dense;  // out × in, when every part is dense
-  DeviceArray<float> dense_f32;
-  bool all_dense() const { return quantized.empty(); }
-  template <typename Op>
-  DeviceArray<Op>& dense_of() {
-    if constexpr (std::is_same_v<Op, float>) {
-      return dense_f32;
-    } else {
-      return dense;
-    }
-  }
-};
-
-// The buffers whose element type is the GEMMs' operand type: bf16, or f32 in Precision::F32.
-template <typename Op>
-struct Operands {
-  using Element = Op;
-  DeviceArray<Op> xn, shifted, qkv, q, k, v, att, gate_up, h;
-  DeviceArray<Op> head_in;  // the rows the head runs for, when a pass asks for some only
-  DeviceArray<Op> weight_scratch;  // one dequantized matrix (Quantized mode)
-  // KV cache: keys and values of cached positions per layer, [n_head_kv][context][head_dim],
-  // and the final-normed hidden state of the last cached position (Dream's shift).
-  std::vector<DeviceArray<Op>> cache_k, cache_v;
-  DeviceArray<Op> cache_last_hidden;
-  size_t activation_bytes() const {
-    size_t n = xn.bytes() + shifted.bytes() + qkv.bytes() + q.bytes() + k.bytes() + v.bytes() +
-               att.bytes() + gate_up.bytes() + h.bytes() + head_in.bytes() +
-               cache_last_hidden.bytes();
-    for (const auto& c : cache_k) n += c.bytes();
-    for (const auto& c : cache_v) n += c.bytes();
-    return n;
-  }
-};
 
 // The exact mode's attention in f32, the fast one on bf16 tensor cores.
 void attend(bf16* out, const bf16* q, const bf16* k, const bf16* v, const FlashAttentionDims& d,
@@ -108,224 +31,17 @@ void attend(float* out, const float* q, const float* k, const float* v, const Fl
   exact_attention(out, q, k, v, d, stream);
 }
 
-struct DeviceLayer {
-  DeviceArray<float> attn_norm, ffn_norm, qkv_bias, q_norm, k_norm;
-  Linear qkv, wo, gate_up, down;
-};
-
 constexpr int64_t kHeadRowStep = 64;
 
-// What one pass computes. A captured graph replays exactly this (and the buffer addresses).
-struct PassShape {
-  int64_t tokens = 0, n_seq = 1;
-  MaskMode mask = MaskMode::Full;
-  int64_t block_len = 0;
-  // With the KV cache (n_seq = 1): the pass's tokens follow `past` cached ones, its keys and
-  // values go to cache rows [past, past + tokens), and with `append` they stay there.
-  bool use_cache = false, append = false;
-  int64_t past = 0;
-  // Logit rows per sequence when the head runs for listed rows only (ForwardOptions::
-  // logit_rows, padded to a multiple of kHeadRowStep so few shapes get graphs), 0 for all.
-  int64_t head_rows = 0;
-  auto key() const {
-    return std::tuple(tokens, n_seq, static_cast<int>(mask), block_len, use_cache, append, past,
-                      head_rows);
-  }
-};
-using PassKey = decltype(PassShape{}.key());
+// Up to this many rows QuantGemm multiplied an 8B step's products faster than dequantizing
+// them for cuBLAS did (bench_cuda_quant_gemm on an H200, docs/PERFORMANCE.md): the K-quants'
+// decode costs more, so they stop sooner.
+int64_t fused_rows_measured(TensorType type) {
+  return type == TensorType::Q4_0 || type == TensorType::Q8_0 ? 64 : 32;
+}
 
 }  // namespace
 
-struct CudaInferEngine::Impl {
-  ModelConfig config;
-  InferOptions options;
-  std::string name;
-  cudaStream_t stream = nullptr;
-  std::unique_ptr<InferGemm> gemm;
-  std::unique_ptr<CudaRowSampler> sampler;
-
-  // Weights.
-  DeviceArray<uint8_t> embd_blocks;
-  TensorType embd_type = TensorType::F32;
-  DeviceArray<float> output_norm;
-  Linear head;
-  std::vector<DeviceLayer> layers;
-  DeviceArray<float2> cos_sin;
-  // 0, 1, 2, …: f32 dequantization reads weight rows through embed_rows (bit-exact with the CPU).
-  DeviceArray<int32_t> row_ids;
-  size_t weight_bytes = 0;
-  size_t scratch_elements = 0;  // of Operands::weight_scratch
-
-  // Activations, sized for `capacity` tokens.
-  int64_t capacity = 0;
-  DeviceArray<int32_t> tokens;
-  PinnedArray<int32_t> host_tokens;
-  // Rows of the head's input (over all sequences) when a pass computes listed rows only, and
-  // per position of the last pass its logit row (-1: none computed).
-  DeviceArray<int32_t> head_ids;
-  PinnedArray<int32_t> host_head_ids;
-  std::vector<int32_t> logit_row_of;
-  DeviceArray<float> x, partials, logits;
-  Operands<bf16> half;
-  Operands<float> full;
-  bool exact() const { return options.precision == Precision::F32; }
-  // Calls f with the operand buffers of the engine's precision (only those are ever sized).
-  template <typename F>
-  void with_operands(F&& f) {
-    if (exact()) {
-      f(full);
-    } else {
-      f(half);
-    }
-  }
-  template <typename Op>
-  Operands<Op>& ops() {
-    if constexpr (std::is_same_v<Op, float>) {
-      return full;
-    } else {
-      return half;
-    }
-  }
-
-  // Last pass; head_rows as in PassShape (0: every row has logits).
-  int64_t n_tokens = 0, n_seq = 1, head_rows = 0;
-
-  // The device KV cache lives in Operands; the host KVCache only counts its tokens (n_tokens),
-  // and carries `fill` (KVCache::device_fill) while it is the one being filled.
-  uint64_t fill = 0;
-  int64_t cached = 0;
-
-  std::map<PassKey, cudaGraphExec_t> graphs;
-  std::map<PassKey, int> seen;  // passes run eagerly so far per shape (the first warms up)
-
-  ~Impl() {
-    drop_graphs();
-    if (stream) cudaStreamDestroy(stream);
-  }
-  void drop_graphs() {
-    for (auto& [key, exec] : graphs) cudaGraphExecDestroy(exec);
-    graphs.clear();
-  }
-
-  // Events between the pass's operations, when a profile is asked for (eager passes only).
-  bool profiling = false;
-  std::vector<std::pair<const char*, cudaEvent_t>> marks;
-  void mark(const char* what) {
-    if (!profiling) return;
-    cudaEvent_t e = nullptr;
-    check_cuda(cudaEventCreate(&e), "cudaEventCreate");
-    check_cuda(cudaEventRecord(e, stream), "cudaEventRecord");
-    marks.emplace_back(what, e);
-  }
-
-  // The last pass's logit rows of canvas positions (first sequence) and, under guidance on a
-  // two-sequence pass, the unconditional rows (else null).
-  const float* rows_of(std::span<const int64_t> positions, int64_t first_row,
-                       const SamplingOptions& options, std::vector<int64_t>* rows) {
-    if (n_tokens == 0) fail("cuda: no forward pass has run yet");
-    rows->resize(positions.size());
-    for (size_t i = 0; i < positions.size(); ++i) {
-      const int64_t row = positions[i] - first_row;
-      if (head_rows == 0) {
-        (*rows)[i] = row;
-        continue;
-      }
-      const int32_t logit_row =
-          row >= 0 && row < static_cast<int64_t>(logit_row_of.size()) ? logit_row_of[row] : -1;
-      if (logit_row < 0) {
-        fail("cuda: position {} has no logits: the last pass computed its logit_rows only",
-             positions[i]);
-      }
-      (*rows)[i] = logit_row;
-    }
-    return n_seq == 2 && options.cfg_scale > 0 ? logits.data() + logit_rows() * config.vocab_size
-                                               : nullptr;
-  }
-  // Logit rows per sequence of the last pass.
-  int64_t logit_rows() const { return head_rows > 0 ? head_rows : n_tokens / n_seq;
-  }
-  void upload_linear(Linear* lin, std::initializer_list<const TensorView*> parts);
-  // rows × cols of `type` blocks to a dense operand matrix.
-  void dequantize(bf16* out, const void* blocks, TensorType type, int64_t rows, int64_t cols);
-  void dequantize(float* out, const void* blocks, TensorType type, int64_t rows, int64_t cols);
-  template <typename Op>
-  const Op* weight_of(Linear& lin);
-  void reserve(int64_t n);
-  void encode_pass(const PassShape& pass) {
-    with_operands([&](auto& o) { encode<typename std::decay_t<decltype(o)>::Element>(pass); });
-  }
-  template <typename Op>
-  void encode(const PassShape& pass);
-  void prepare_cache(KVCache& cache, const ForwardOptions& o, int64_t T, PassShape* pass);
-};
-
-void CudaInferEngine::Impl::upload_linear(Linear* lin,
-                                          std::initializer_list<const TensorView*> parts) {
-  lin->in = (*parts.begin())->row_len();
-  lin->out = 0;
-  for (const TensorView* t : parts) {
-    if (t->row_len() != lin->in || t->dims() != 2) {
-      fail("{}: shape does not fit a {}-wide product", t->name, lin->in);
-    }
-    if (!dequantize_supported(t->type)) {
-      fail("{}: tensor type {} is not supported on the CUDA backend", t->name,
-           type_traits(t->type).name);
-    }
-    lin->out += t->rows();
-  }
-  const bool dense = options.weights == WeightMode::Dense ||
-                     std::all_of(parts.begin(), parts.end(),
-                                 [](const TensorView* t) { return is_float_type(t->type); });
-  const auto elements = static_cast<size_t>(lin->out * lin->in);
-  // The dense matrix in the engine's operand type.
-  auto dense_matrix = [&](auto& o) -> auto& {
-    return lin->dense_of<typename std::decay_t<decltype(o)>::Element>();
-  };
-  if (dense) with_operands([&](auto& o) { dense_matrix(o).reserve(elements); });
-  int64_t row0 = 0;
-  for (const TensorView* t : parts) {
-    DeviceArray<uint8_t> blocks(t->nbytes);
-    upload(blocks.data(), t->data, t->nbytes, stream);
-    if (dense) {
-      with_operands([&](auto& o) {
-        dequantize(dense_matrix(o).data() + row0 * lin->in, blocks.data(), t->type, t->rows(),
-                   lin->in);
-      });
-      check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-    } else {
-      lin->quantized.push_back({blocks.data(), t->type, row0, t->rows()});
-      weight_bytes += t->nbytes;
-      lin->owned.push_back(std::move(blocks));
-    }
-    row0 += t->rows();
-  }
-  if (dense) {
-    weight_bytes += lin->dense.bytes() + lin->dense_f32.bytes();
-  } else {
-    scratch_elements = std::max(scratch_elements, elements);
-  }
-}
-
-void CudaInferEngine::Impl::dequantize(bf16* out, const void* blocks, TensorType type, int64_t rows,
-                                       int64_t cols) {
-  dequantize_to_bf16(out, blocks, type, rows, cols, stream);
-}
-
-void CudaInferEngine::Impl::dequantize(float* out, const void* blocks, TensorType type,
-                                       int64_t rows, int64_t cols) {
-  if (static_cast<int64_t>(row_ids.capacity()) < rows) {
-    std::vector<int32_t> ids(static_cast<size_t>(rows));
-    for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
-    check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");  // old ids in use
-    row_ids = DeviceArray<int32_t>(ids.size());
-    upload(row_ids.data(), ids.data(), ids.size() * sizeof(int32_t), stream);
-    check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");  // `ids` dies here
-  }
-  embed_rows(out, blocks, type, row_ids.data(), rows, cols, stream);
-}
-
-// Checks that `cache` is the one this engine has been filling (or an empty one, which starts
-// over), allocates the device cache on first use, and sets the pass's cache fields.
 void CudaInferEngine::Impl::prepare_cache(KVCache& cache, const ForwardOptions& o, int64_t T,
                                           PassShape* pass) {
   // Fills are numbered across all engines, so a cache stamped by another engine never matches.
@@ -372,6 +88,39 @@ const Op* CudaInferEngine::Impl::weight_of(Linear& lin) {
   return scratch;
 }
 
+bool CudaInferEngine::Impl::fused(const Linear& lin, int64_t rows) const {
+  if (exact() || lin.all_dense()) return false;
+  return std::all_of(lin.quantized.begin(), lin.quantized.end(), [&](const Linear::Part& p) {
+    const int64_t limit = fused_rows < 0 ? fused_rows_measured(p.type) : fused_rows;
+    return rows <= limit && QuantGemm::supports(p.type, lin.in);
+  });
+}
+
+template <typename Op, typename Y>
+void CudaInferEngine::Impl::product(Linear& lin, Y* y, const Op* in, int64_t rows, float beta,
+                                    const char* label) {
+  if constexpr (std::is_same_v<Op, bf16>) {
+    if (fused(lin, rows)) {
+      mark(label);
+      for (const Linear::Part& p : lin.quantized) {
+        if constexpr (std::is_same_v<Y, float>) {
+          quant_gemm->linear(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows, beta);
+        } else {
+          quant_gemm->linear(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows);
+        }
+      }
+      return;
+    }
+  }
+  const Op* w = weight_of<Op>(lin);
+  mark(label);
+  if constexpr (std::is_same_v<Y, float>) {
+    gemm->linear(y, in, w, rows, lin.in, lin.out, beta);
+  } else {
+    gemm->linear(y, in, w, rows, lin.in, lin.out);
+  }
+}
+
 void CudaInferEngine::Impl::reserve(int64_t n) {
   if (n <= capacity) return;
   const ModelConfig& c = config;
@@ -412,7 +161,6 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
   const int64_t ctx = c.context_length;
   const int64_t L = T / S, E = c.n_embd, F = c.n_ff, D = c.head_dim;
   const int64_t H = c.n_head, Hkv = c.n_head_kv;
-  const int64_t n_qkv = (H + 2 * Hkv) * D;
   check_cuda(cudaMemcpyAsync(tokens.data(), host_tokens.data(), static_cast<size_t>(T) * 4,
                              cudaMemcpyHostToDevice, stream),
              "cudaMemcpyAsync");
@@ -446,13 +194,15 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
   // Products into the residual stream (attention output, FFN down) either add into x directly
   // or, split along K, leave partials that the next RMSNorm adds in first.
   const int o_splits = gemm->split_for(T, H * D, E), down_splits = gemm->split_for(T, F, E);
-  auto into_residual = [&](const Op* in, const Op* w, int64_t width, int splits) {
-    if (splits > 1) {
-      gemm->linear_split(partials.data(), in, w, T, width, E, splits);
-    } else {
-      gemm->linear(x.data(), in, w, T, width, E, 1.0f);
+  auto into_residual = [&](const Op* in, Linear& lin, int splits) {
+    if (splits > 1 && !fused(lin, T)) {
+      const Op* w = weight_of<Op>(lin);
+      mark("gemm");
+      gemm->linear_split(partials.data(), in, w, T, lin.in, E, splits);
+      return splits;
     }
-    return splits > 1 ? splits : 0;
+    product(lin, x.data(), in, T, 1.0f);
+    return 0;
   };
   int pending = 0;  // partials waiting for the next norm
   auto norm = [&](const float* weight) {
@@ -467,9 +217,7 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
     Op* k_dst = pass.use_cache ? o.cache_k[il].data() : o.k.data();
     Op* v_dst = pass.use_cache ? o.cache_v[il].data() : o.v.data();
     norm(lw.attn_norm.data());
-    const Op* w_qkv = weight_of<Op>(lw.qkv);
-    mark("gemm");
-    gemm->linear(o.qkv.data(), o.xn.data(), w_qkv, T, E, n_qkv);
+    product(lw.qkv, o.qkv.data(), o.xn.data(), T);
     mark("qkv split+rope");
     split_qkv_heads(o.q.data(), k_dst, v_dst, o.qkv.data(),
                     lw.qkv_bias.capacity() ? lw.qkv_bias.data() : nullptr,
@@ -478,19 +226,13 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
                     stream);
     mark("attention");
     attend(o.att.data(), o.q.data(), k_dst, v_dst, dims, stream);
-    const Op* w_o = weight_of<Op>(lw.wo);
-    mark("gemm");
-    pending = into_residual(o.att.data(), w_o, H * D, o_splits);
+    pending = into_residual(o.att.data(), lw.wo, o_splits);
 
     norm(lw.ffn_norm.data());
-    const Op* w_gate_up = weight_of<Op>(lw.gate_up);
-    mark("gemm");
-    gemm->linear(o.gate_up.data(), o.xn.data(), w_gate_up, T, E, 2 * F);
+    product(lw.gate_up, o.gate_up.data(), o.xn.data(), T);
     mark("swiglu");
     swiglu_rows(o.h.data(), o.gate_up.data(), T, F, stream);
-    const Op* w_down = weight_of<Op>(lw.down);
-    mark("gemm");
-    pending = into_residual(o.h.data(), w_down, F, down_splits);
+    pending = into_residual(o.h.data(), lw.down, down_splits);
   }
 
   norm(output_norm.data());
@@ -521,119 +263,16 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
   int64_t head_in_rows = T;
   if (pass.head_rows > 0) {
     head_in_rows = S * pass.head_rows;
-    check_cuda(cudaMemcpyAsync(head_ids.data(), host_head_ids.data(),
-                               static_cast<size_t>(head_in_rows) * 4, cudaMemcpyHostToDevice,
-                               stream),
-               "cudaMemcpyAsync");
+    check_cuda(
+        cudaMemcpyAsync(head_ids.data(), host_head_ids.data(),
+                        static_cast<size_t>(head_in_rows) * 4, cudaMemcpyHostToDevice, stream),
+        "cudaMemcpyAsync");
     mark("gather (head rows)");
     gather_rows(o.head_in.data(), head_in, head_ids.data(), head_in_rows, E, stream);
     head_in = o.head_in.data();
   }
-  const Op* w_head = weight_of<Op>(head);
-  mark("gemm (head)");
-  gemm->linear(logits.data(), head_in, w_head, head_in_rows, E, c.vocab_size);
+  product(head, logits.data(), head_in, head_in_rows, 0.0f, "gemm (head)");
   mark("end");
-}
-
-CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& weights,
-                                 const InferOptions& options)
-    : impl_(std::make_unique<Impl>()) {
-  Impl& m = *impl_;
-  m.config = config;
-  m.options = options;
-  if (config.is_moe()) {
-    fail("the CUDA backend does not run mixture-of-experts models yet ({}); use --device cpu",
-         arch_name(config.arch));
-  }
-  if (config.head_dim % 16 != 0 || config.head_dim > 256) {
-    fail("the CUDA backend needs a head size that is a multiple of 16 up to 256, got {}",
-         config.head_dim);
-  }
-  std::string why;
-  if (!cuda_available(&why)) fail("device 'cuda:{}': {}", options.device, why);
-  if (options.device < 0 || options.device >= device_count()) {
-    fail("device 'cuda:{}': this machine has {} CUDA device(s)", options.device, device_count());
-  }
-  check_cuda(cudaSetDevice(options.device), "cudaSetDevice");
-  m.name = cuda::device_name(options.device);
-  if (options.weights == WeightMode::Auto) {
-    size_t dequantized = 0;
-    auto add = [&](const TensorView& t) {
-      if (t.data) {
-        dequantized += static_cast<size_t>(t.elements()) *
-                       (options.precision == Precision::F32 ? sizeof(float) : sizeof(bf16));
-      }
-    };
-    for (const LayerWeights& lw : weights.layers) {
-      for (const TensorView* t :
-           {&lw.wq, &lw.wk, &lw.wv, &lw.wo, &lw.ffn_gate, &lw.ffn_up, &lw.ffn_down}) {
-        add(*t);
-      }
-    }
-    add(weights.output);
-    size_t free = 0, total = 0;
-    check_cuda(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
-    m.options.weights = dequantized <= free / 2 ? WeightMode::Dense : WeightMode::Quantized;
-  }
-  check_cuda(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking), "cudaStreamCreate");
-  m.gemm = std::make_unique<InferGemm>(m.stream);
-  m.sampler = std::make_unique<CudaRowSampler>(config.vocab_size, m.stream);
-
-  const int64_t E = config.n_embd, D = config.head_dim;
-  const TensorView& embd = weights.token_embd;
-  if (!dequantize_supported(embd.type)) {
-    fail("{}: tensor type {} is not supported on the CUDA backend", embd.name,
-         type_traits(embd.type).name);
-  }
-  m.embd_type = embd.type;
-  m.embd_blocks.reserve(embd.nbytes);
-  upload(m.embd_blocks.data(), embd.data, embd.nbytes, m.stream);
-  m.weight_bytes += embd.nbytes;
-  m.output_norm = upload_vector(weights.output_norm, E, m.stream);
-
-  for (const LayerWeights& lw : weights.layers) {
-    DeviceLayer d;
-    d.attn_norm = upload_vector(lw.attn_norm, E, m.stream);
-    d.ffn_norm = upload_vector(lw.ffn_norm, E, m.stream);
-    m.upload_linear(&d.qkv, {&lw.wq, &lw.wk, &lw.wv});
-    m.upload_linear(&d.wo, {&lw.wo});
-    m.upload_linear(&d.gate_up, {&lw.ffn_gate, &lw.ffn_up});
-    m.upload_linear(&d.down, {&lw.ffn_down});
-    if (lw.bq.data) {
-      const int64_t qd = config.n_head * D, kvd = config.n_head_kv * D;
-      std::vector<float> bias(static_cast<size_t>(qd + 2 * kvd));
-      dequantize_row(lw.bq.type, lw.bq.data, bias.data(), qd);
-      dequantize_row(lw.bk.type, lw.bk.data, bias.data() + qd, kvd);
-      dequantize_row(lw.bv.type, lw.bv.data, bias.data() + qd + kvd, kvd);
-      d.qkv_bias.reserve(bias.size());
-      upload(d.qkv_bias.data(), bias.data(), bias.size() * sizeof(float), m.stream);
-      check_cuda(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize");
-    }
-    if (config.qk_norm) {
-      d.q_norm = upload_vector(lw.q_norm, D, m.stream);
-      d.k_norm = upload_vector(lw.k_norm, D, m.stream);
-    }
-    m.layers.push_back(std::move(d));
-  }
-  if (weights.output.data == embd.data && !is_float_type(embd.type) &&
-      m.options.weights == WeightMode::Quantized) {
-    // Tied head: the product dequantizes the embedding's own blocks.
-    m.head.in = E;
-    m.head.out = config.vocab_size;
-    m.head.quantized.push_back({m.embd_blocks.data(), embd.type, 0, config.vocab_size});
-    m.scratch_elements = std::max(m.scratch_elements, static_cast<size_t>(E * config.vocab_size));
-  } else {
-    m.upload_linear(&m.head, {&weights.output});
-  }
-
-  const std::vector<float2> table = rope_table(config.context_length, D, config.rope_base);
-  m.cos_sin.reserve(table.size());
-  upload(m.cos_sin.data(), table.data(), table.size() * sizeof(float2), m.stream);
-  check_cuda(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize (weights upload)");
-  m.with_operands([&](auto& o) {
-    o.weight_scratch.reserve(m.scratch_elements);
-    m.weight_bytes += o.weight_scratch.bytes();
-  });
 }
 
 CudaInferEngine::~CudaInferEngine() = default;
@@ -703,11 +342,10 @@ void CudaInferEngine::forward(std::span<const int32_t> tokens, const ForwardOpti
     if (pass.head_rows >= L) pass.head_rows = 0;  // padded to every row: the plain head
     for (int64_t s = 0; s < o.n_seq; ++s) {
       for (int64_t i = 0; i < pass.head_rows; ++i) {
-        const int64_t row = listed.empty() ? 0
-                                           : listed[static_cast<size_t>(
-                                                 std::min<int64_t>(i, listed.size() - 1))];
-        m.host_head_ids.data()[s * pass.head_rows + i] =
-            static_cast<int32_t>(s * L + row);
+        const int64_t row =
+            listed.empty() ? 0
+                           : listed[static_cast<size_t>(std::min<int64_t>(i, listed.size() - 1))];
+        m.host_head_ids.data()[s * pass.head_rows + i] = static_cast<int32_t>(s * L + row);
       }
     }
   }
@@ -795,9 +433,10 @@ void CudaInferEngine::copy_logits(float* host) const {
   if (m.n_tokens == 0) fail("cuda: no forward pass has run yet");
   const auto V = static_cast<size_t>(m.config.vocab_size);
   if (m.head_rows == 0) {
-    check_cuda(cudaMemcpy(host, m.logits.data(), static_cast<size_t>(m.n_tokens) * V * sizeof(float),
-                          cudaMemcpyDeviceToHost),
-               "cudaMemcpy (logits)");
+    check_cuda(
+        cudaMemcpy(host, m.logits.data(), static_cast<size_t>(m.n_tokens) * V * sizeof(float),
+                   cudaMemcpyDeviceToHost),
+        "cudaMemcpy (logits)");
     return;
   }
   std::vector<float> computed(static_cast<size_t>(m.n_seq * m.head_rows) * V);
@@ -823,8 +462,7 @@ void CudaInferEngine::propose(std::span<const int64_t> positions, int64_t first_
   std::vector<int64_t> rows;
   const float* uncond = m.rows_of(positions, first_row, options, &rows);
   out->resize(positions.size());
-  m.sampler->sample(m.logits.data(), uncond, m.logit_rows(), rows, positions, options, step,
-                    *out);
+  m.sampler->sample(m.logits.data(), uncond, m.logit_rows(), rows, positions, options, step, *out);
 }
 
 bool CudaInferEngine::propose_top(std::span<const int64_t> candidates, int64_t first_row,
@@ -834,8 +472,8 @@ bool CudaInferEngine::propose_top(std::span<const int64_t> candidates, int64_t f
   Impl& m = *impl_;
   std::vector<int64_t> rows;
   const float* uncond = m.rows_of(candidates, first_row, options, &rows);
-  m.sampler->sample_top(m.logits.data(), uncond, m.logit_rows(), rows, candidates, options,
-                        step, count, out);
+  m.sampler->sample_top(m.logits.data(), uncond, m.logit_rows(), rows, candidates, options, step,
+                        count, out);
   return true;
 }
 

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -232,6 +234,65 @@ TEST_F(CudaInfer, GraphReplayEqualsEagerLaunches) {
   // A model this small always fits dequantized, which Auto then prefers.
   EXPECT_EQ(cuda::CudaInferEngine(model->config(), model->weights()).weight_mode(),
             cuda::WeightMode::Dense);
+}
+
+// Sets an environment variable for one scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
+  ~ScopedEnv() { unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+};
+
+// Quantized weights multiplied in their blocks (QuantGemm) against the dequantized copy +
+// cuBLAS: both see the very same bf16 weight values, so the logits differ only by f32 summation
+// order and the bf16 roundings that follow (measured below 1e-3 relative; bound 5e-3), at row
+// counts either side of the engine's switch, with graphs and a KV cache. Widths of 256 and 512,
+// because the fused way needs rows of whole 256-value stages (the "test" shape is 64 wide).
+TEST_F(CudaInfer, FusedQuantizedProductsMatchTheDequantizedWay) {
+  TempDir dir;
+  ModelConfig config = shape_config(Arch::LLaDA, "test");
+  config.n_embd = 256;
+  config.head_dim = 64;
+  config.n_ff = 512;
+  for (const TensorType type : {TensorType::Q4_K, TensorType::Q8_0, TensorType::Q6_K}) {
+    InitOptions init;
+    init.type = type;
+    init.seed = 11;
+    const std::string path = dir.file(std::string("fused_") + type_traits(type).name + ".gguf");
+    write_random_model(config, init, path);
+    auto model = Model::load(path);
+    cuda::InferOptions options;
+    options.weights = cuda::WeightMode::Quantized;
+    auto engine_for = [&](const char* way) {
+      ScopedEnv env("RUVDLLM_CUDA_QUANT_GEMM", way);
+      return std::make_unique<cuda::CudaInferEngine>(model->config(), model->weights(), options);
+    };
+    auto fused = engine_for("fused"), dequantized = engine_for("dequantize");
+    auto automatic = engine_for("auto");
+    for (const size_t n : {size_t{20}, size_t{150}}) {
+      const auto tokens = random_tokens(model->config(), n, 5);
+      ForwardOptions o;
+      const auto want = gpu_logits(*dequantized, tokens, o);
+      for (int pass = 0; pass < 2; ++pass) {  // the second replays a graph
+        EXPECT_LT(rel_error(gpu_logits(*fused, tokens, o), want), 5e-3)
+            << type_traits(type).name << " " << n << " rows, pass " << pass;
+      }
+      EXPECT_LT(rel_error(gpu_logits(*automatic, tokens, o), want), 5e-3);
+      EXPECT_LT(rel_error(want, cpu_logits(*model, tokens, o)), kLogitBound);
+    }
+    const auto errors = cached_pass_errors(*model, *fused, 40);
+    for (const double e : errors) EXPECT_LT(e, kLogitBound) << type_traits(type).name;
+  }
+  ScopedEnv bad("RUVDLLM_CUDA_QUANT_GEMM", "fast");
+  EXPECT_THROW(
+      cuda::CudaInferEngine(shape_config(Arch::LLaDA, "test"),
+                            random_model(dir, Arch::LLaDA, TensorType::Q8_0, "env")->weights()),
+      Error);
 }
 
 // The head for listed rows only (ForwardOptions::logit_rows, what generation asks for): those

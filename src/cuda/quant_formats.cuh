@@ -1,0 +1,202 @@
+#pragma once
+// GGUF's weight blocks decoded on the device, eight consecutive values at a time: what
+// dequantize_to_bf16 and embed_rows (dequant_kernels.cu) and the fused quantized products
+// (quant_gemm.cu) share, so that every path forms the same value from a block.
+//
+// Every product and difference uses the _rn intrinsics, which nvcc never fuses into an FMA, in
+// the CPU reference's order (dequantize_row_reference), so each value is bit-identical to the
+// CPU's:
+//   Q4_0: float(q - 8) * d          Q8_0: float(q) * d
+//   Q4_K / Q5_K: (d * sc) * float(q) - (dmin * m)
+//   Q6_K: (d * sc) * float(q - 32)
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <cstring>
+
+namespace ruvdllm::cuda::quant {
+
+constexpr int kGroup = 8;  // values decoded per call: one 16-byte bf16 store
+
+// Largest power of two up to 16 that divides n: the alignment of block i of a 16-aligned tile.
+constexpr int alignment_of(int n) {
+  return n % 16 == 0 ? 16 : n % 8 == 0 ? 8 : n % 4 == 0 ? 4 : n % 2 == 0 ? 2 : 1;
+}
+
+// Little-endian loads from a pointer known to be aligned to kAlign bytes (1 reads bytes, which
+// embed_rows needs: a table row in a GGUF mapping promises nothing).
+template <int kAlign>
+__device__ inline uint32_t load_u16(const uint8_t* p) {
+  if constexpr (kAlign >= 2) {
+    return *reinterpret_cast<const uint16_t*>(p);
+  } else {
+    return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8);
+  }
+}
+
+template <int kAlign>
+__device__ inline uint32_t load_u32(const uint8_t* p) {
+  if constexpr (kAlign >= 4) {
+    return *reinterpret_cast<const uint32_t*>(p);
+  } else {
+    return load_u16<kAlign>(p) | (load_u16<kAlign>(p + 2) << 16);
+  }
+}
+
+// Eight bytes as two words, byte k of the run in byte k % 4 of word k / 4.
+template <int kAlign>
+__device__ inline uint2 load_8_bytes(const uint8_t* p) {
+  if constexpr (kAlign >= 8) {
+    return *reinterpret_cast<const uint2*>(p);
+  } else {
+    return make_uint2(load_u32<kAlign>(p), load_u32<kAlign>(p + 4));
+  }
+}
+
+template <int kAlign>
+__device__ inline float load_f16(const uint8_t* p) {
+  return __half2float(__ushort_as_half(static_cast<unsigned short>(load_u16<kAlign>(p))));
+}
+
+// The 6-bit scale and min of sub-block j of a Q4_K / Q5_K super-block (see k_scale_min in
+// quant_reference_k.cpp for the packing).
+__device__ inline void k_scale_min(const uint8_t* packed, int j, int* scale, int* min) {
+  if (j < 4) {
+    *scale = packed[j] & 63;
+    *min = packed[j + 4] & 63;
+  } else {
+    *scale = (packed[j + 4] & 0xF) | ((packed[j - 4] >> 6) << 4);
+    *min = (packed[j + 4] >> 4) | ((packed[j] >> 6) << 4);
+  }
+}
+
+// float(u) − kBias for 0 ≤ u < 2²³, exactly, without the int → float converter (a quarter-rate
+// unit, which bounded decoding: ~12 conversions per 8 values): u placed in the mantissa of 2²³,
+// then 2²³ + kBias subtracted. Both operands and the difference are integers in float's exact
+// range, so the result equals static_cast<float>(int(u) − kBias).
+template <int kBias = 0>
+__device__ inline float exact_float(uint32_t u) {
+  return __fsub_rn(__uint_as_float(0x4B000000u | u), 8388608.0f + kBias);
+}
+
+// Eight levels, one per byte of w (byte k of w.x is level k, of w.y level k + 4), as
+// float(level) − kBias: one byte permute puts byte k under 2²³'s exponent, then exact_float's
+// subtraction. Every format extracts its levels four at a time with word-wide shifts and masks,
+// so a value costs a permute, the subtraction and its scaling (about 5 instructions against 10
+// when each level was extracted and converted alone).
+template <int kBias = 0>
+__device__ inline void levels_to_floats(uint2 w, float v[kGroup]) {
+#pragma unroll
+  for (int k = 0; k < kGroup; ++k) {
+    const uint32_t magic = __byte_perm(k < 4 ? w.x : w.y, 0x4B000000u, 0x7440u | (k & 3));
+    v[k] = __fsub_rn(__uint_as_float(magic), 8388608.0f + kBias);
+  }
+}
+
+__device__ inline uint2 shift_mask(uint2 w, int shift, uint32_t mask) {
+  return make_uint2((w.x >> shift) & mask, (w.y >> shift) & mask);
+}
+
+// Each format decodes group g (values [8g, 8g + 8)) of one block at `block`, which is aligned
+// to kAlign bytes.
+struct Q4_0Format {
+  static constexpr int kBlockValues = 32, kBlockBytes = 18;
+  template <int kAlign>
+  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
+    const float d = load_f16<kAlign>(block);
+    // Value j sits in the low nibble of qs[j], value j + 16 in the high nibble.
+    const uint2 q = load_8_bytes<(kAlign < 2 ? kAlign : 2)>(block + 2 + 8 * (g & 1));
+    levels_to_floats<8>(shift_mask(q, 4 * (g >> 1), 0x0F0F0F0Fu), v);
+#pragma unroll
+    for (int k = 0; k < kGroup; ++k) v[k] = __fmul_rn(v[k], d);
+  }
+};
+
+struct Q8_0Format {
+  static constexpr int kBlockValues = 32, kBlockBytes = 34;
+  template <int kAlign>
+  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
+    const float d = load_f16<kAlign>(block);
+    const uint2 q = load_8_bytes<(kAlign < 2 ? kAlign : 2)>(block + 2 + 8 * g);
+    // A signed byte plus 128 is its unsigned value with the top bit flipped.
+    levels_to_floats<128>(make_uint2(q.x ^ 0x80808080u, q.y ^ 0x80808080u), v);
+#pragma unroll
+    for (int k = 0; k < kGroup; ++k) v[k] = __fmul_rn(v[k], d);
+  }
+};
+
+// Q4_K and Q5_K: sub-block j (32 values, groups 4j .. 4j+3) takes the low nibbles of qs bytes
+// [32·(j/2), +32) when j is even and their high nibbles when odd; Q5_K's fifth bit of value l
+// of sub-block j is bit j of qh[l].
+template <bool kFifthBit>
+__device__ inline void decode_affine_k(const uint8_t* block, const uint2 low, uint2 high_bits,
+                                       int j, float v[kGroup], float d, float dmin) {
+  int sc, mn;
+  k_scale_min(block + 4, j, &sc, &mn);
+  const float scale = __fmul_rn(d, exact_float(static_cast<uint32_t>(sc)));
+  const float offset = __fmul_rn(dmin, exact_float(static_cast<uint32_t>(mn)));
+  uint2 levels = shift_mask(low, 4 * (j & 1), 0x0F0F0F0Fu);
+  if constexpr (kFifthBit) {
+    const uint2 fifth = shift_mask(high_bits, j, 0x01010101u);
+    levels = make_uint2(levels.x | (fifth.x << 4), levels.y | (fifth.y << 4));
+  }
+  levels_to_floats(levels, v);
+#pragma unroll
+  for (int k = 0; k < kGroup; ++k) v[k] = __fsub_rn(__fmul_rn(scale, v[k]), offset);
+}
+
+struct Q4_KFormat {
+  static constexpr int kBlockValues = 256, kBlockBytes = 144;
+  template <int kAlign>
+  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
+    const int j = g >> 2, l0 = 8 * (g & 3);
+    const uint2 q = load_8_bytes<kAlign>(block + 16 + 32 * (j >> 1) + l0);
+    decode_affine_k<false>(block, q, make_uint2(0, 0), j, v, load_f16<kAlign>(block),
+                           load_f16<kAlign>(block + 2));
+  }
+};
+
+struct Q5_KFormat {
+  static constexpr int kBlockValues = 256, kBlockBytes = 176;
+  template <int kAlign>
+  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
+    const int j = g >> 2, l0 = 8 * (g & 3);
+    const uint2 qh = load_8_bytes<kAlign>(block + 16 + l0);
+    const uint2 q = load_8_bytes<kAlign>(block + 48 + 32 * (j >> 1) + l0);
+    decode_affine_k<true>(block, q, qh, j, v, load_f16<kAlign>(block), load_f16<kAlign>(block + 2));
+  }
+};
+
+// Q6_K: each half of 128 values has 64 ql bytes, 32 qh bytes and 8 scales. Quarter k (32
+// values, l = 0..31) takes the low (k < 2) or high nibble of ql[l + 32·(k & 1)], bits 2k, 2k+1
+// of qh[l], and scale 2k + l / 16.
+struct Q6_KFormat {
+  static constexpr int kBlockValues = 256, kBlockBytes = 210;
+  template <int kAlign>
+  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
+    const int half = g >> 4, quarter = (g >> 2) & 3, l0 = 8 * (g & 3);
+    const uint2 ql = load_8_bytes<kAlign>(block + 64 * half + 32 * (quarter & 1) + l0);
+    const uint2 qh = load_8_bytes<kAlign>(block + 128 + 32 * half + l0);
+    const uint32_t sc = block[192 + 8 * half + 2 * quarter + l0 / 16];  // a signed byte
+    const float scale = __fmul_rn(load_f16<kAlign>(block + 208), exact_float<128>(sc ^ 0x80u));
+    const uint2 low = shift_mask(ql, 4 * (quarter >> 1), 0x0F0F0F0Fu);
+    const uint2 high = shift_mask(qh, 2 * quarter, 0x03030303u);
+    levels_to_floats<32>(make_uint2(low.x | (high.x << 4), low.y | (high.y << 4)), v);
+#pragma unroll
+    for (int k = 0; k < kGroup; ++k) v[k] = __fmul_rn(scale, v[k]);
+  }
+};
+
+// Eight decoded values rounded to bf16 (nearest even), as one 16-byte store.
+__device__ inline uint4 pack_bf16(const float v[kGroup]) {
+  uint32_t w[kGroup / 2];
+#pragma unroll
+  for (int k = 0; k < kGroup / 2; ++k) {
+    const __nv_bfloat162 pair = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
+    memcpy(&w[k], &pair, sizeof(w[k]));
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+}  // namespace ruvdllm::cuda::quant

@@ -1,0 +1,411 @@
+// QuantGemm (quant_gemm.h): products over weights kept in GGUF blocks.
+//
+// Per stage of 256 values of `in` (whole blocks of every type, contiguous in each weight row), a
+// CTA of 8 warps
+//  - copies its rows of x (bf16) into shared memory with cp.async, which runs while
+//  - the stage's raw blocks, loaded into registers during the previous stage's products, go to
+//    shared memory, the next stage's loads are issued, and every thread decodes 8 groups of 8
+//    weight values (quant_formats.cuh: the same values dequantize_to_bf16 writes) into a bf16
+//    tile; then
+//  - each warp multiplies its part of the tile pair with ldmatrix + mma.sync m16n8k16 (f32
+//    accumulators in registers).
+// Tiles are row-major with 16-byte chunks swizzled (chunk c of row r at c ^ (r & 7)), so the
+// eight rows one ldmatrix phase reads sit in distinct bank groups.
+//
+// A first version decoded straight from global memory: each group's loads waited on DRAM in
+// turn, and an 8B step at 32 rows took as long as dequantizing every weight (11.7 ms on an
+// H200). Loading a stage's raw bytes ahead, in registers, is what made it stream.
+//
+// No fmt here: nvcc's host pass cannot compile fmt's headers (see train_kernels.cu).
+#include <algorithm>
+#include <string>
+
+#include "cuda/cuda_check.h"
+#include "cuda/launch_util.h"
+#include "cuda/quant_formats.cuh"
+#include "cuda/quant_gemm.h"
+
+namespace ruvdllm::cuda {
+namespace {
+
+using namespace quant;
+using bf16 = __nv_bfloat16;
+
+constexpr int kThreads = 256;
+constexpr int kOutputsPerCta = 64;
+constexpr int kStage = QuantGemm::kStageValues;
+constexpr int kChunks = kStage / kGroup;  // 16-byte chunks per tile row
+constexpr int kGroupsPerThread = kOutputsPerCta * kChunks / kThreads;
+static_assert(kOutputsPerCta * kChunks % kThreads == 0);
+
+// How the 8 warps of a CTA of kRows rows × 64 outputs share it.
+template <int kRows>
+struct WarpGrid {
+  static constexpr int kM = kRows == 128 ? 4 : 2, kN = 8 / kM;
+  static constexpr int kWarpRows = kRows / kM, kWarpCols = kOutputsPerCta / kN;
+  static constexpr int kRowTiles = kWarpRows / 16, kColTiles = kWarpCols / 8;
+  static_assert(kRowTiles >= 1 && kColTiles % 2 == 0);
+};
+
+// One stage of one weight row is kStage values: whole blocks, contiguous in the row.
+template <class Format>
+struct StageBytes {
+  static constexpr int kBytes = kStage / Format::kBlockValues * Format::kBlockBytes;
+  static constexpr int kPitch = (kBytes + 15) / 16 * 16;  // 16-byte aligned rows in shared memory
+};
+
+// The unit the raw blocks are copied in: the largest of 16, 2 and 1 bytes that divides the
+// weights' address, their row stride and a stage's bytes.
+template <int kUnit>
+struct CopyUnit;
+template <>
+struct CopyUnit<16> {
+  using Type = uint4;
+};
+template <>
+struct CopyUnit<2> {
+  using Type = uint16_t;
+};
+template <>
+struct CopyUnit<1> {
+  using Type = uint8_t;
+};
+
+template <int kRows, class Format>
+constexpr int shared_bytes() {
+  return (kRows + kOutputsPerCta) * kChunks * 16 + kOutputsPerCta * StageBytes<Format>::kPitch;
+}
+
+__device__ inline int swizzled(int row, int chunk) { return row * kChunks + (chunk ^ (row & 7)); }
+
+__device__ inline uint32_t shared_address(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16 bytes global → shared, asynchronously; zeros when !valid (src is then not read).
+__device__ inline void copy_16_async(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)),
+               "l"(src), "r"(valid ? 16 : 0));
+}
+
+__device__ inline void ldmatrix_x4(uint32_t r[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(shared_address(p)));
+}
+
+__device__ inline void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ inline void store(bf16* y, int64_t i, float v, float) { y[i] = __float2bfloat16_rn(v); }
+__device__ inline void store(float* y, int64_t i, float v, float beta) {
+  y[i] = beta == 0.0f ? v : v + beta * y[i];
+}
+
+// Grid: (outputs / 64, rows / kRows, slices). Slice z covers stages [z·stages, (z+1)·stages)
+// and, when partials is set, writes its f32 sums to partials[z][n][out] instead of y.
+//
+// Per stage: the raw blocks of the stage were loaded into registers during the previous
+// stage's products (one memory round trip hidden per stage instead of one per decoded group);
+// they go to shared memory, the loads for the next stage are issued, the blocks are decoded
+// into the bf16 tile while x's tile arrives by cp.async, then the warps multiply.
+// Several CTAs per SM: left alone, nvcc unrolls the decode and the products into 255 registers,
+// which leaves one CTA per SM and nothing to hide the stage's waits behind. Three (80 registers)
+// for the K-quants at 32 rows measured 8–10% faster than two on an H200; Q4_0 and Q8_0 hold
+// more raw bytes per stage in registers and spill at 80, so they keep two (128 registers).
+template <class Format>
+constexpr int min_ctas_per_sm(int rows) {
+  return rows == 32 && Format::kBlockValues == 256 ? 3 : 2;
+}
+
+template <class Format, int kUnit, int kRows, typename Y>
+__global__ void __launch_bounds__(kThreads, min_ctas_per_sm<Format>(kRows))
+    quant_gemm_kernel(Y* y, int64_t ldy, float* partials, const bf16* x, const uint8_t* w,
+                      int64_t row_bytes, int n, int in, int out, float beta, int stages) {
+  using Grid = WarpGrid<kRows>;
+  using Unit = typename CopyUnit<kUnit>::Type;
+  constexpr int kStageBytes = StageBytes<Format>::kBytes, kPitch = StageBytes<Format>::kPitch;
+  constexpr int kUnitsPerRow = kStageBytes / kUnit;
+  constexpr int kUnitsPerThread = (kOutputsPerCta * kUnitsPerRow + kThreads - 1) / kThreads;
+  constexpr int kGroupsPerBlock = Format::kBlockValues / kGroup;
+  extern __shared__ __align__(128) uint4 shared[];
+  uint4* xs = shared;
+  uint4* ws = shared + kRows * kChunks;
+  uint8_t* raw = reinterpret_cast<uint8_t*>(ws + kOutputsPerCta * kChunks);
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int warp_m = warp / Grid::kN, warp_n = warp % Grid::kN;
+  const int row0 = blockIdx.y * kRows, col0 = blockIdx.x * kOutputsPerCta;
+  const int first_stage = blockIdx.z * stages;
+  const int live_rows = min(kOutputsPerCta, out - col0);
+
+  Unit pending[kUnitsPerThread];
+  auto load_raw = [&](int s) {
+#pragma unroll
+    for (int j = 0; j < kUnitsPerThread; ++j) {
+      const int i = tid + j * kThreads;
+      const int r = i / kUnitsPerRow, u = i % kUnitsPerRow;
+      if (r < live_rows) {
+        pending[j] =
+            *reinterpret_cast<const Unit*>(w + static_cast<int64_t>(col0 + r) * row_bytes +
+                                           static_cast<int64_t>(s) * kStageBytes + u * kUnit);
+      }
+    }
+  };
+  load_raw(first_stage);
+
+  float acc[Grid::kRowTiles][Grid::kColTiles][4] = {};
+
+  for (int s = first_stage; s < first_stage + stages; ++s) {
+    const int k0 = s * kStage;
+    for (int i = tid; i < kRows * kChunks; i += kThreads) {
+      const int r = i / kChunks, c = i % kChunks;
+      const bool valid = row0 + r < n;
+      const bf16* src = valid ? x + static_cast<int64_t>(row0 + r) * in + k0 + c * kGroup : x;
+      copy_16_async(&xs[swizzled(r, c)], src, valid);
+    }
+    asm volatile("cp.async.commit_group;\n" ::);
+#pragma unroll
+    for (int j = 0; j < kUnitsPerThread; ++j) {
+      const int i = tid + j * kThreads;
+      const int r = i / kUnitsPerRow, u = i % kUnitsPerRow;
+      if (r < live_rows) *reinterpret_cast<Unit*>(raw + r * kPitch + u * kUnit) = pending[j];
+    }
+    __syncthreads();
+    if (s + 1 < first_stage + stages) load_raw(s + 1);
+#pragma unroll
+    for (int j = 0; j < kGroupsPerThread; ++j) {
+      const int i = tid + j * kThreads;
+      const int r = i / kChunks, c = i % kChunks;
+      uint4 packed = make_uint4(0, 0, 0, 0);
+      if (r < live_rows) {
+        float v[kGroup];
+        Format::template decode<alignment_of(Format::kBlockBytes)>(
+            raw + r * kPitch + (c / kGroupsPerBlock) * Format::kBlockBytes, c % kGroupsPerBlock, v);
+        packed = pack_bf16(v);
+      }
+      ws[swizzled(r, c)] = packed;
+    }
+    asm volatile("cp.async.wait_all;\n" ::);
+    __syncthreads();
+
+#pragma unroll 2
+    for (int kk = 0; kk < kStage / 16; ++kk) {
+      uint32_t a[Grid::kRowTiles][4];
+#pragma unroll
+      for (int mt = 0; mt < Grid::kRowTiles; ++mt) {
+        // Lanes 0–15 address rows 0–15 at k 0–7, lanes 16–31 the same rows at k 8–15.
+        const int r = warp_m * Grid::kWarpRows + mt * 16 + (lane & 15);
+        ldmatrix_x4(a[mt], &xs[swizzled(r, 2 * kk + (lane >> 4))]);
+      }
+#pragma unroll
+      for (int np = 0; np < Grid::kColTiles / 2; ++np) {
+        // Matrices: outputs 0–7 at k 0–7 and 8–15, then outputs 8–15 at the same.
+        uint32_t b[4];
+        const int r = warp_n * Grid::kWarpCols + np * 16 + (lane & 7) + ((lane >> 4) << 3);
+        ldmatrix_x4(b, &ws[swizzled(r, 2 * kk + ((lane >> 3) & 1))]);
+#pragma unroll
+        for (int mt = 0; mt < Grid::kRowTiles; ++mt) {
+          mma_bf16(acc[mt][2 * np], a[mt], b[0], b[1]);
+          mma_bf16(acc[mt][2 * np + 1], a[mt], b[2], b[3]);
+        }
+      }
+    }
+    __syncthreads();
+  }
+
+  // Accumulator e of a tile: row g + 8·(e / 2), column 2·t + e % 2.
+  const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+  for (int mt = 0; mt < Grid::kRowTiles; ++mt) {
+#pragma unroll
+    for (int nt = 0; nt < Grid::kColTiles; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int row = row0 + warp_m * Grid::kWarpRows + mt * 16 + g + 8 * (e >> 1);
+        const int col = col0 + warp_n * Grid::kWarpCols + nt * 8 + 2 * t + (e & 1);
+        if (row >= n || col >= out) continue;
+        if (partials) {
+          partials[(static_cast<int64_t>(blockIdx.z) * n + row) * out + col] = acc[mt][nt][e];
+        } else {
+          store(y, static_cast<int64_t>(row) * ldy + col, acc[mt][nt][e], beta);
+        }
+      }
+    }
+  }
+}
+
+template <typename Y>
+__global__ void sum_partials_kernel(Y* y, int64_t ldy, const float* partials, int splits, int n,
+                                    int out, float beta) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t size = static_cast<int64_t>(n) * out;
+  if (i >= size) return;
+  float v = partials[i];
+  for (int s = 1; s < splits; ++s) v += partials[s * size + i];
+  store(y, i / out * ldy + i % out, v, beta);
+}
+
+int rows_per_cta(int64_t n) { return n <= 32 ? 32 : n <= 64 ? 64 : 128; }
+
+template <class Format, int kUnit, int kRows, typename Y>
+void launch(Y* y, int64_t ldy, float* partials, const bf16* x, const uint8_t* w, int64_t row_bytes,
+            int64_t n, int64_t in, int64_t out, float beta, int splits, cudaStream_t stream) {
+  const dim3 grid(blocks_for(out, kOutputsPerCta, "quant_gemm"), blocks_for(n, kRows, "quant_gemm"),
+                  static_cast<unsigned>(splits));
+  if (grid.y > 65535) throw_error("quant_gemm: " + std::to_string(n) + " rows are too many");
+  constexpr int kShared = shared_bytes<kRows, Format>();
+  auto* kernel = quant_gemm_kernel<Format, kUnit, kRows, Y>;
+  // Above 48 KB a kernel must opt in (per device, so on every launch: a host call, not
+  // recorded into a captured graph).
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared),
+             "cudaFuncSetAttribute (quant_gemm shared memory)");
+  kernel<<<grid, kThreads, kShared, stream>>>(
+      y, ldy, partials, x, w, row_bytes, static_cast<int>(n), static_cast<int>(in),
+      static_cast<int>(out), beta, static_cast<int>(in / kStage / splits));
+}
+
+template <class Format, int kUnit, typename Y>
+void launch_rows(Y* y, int64_t ldy, float* partials, const bf16* x, const uint8_t* w,
+                 int64_t row_bytes, int64_t n, int64_t in, int64_t out, float beta, int splits,
+                 cudaStream_t stream) {
+  switch (rows_per_cta(n)) {
+    case 32:
+      return launch<Format, kUnit, 32>(y, ldy, partials, x, w, row_bytes, n, in, out, beta, splits,
+                                       stream);
+    case 64:
+      return launch<Format, kUnit, 64>(y, ldy, partials, x, w, row_bytes, n, in, out, beta, splits,
+                                       stream);
+    default:
+      return launch<Format, kUnit, 128>(y, ldy, partials, x, w, row_bytes, n, in, out, beta, splits,
+                                        stream);
+  }
+}
+
+template <class Format, typename Y>
+void launch_format(Y* y, int64_t ldy, float* partials, const bf16* x, const void* weights,
+                   int64_t n, int64_t in, int64_t out, float beta, int splits,
+                   cudaStream_t stream) {
+  const int64_t row_bytes = in / Format::kBlockValues * Format::kBlockBytes;
+  const auto* w = static_cast<const uint8_t*>(weights);
+  const auto divides = [&](int unit) {
+    return aligned(weights, unit) && row_bytes % unit == 0 &&
+           StageBytes<Format>::kBytes % unit == 0;
+  };
+  if (divides(16)) {
+    launch_rows<Format, 16>(y, ldy, partials, x, w, row_bytes, n, in, out, beta, splits, stream);
+  } else if (divides(2)) {
+    launch_rows<Format, 2>(y, ldy, partials, x, w, row_bytes, n, in, out, beta, splits, stream);
+  } else {
+    launch_rows<Format, 1>(y, ldy, partials, x, w, row_bytes, n, in, out, beta, splits, stream);
+  }
+}
+
+}  // namespace
+
+QuantGemm::QuantGemm(cudaStream_t stream) : stream_(stream) {
+  int device = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, device),
+             "cudaDeviceGetAttribute(multiprocessor count)");
+  // Slices are only cut while the CTAs fill fewer than 3 per SM, so partials never exceed
+  // 8 · 3 · SMs tiles of 128 × 64 outputs.
+  partials_.reserve(static_cast<size_t>(kMaxSplits) * 3 * multiprocessors_ * 128 * kOutputsPerCta);
+}
+
+bool QuantGemm::supports(TensorType type, int64_t in) {
+  switch (type) {
+    case TensorType::Q4_0:
+    case TensorType::Q8_0:
+    case TensorType::Q4_K:
+    case TensorType::Q5_K:
+    case TensorType::Q6_K:
+      return in > 0 && in % kStageValues == 0 && in % type_traits(type).block_size == 0;
+    default:
+      return false;
+  }
+}
+
+int QuantGemm::splits_for(int64_t n, int64_t in, int64_t out) const {
+  const int64_t stages = in / kStageValues;
+  const int64_t ctas =
+      ((out + kOutputsPerCta - 1) / kOutputsPerCta) * ((n + rows_per_cta(n) - 1) / rows_per_cta(n));
+  const auto fits = [&](int s) {
+    return stages % s == 0 && static_cast<size_t>(s) * n * out <= partials_.capacity();
+  };
+  if (forced_splits_ > 0) {
+    int s = std::min(forced_splits_, kMaxSplits);
+    while (s > 1 && !fits(s)) --s;
+    return s;
+  }
+  int s = 1;
+  while (2 * s <= kMaxSplits && ctas * s < 3 * multiprocessors_ && stages / (2 * s) >= 2 &&
+         fits(2 * s)) {
+    s *= 2;
+  }
+  return s;
+}
+
+template <typename Y>
+void QuantGemm::run(Y* y, int64_t ldy, const bf16* x, const void* w, TensorType type, int64_t n,
+                    int64_t in, int64_t out, float beta) {
+  if (!supports(type, in)) {
+    throw_error("QuantGemm: weights of type " + std::string(type_name(type)) + " with rows of " +
+                std::to_string(in) + " values are not supported (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K; " +
+                "rows a multiple of 256)");
+  }
+  if (n < 0 || out < 0 || ldy < out || in > (int64_t{1} << 30) || out > (int64_t{1} << 30) ||
+      n > (int64_t{1} << 30)) {
+    throw_error("QuantGemm: bad shape " + std::to_string(n) + " x " + std::to_string(in) + " x " +
+                std::to_string(out) + " (ldy " + std::to_string(ldy) + ")");
+  }
+  if (n == 0 || out == 0) return;
+  const int splits = splits_for(n, in, out);
+  float* partials = splits > 1 ? partials_.data() : nullptr;
+  auto go = [&](auto format) {
+    using Format = decltype(format);
+    launch_format<Format>(y, ldy, partials, x, w, n, in, out, beta, splits, stream_);
+  };
+  switch (type) {
+    case TensorType::Q4_0:
+      go(Q4_0Format{});
+      break;
+    case TensorType::Q8_0:
+      go(Q8_0Format{});
+      break;
+    case TensorType::Q4_K:
+      go(Q4_KFormat{});
+      break;
+    case TensorType::Q5_K:
+      go(Q5_KFormat{});
+      break;
+    default:
+      go(Q6_KFormat{});
+      break;
+  }
+  check_launch("quant_gemm");
+  if (splits > 1) {
+    constexpr int kSumThreads = 256;
+    sum_partials_kernel<Y>
+        <<<blocks_for(n * out, kSumThreads, "quant_gemm (sum)"), kSumThreads, 0, stream_>>>(
+            y, ldy, partials, splits, static_cast<int>(n), static_cast<int>(out), beta);
+    check_launch("quant_gemm (sum)");
+  }
+}
+
+void QuantGemm::linear(bf16* y, int64_t ldy, const bf16* x, const void* w, TensorType type,
+                       int64_t n, int64_t in, int64_t out) {
+  run(y, ldy, x, w, type, n, in, out, 0.0f);
+}
+
+void QuantGemm::linear(float* y, int64_t ldy, const bf16* x, const void* w, TensorType type,
+                       int64_t n, int64_t in, int64_t out, float beta) {
+  run(y, ldy, x, w, type, n, in, out, beta);
+}
+
+}  // namespace ruvdllm::cuda
