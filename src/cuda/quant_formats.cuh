@@ -98,10 +98,23 @@ __device__ inline uint2 shift_mask(uint2 w, int shift, uint32_t mask) {
   return make_uint2((w.x >> shift) & mask, (w.y >> shift) & mask);
 }
 
+// Eight decoded values rounded to bf16 (nearest even), as one 16-byte store.
+__device__ inline uint4 pack_bf16(const float v[kGroup]) {
+  uint32_t w[kGroup / 2];
+#pragma unroll
+  for (int k = 0; k < kGroup / 2; ++k) {
+    const __nv_bfloat162 pair = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
+    memcpy(&w[k], &pair, sizeof(w[k]));
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
 // Each format decodes group g (values [8g, 8g + 8)) of one block at `block`, which is aligned
-// to kAlign bytes.
+// to kAlign bytes. kQuads: the format also decodes groups g0 .. g0 + 3 (g0 a multiple of 4)
+// at once, as bf16 (decode_quad), sharing work the four groups have in common.
 struct Q4_0Format {
   static constexpr int kBlockValues = 32, kBlockBytes = 18;
+  static constexpr bool kQuads = false;
   template <int kAlign>
   __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
     const float d = load_f16<kAlign>(block);
@@ -115,6 +128,7 @@ struct Q4_0Format {
 
 struct Q8_0Format {
   static constexpr int kBlockValues = 32, kBlockBytes = 34;
+  static constexpr bool kQuads = false;
   template <int kAlign>
   __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
     const float d = load_f16<kAlign>(block);
@@ -129,13 +143,18 @@ struct Q8_0Format {
 // Q4_K and Q5_K: sub-block j (32 values, groups 4j .. 4j+3) takes the low nibbles of qs bytes
 // [32·(j/2), +32) when j is even and their high nibbles when odd; Q5_K's fifth bit of value l
 // of sub-block j is bit j of qh[l].
-template <bool kFifthBit>
-__device__ inline void decode_affine_k(const uint8_t* block, const uint2 low, uint2 high_bits,
-                                       int j, float v[kGroup], float d, float dmin) {
+// The scale d·sc and offset dmin·m that sub-block j's levels map through.
+template <int kAlign>
+__device__ inline void affine_k_scale(const uint8_t* block, int j, float* scale, float* offset) {
   int sc, mn;
   k_scale_min(block + 4, j, &sc, &mn);
-  const float scale = __fmul_rn(d, exact_float(static_cast<uint32_t>(sc)));
-  const float offset = __fmul_rn(dmin, exact_float(static_cast<uint32_t>(mn)));
+  *scale = __fmul_rn(load_f16<kAlign>(block), exact_float(static_cast<uint32_t>(sc)));
+  *offset = __fmul_rn(load_f16<kAlign>(block + 2), exact_float(static_cast<uint32_t>(mn)));
+}
+
+template <bool kFifthBit>
+__device__ inline void affine_k_values(const uint2 low, uint2 high_bits, int j, float scale,
+                                       float offset, float v[kGroup]) {
   uint2 levels = shift_mask(low, 4 * (j & 1), 0x0F0F0F0Fu);
   if constexpr (kFifthBit) {
     const uint2 fifth = shift_mask(high_bits, j, 0x01010101u);
@@ -146,33 +165,47 @@ __device__ inline void decode_affine_k(const uint8_t* block, const uint2 low, ui
   for (int k = 0; k < kGroup; ++k) v[k] = __fsub_rn(__fmul_rn(scale, v[k]), offset);
 }
 
-struct Q4_KFormat {
-  static constexpr int kBlockValues = 256, kBlockBytes = 144;
+// Q4_K (kFifthBit false) and Q5_K: a sub-block's four groups share its scale and offset, which
+// decode_quad works out once.
+template <bool kFifthBit>
+struct AffineKFormat {
+  static constexpr int kBlockValues = 256, kBlockBytes = kFifthBit ? 176 : 144;
+  static constexpr int kLevels = kFifthBit ? 48 : 16;  // offset of qs in the block
+  static constexpr bool kQuads = true;
+  template <int kAlign>
+  __device__ static void group(const uint8_t* block, int j, int l0, float scale, float offset,
+                               float v[kGroup]) {
+    const uint2 q = load_8_bytes<kAlign>(block + kLevels + 32 * (j >> 1) + l0);
+    const uint2 qh = kFifthBit ? load_8_bytes<kAlign>(block + 16 + l0) : make_uint2(0, 0);
+    affine_k_values<kFifthBit>(q, qh, j, scale, offset, v);
+  }
   template <int kAlign>
   __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
-    const int j = g >> 2, l0 = 8 * (g & 3);
-    const uint2 q = load_8_bytes<kAlign>(block + 16 + 32 * (j >> 1) + l0);
-    decode_affine_k<false>(block, q, make_uint2(0, 0), j, v, load_f16<kAlign>(block),
-                           load_f16<kAlign>(block + 2));
+    float scale, offset;
+    affine_k_scale<kAlign>(block, g >> 2, &scale, &offset);
+    group<kAlign>(block, g >> 2, 8 * (g & 3), scale, offset, v);
   }
-};
-
-struct Q5_KFormat {
-  static constexpr int kBlockValues = 256, kBlockBytes = 176;
   template <int kAlign>
-  __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
-    const int j = g >> 2, l0 = 8 * (g & 3);
-    const uint2 qh = load_8_bytes<kAlign>(block + 16 + l0);
-    const uint2 q = load_8_bytes<kAlign>(block + 48 + 32 * (j >> 1) + l0);
-    decode_affine_k<true>(block, q, qh, j, v, load_f16<kAlign>(block), load_f16<kAlign>(block + 2));
+  __device__ static void decode_quad(const uint8_t* block, int g0, uint4 out[4]) {
+    float scale, offset;
+    affine_k_scale<kAlign>(block, g0 >> 2, &scale, &offset);
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+      float v[kGroup];
+      group<kAlign>(block, g0 >> 2, 8 * q, scale, offset, v);
+      out[q] = pack_bf16(v);
+    }
   }
 };
+using Q4_KFormat = AffineKFormat<false>;
+using Q5_KFormat = AffineKFormat<true>;
 
 // Q6_K: each half of 128 values has 64 ql bytes, 32 qh bytes and 8 scales. Quarter k (32
 // values, l = 0..31) takes the low (k < 2) or high nibble of ql[l + 32·(k & 1)], bits 2k, 2k+1
 // of qh[l], and scale 2k + l / 16.
 struct Q6_KFormat {
   static constexpr int kBlockValues = 256, kBlockBytes = 210;
+  static constexpr bool kQuads = false;
   template <int kAlign>
   __device__ static void decode(const uint8_t* block, int g, float v[kGroup]) {
     const int half = g >> 4, quarter = (g >> 2) & 3, l0 = 8 * (g & 3);
@@ -187,16 +220,5 @@ struct Q6_KFormat {
     for (int k = 0; k < kGroup; ++k) v[k] = __fmul_rn(scale, v[k]);
   }
 };
-
-// Eight decoded values rounded to bf16 (nearest even), as one 16-byte store.
-__device__ inline uint4 pack_bf16(const float v[kGroup]) {
-  uint32_t w[kGroup / 2];
-#pragma unroll
-  for (int k = 0; k < kGroup / 2; ++k) {
-    const __nv_bfloat162 pair = __floats2bfloat162_rn(v[2 * k], v[2 * k + 1]);
-    memcpy(&w[k], &pair, sizeof(w[k]));
-  }
-  return make_uint4(w[0], w[1], w[2], w[3]);
-}
 
 }  // namespace ruvdllm::cuda::quant

@@ -4,9 +4,9 @@
 // CTA of 8 warps
 //  - copies its rows of x (bf16) into shared memory with cp.async, which runs while
 //  - the stage's raw blocks, loaded into registers during the previous stage's products, go to
-//    shared memory, the next stage's loads are issued, and every thread decodes 8 groups of 8
-//    weight values (quant_formats.cuh: the same values dequantize_to_bf16 writes) into a bf16
-//    tile; then
+//    shared memory, the next stage's loads are issued, and every thread decodes 64 weight values
+//    (quant_formats.cuh: the same values dequantize_to_bf16 writes; the K-quants as 2 runs of
+//    32 that share a sub-block's scale and offset) into a bf16 tile; then
 //  - each warp multiplies its part of the tile pair with ldmatrix + mma.sync m16n8k16 (f32
 //    accumulators in registers).
 // Tiles are row-major with 16-byte chunks swizzled (chunk c of row r at c ^ (r & 7)), so the
@@ -34,9 +34,10 @@ using bf16 = __nv_bfloat16;
 constexpr int kThreads = 256;
 constexpr int kOutputsPerCta = 64;
 constexpr int kStage = QuantGemm::kStageValues;
-constexpr int kChunks = kStage / kGroup;  // 16-byte chunks per tile row
-constexpr int kGroupsPerThread = kOutputsPerCta * kChunks / kThreads;
-static_assert(kOutputsPerCta * kChunks % kThreads == 0);
+constexpr int kChunks = kStage / kGroup;   // 16-byte chunks per tile row
+constexpr int kQuadsPerRow = kChunks / 4;  // runs of 4 groups (32 values) a thread decodes
+constexpr int kQuadsPerThread = kOutputsPerCta * kQuadsPerRow / kThreads;
+static_assert(kOutputsPerCta * kQuadsPerRow % kThreads == 0);
 
 // How the 8 warps of a CTA of kRows rows × 64 outputs share it.
 template <int kRows>
@@ -178,18 +179,38 @@ __global__ void __launch_bounds__(kThreads, min_ctas_per_sm<Format>(kRows))
     }
     __syncthreads();
     if (s + 1 < first_stage + stages) load_raw(s + 1);
+    if constexpr (Format::kQuads) {
+      // Consecutive threads take consecutive quads (4 groups, 32 values) of a row, 4 rows a warp.
 #pragma unroll
-    for (int j = 0; j < kGroupsPerThread; ++j) {
-      const int i = tid + j * kThreads;
-      const int r = i / kChunks, c = i % kChunks;
-      uint4 packed = make_uint4(0, 0, 0, 0);
-      if (r < live_rows) {
-        float v[kGroup];
-        Format::template decode<alignment_of(Format::kBlockBytes)>(
-            raw + r * kPitch + (c / kGroupsPerBlock) * Format::kBlockBytes, c % kGroupsPerBlock, v);
-        packed = pack_bf16(v);
+      for (int j = 0; j < kQuadsPerThread; ++j) {
+        const int i = tid + j * kThreads;
+        const int r = i / kQuadsPerRow, c0 = 4 * (i % kQuadsPerRow);
+        uint4 packed[4] = {};
+        if (r < live_rows) {
+          Format::template decode_quad<alignment_of(Format::kBlockBytes)>(
+              raw + r * kPitch + (c0 / kGroupsPerBlock) * Format::kBlockBytes, c0 % kGroupsPerBlock,
+              packed);
+        }
+#pragma unroll
+        for (int q = 0; q < 4; ++q) ws[swizzled(r, c0 + q)] = packed[q];
       }
-      ws[swizzled(r, c)] = packed;
+    } else {
+      // Consecutive threads take consecutive groups of a row, one row a warp (Q8_0's 34-byte
+      // blocks read by quads measured 12–19% slower: the lanes' loads then collide in banks).
+#pragma unroll
+      for (int j = 0; j < kQuadsPerThread * 4; ++j) {
+        const int i = tid + j * kThreads;
+        const int r = i / kChunks, c = i % kChunks;
+        uint4 packed = make_uint4(0, 0, 0, 0);
+        if (r < live_rows) {
+          float v[kGroup];
+          Format::template decode<alignment_of(Format::kBlockBytes)>(
+              raw + r * kPitch + (c / kGroupsPerBlock) * Format::kBlockBytes, c % kGroupsPerBlock,
+              v);
+          packed = pack_bf16(v);
+        }
+        ws[swizzled(r, c)] = packed;
+      }
     }
     asm volatile("cp.async.wait_all;\n" ::);
     __syncthreads();
