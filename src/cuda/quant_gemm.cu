@@ -386,6 +386,8 @@ void QuantGemm::run(Y* y, int64_t ldy, const bf16* x, const void* w, TensorType 
                 std::to_string(out) + " (ldy " + std::to_string(ldy) + ")");
   }
   if (n == 0 || out == 0) return;
+  if (!aligned(x, 16))
+    throw_error("QuantGemm: x must be 16-byte aligned (rows are copied by cp.async)");
   const int splits = splits_for(n, in, out);
   float* partials = splits > 1 ? partials_.data() : nullptr;
   auto go = [&](auto format) {

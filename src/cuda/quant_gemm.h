@@ -34,7 +34,8 @@ class QuantGemm {
 
   // For r < n, c < out: y[r·ldy + c] = Σ_i x[r·in + i] · w[c][i], w being `out` rows of `in`
   // values in type's blocks (row stride: row_bytes(type, in)). bf16 output, or f32 output
-  // y = product + beta·y. Error for an unsupported type or shape.
+  // y = product + beta·y. Error for an unsupported type or shape, or an x that is not 16-byte
+  // aligned.
   void linear(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const void* w, TensorType type,
               int64_t n, int64_t in, int64_t out);
   void linear(float* y, int64_t ldy, const __nv_bfloat16* x, const void* w, TensorType type,

@@ -205,6 +205,8 @@ TEST_F(QuantGemm, RejectsUnsupportedWeightsAndShapes) {
   EXPECT_THROW(gemm.linear(y.data(), 4, nullptr, nullptr, TensorType::Q8_0, 1, 256, 8), Error);
   EXPECT_THROW(gemm.linear(y.data(), 8, nullptr, nullptr, TensorType::Q8_0, -1, 256, 8), Error);
   EXPECT_NO_THROW(gemm.linear(y.data(), 8, nullptr, nullptr, TensorType::Q8_0, 0, 256, 8));
+  cuda::DeviceArray<__nv_bfloat16> x(2 * 256);
+  EXPECT_THROW(gemm.linear(y.data(), 8, x.data() + 1, nullptr, TensorType::Q8_0, 1, 256, 8), Error);
 }
 
 }  // namespace
