@@ -34,10 +34,21 @@ void attend(float* out, const float* q, const float* k, const float* v, const Fl
 constexpr int64_t kHeadRowStep = 64;
 
 // Up to this many rows QuantGemm multiplied an 8B step's products faster than dequantizing
-// them for cuBLAS did (bench_cuda_quant_gemm on an H200, docs/PERFORMANCE.md): the K-quants'
-// decode costs more, so they stop sooner.
+// them for cuBLAS did (bench_cuda_quant_gemm on an H200, docs/PERFORMANCE.md): Q8_0 (and Q4_0,
+// decoded the same way) to 64 rows; Q4_K (and Q5_K) to 32, their decode costing more. Q6_K
+// was not measured (its 210-byte blocks take a slower copy path), so it keeps the dequantize
+// way unless RUVDLLM_CUDA_QUANT_GEMM=fused.
 int64_t fused_rows_measured(TensorType type) {
-  return type == TensorType::Q4_0 || type == TensorType::Q8_0 ? 64 : 32;
+  switch (type) {
+    case TensorType::Q4_0:
+    case TensorType::Q8_0:
+      return 64;
+    case TensorType::Q4_K:
+    case TensorType::Q5_K:
+      return 32;
+    default:
+      return 0;
+  }
 }
 
 }  // namespace

@@ -12,9 +12,12 @@
 // Tiles are row-major with 16-byte chunks swizzled (chunk c of row r at c ^ (r & 7)), so the
 // eight rows one ldmatrix phase reads sit in distinct bank groups.
 //
-// A first version decoded straight from global memory: each group's loads waited on DRAM in
-// turn, and an 8B step at 32 rows took as long as dequantizing every weight (11.7 ms on an
-// H200). Loading a stage's raw bytes ahead, in registers, is what made it stream.
+// A first version decoded straight from global memory (each group's loads waited on DRAM in
+// turn): an 8B Q4_K step at 32 rows took 11.7 ms on an H200, as long as dequantizing every
+// weight for cuBLAS. Raw bytes loaded a stage ahead, levels made floats without the int → float
+// converter and four per byte permute, three CTAs per SM and the K-quants' runs of 32 took it
+// to 8.95 ms (docs/PERFORMANCE.md). What bounds it now is the decode's instruction count (ncu:
+// an instruction issued on two thirds of the cycles, DRAM at 12% of its peak), not memory.
 //
 // No fmt here: nvcc's host pass cannot compile fmt's headers (see train_kernels.cu).
 #include <algorithm>
@@ -108,6 +111,15 @@ __device__ inline void store(float* y, int64_t i, float v, float beta) {
   y[i] = beta == 0.0f ? v : v + beta * y[i];
 }
 
+// Several CTAs per SM: left alone, nvcc unrolls the decode and the products into 255 registers,
+// which leaves one CTA per SM and nothing to hide the stage's waits behind. Three (80 registers)
+// for Q4_K/Q5_K at 32 rows measured 8–10% faster than two on an H200; Q4_0, Q8_0 and Q6_K hold
+// more raw bytes per stage in registers and spill at 80, so they keep two (128 registers).
+template <class Format>
+constexpr int min_ctas_per_sm(int rows) {
+  return rows == 32 && Format::kQuads ? 3 : 2;
+}
+
 // Grid: (outputs / 64, rows / kRows, slices). Slice z covers stages [z·stages, (z+1)·stages)
 // and, when partials is set, writes its f32 sums to partials[z][n][out] instead of y.
 //
@@ -115,15 +127,6 @@ __device__ inline void store(float* y, int64_t i, float v, float beta) {
 // stage's products (one memory round trip hidden per stage instead of one per decoded group);
 // they go to shared memory, the loads for the next stage are issued, the blocks are decoded
 // into the bf16 tile while x's tile arrives by cp.async, then the warps multiply.
-// Several CTAs per SM: left alone, nvcc unrolls the decode and the products into 255 registers,
-// which leaves one CTA per SM and nothing to hide the stage's waits behind. Three (80 registers)
-// for the K-quants at 32 rows measured 8–10% faster than two on an H200; Q4_0 and Q8_0 hold
-// more raw bytes per stage in registers and spill at 80, so they keep two (128 registers).
-template <class Format>
-constexpr int min_ctas_per_sm(int rows) {
-  return rows == 32 && Format::kBlockValues == 256 ? 3 : 2;
-}
-
 template <class Format, int kUnit, int kRows, typename Y>
 __global__ void __launch_bounds__(kThreads, min_ctas_per_sm<Format>(kRows))
     quant_gemm_kernel(Y* y, int64_t ldy, float* partials, const bf16* x, const uint8_t* w,
