@@ -25,8 +25,8 @@ namespace infer_detail {
 
 // One matrix product's weight, out × in, possibly several GGUF tensors stacked by rows (q|k|v,
 // gate|up). Float parts and every part in WeightMode::Dense live dense in the operand type
-// (bf16, or f32 in Precision::F32); quantized parts in WeightMode::Quantized keep their blocks
-// and are dequantized into the shared scratch per use.
+// (bf16, or f32 in Precision::F32); quantized parts in WeightMode::Quantized keep their blocks,
+// which a product either decodes inside QuantGemm or first dequantizes into the shared scratch.
 struct Linear {
   struct Part {
     const void* blocks = nullptr;  // device; owned by `owned` or another Linear
