@@ -100,7 +100,7 @@ const Op* CudaInferEngine::Impl::weight_of(Linear& lin) {
 }
 
 bool CudaInferEngine::Impl::fused(const Linear& lin, int64_t rows) const {
-  if (exact() || lin.all_dense()) return false;
+  if (!quant_gemm || lin.all_dense()) return false;  // none in exact or dense engines
   return std::all_of(lin.quantized.begin(), lin.quantized.end(), [&](const Linear::Part& p) {
     const int64_t limit = fused_rows < 0 ? fused_rows_measured(p.type) : fused_rows;
     return rows <= limit && QuantGemm::supports(p.type, lin.in);

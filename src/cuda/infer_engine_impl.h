@@ -108,7 +108,7 @@ struct CudaInferEngine::Impl {
   std::string name;
   cudaStream_t stream = nullptr;
   std::unique_ptr<InferGemm> gemm;
-  std::unique_ptr<QuantGemm> quant_gemm;
+  std::unique_ptr<QuantGemm> quant_gemm;  // in WeightMode::Quantized with bf16 operands only
   // Quantized weights multiply through QuantGemm up to this many rows, through a dequantized
   // copy and cuBLAS above; -1: as measured per type (fused_rows_measured).
   int64_t fused_rows = -1;

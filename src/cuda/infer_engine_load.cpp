@@ -165,7 +165,11 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
   }
   check_cuda(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking), "cudaStreamCreate");
   m.gemm = std::make_unique<InferGemm>(m.stream);
-  m.quant_gemm = std::make_unique<QuantGemm>(m.stream);
+  // Only products over blocks kept on the device (bf16 operands) use it; its split-K partials
+  // take tens of MB, which dense and exact engines need not hold.
+  if (m.options.weights == WeightMode::Quantized && !m.exact()) {
+    m.quant_gemm = std::make_unique<QuantGemm>(m.stream);
+  }
   m.sampler = std::make_unique<CudaRowSampler>(config.vocab_size, m.stream);
 
   const int64_t E = config.n_embd, D = config.head_dim;

@@ -25,13 +25,15 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/launch_util.h"
+#include "cuda/mma_sync.cuh"
 #include "cuda/quant_formats.cuh"
 #include "cuda/quant_gemm.h"
 
 namespace ruvdllm::cuda {
 namespace {
 
-using namespace quant;
+using namespace mma;    // cp_async_16, ldmatrix_x4, mma_bf16
+using namespace quant;  // kGroup, the formats
 using bf16 = __nv_bfloat16;
 
 constexpr int kThreads = 256;
@@ -40,6 +42,7 @@ constexpr int kStage = QuantGemm::kStageValues;
 constexpr int kChunks = kStage / kGroup;   // 16-byte chunks per tile row
 constexpr int kQuadsPerRow = kChunks / 4;  // runs of 4 groups (32 values) a thread decodes
 constexpr int kQuadsPerThread = kOutputsPerCta * kQuadsPerRow / kThreads;
+constexpr int kGroupsPerThread = 4 * kQuadsPerThread;
 static_assert(kOutputsPerCta * kQuadsPerRow % kThreads == 0);
 
 // How the 8 warps of a CTA of kRows rows × 64 outputs share it.
@@ -81,30 +84,6 @@ constexpr int shared_bytes() {
 }
 
 __device__ inline int swizzled(int row, int chunk) { return row * kChunks + (chunk ^ (row & 7)); }
-
-__device__ inline uint32_t shared_address(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16 bytes global → shared, asynchronously; zeros when !valid (src is then not read).
-__device__ inline void copy_16_async(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)),
-               "l"(src), "r"(valid ? 16 : 0));
-}
-
-__device__ inline void ldmatrix_x4(uint32_t r[4], const void* p) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(shared_address(p)));
-}
-
-__device__ inline void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-      "{%8, %9}, {%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 __device__ inline void store(bf16* y, int64_t i, float v, float) { y[i] = __float2bfloat16_rn(v); }
 __device__ inline void store(float* y, int64_t i, float v, float beta) {
@@ -171,9 +150,9 @@ __global__ void __launch_bounds__(kThreads, min_ctas_per_sm<Format>(kRows))
       const int r = i / kChunks, c = i % kChunks;
       const bool valid = row0 + r < n;
       const bf16* src = valid ? x + static_cast<int64_t>(row0 + r) * in + k0 + c * kGroup : x;
-      copy_16_async(&xs[swizzled(r, c)], src, valid);
+      cp_async_16(&xs[swizzled(r, c)], src, valid ? 16 : 0);
     }
-    asm volatile("cp.async.commit_group;\n" ::);
+    cp_async_commit();
 #pragma unroll
     for (int j = 0; j < kUnitsPerThread; ++j) {
       const int i = tid + j * kThreads;
@@ -201,7 +180,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas_per_sm<Format>(kRows))
       // Consecutive threads take consecutive groups of a row, one row a warp (Q8_0's 34-byte
       // blocks read by quads measured 12–19% slower: the lanes' loads then collide in banks).
 #pragma unroll
-      for (int j = 0; j < kQuadsPerThread * 4; ++j) {
+      for (int j = 0; j < kGroupsPerThread; ++j) {
         const int i = tid + j * kThreads;
         const int r = i / kChunks, c = i % kChunks;
         uint4 packed = make_uint4(0, 0, 0, 0);
@@ -215,7 +194,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas_per_sm<Format>(kRows))
         ws[swizzled(r, c)] = packed;
       }
     }
-    asm volatile("cp.async.wait_all;\n" ::);
+    cp_async_wait<0>();
     __syncthreads();
 
 #pragma unroll 2
@@ -337,9 +316,9 @@ QuantGemm::QuantGemm(cudaStream_t stream) : stream_(stream) {
   check_cuda(cudaGetDevice(&device), "cudaGetDevice");
   check_cuda(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, device),
              "cudaDeviceGetAttribute(multiprocessor count)");
-  // Slices are only cut while the CTAs fill fewer than 3 per SM, so partials never exceed
-  // 8 · 3 · SMs tiles of 128 × 64 outputs.
-  partials_.reserve(static_cast<size_t>(kMaxSplits) * 3 * multiprocessors_ * 128 * kOutputsPerCta);
+  // splits_for doubles the slices only while slices × CTAs < 3 · SMs, so slices × CTAs stays
+  // below 6 · SMs, and a CTA covers at most 128 × 64 outputs: partials never exceed that.
+  partials_.reserve(static_cast<size_t>(6) * multiprocessors_ * 128 * kOutputsPerCta);
 }
 
 bool QuantGemm::supports(TensorType type, int64_t in) {
