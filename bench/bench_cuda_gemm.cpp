@@ -4,6 +4,8 @@
 //   bf16out — the same with a bf16 output (half the bytes written)
 //   splitK  — the inner dimension cut in S slices by one strided-batched call, each slice
 //             writing its own f32 partial (the partials are summed by the next kernel)
+//   wgmma_bf16out, wgmma_f32out — our own Hopper GEMM (src/cuda/wgmma_gemm.h), where the GPU
+//             runs it
 // At these row counts a step is bound by reading the weights, so `weight_GB/s` (weight bytes
 // over time) is the figure to compare with the device's copy bandwidth. Several copies of each
 // weight are cycled so they come from DRAM, not from the 50 MB L2.
@@ -16,11 +18,13 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
+#include "cuda/wgmma_gemm.h"
 #include "cuda_bench_main.h"
 #include "cuda_gemm_shapes.h"
 
@@ -30,7 +34,7 @@ namespace {
 using bf16 = __nv_bfloat16;
 
 using Shape = GemmShape;
-enum class Variant { F32Out, Bf16Out, SplitK };
+enum class Variant { F32Out, Bf16Out, SplitK, WgmmaBf16Out, WgmmaF32Out };
 
 // Device copies of a shape's weight, made once (every variant and row count reuses them).
 const std::vector<DeviceArray<bf16>>& weights_of(const Shape& shape) {
@@ -71,8 +75,19 @@ void BM_Gemm(benchmark::State& state, Shape shape, int64_t rows, Variant variant
   const int m = static_cast<int>(shape.out), n = static_cast<int>(rows);
   const int k = static_cast<int>(shape.in);
   const float alpha = 1.0f, beta = 0.0f;
+  std::unique_ptr<WgmmaGemm> own;
+  if (variant == Variant::WgmmaBf16Out || variant == Variant::WgmmaF32Out) {
+    own = std::make_unique<WgmmaGemm>(nullptr);
+  }
   auto run = [&](const bf16* w) {
     switch (variant) {
+      case Variant::WgmmaBf16Out:
+        own->linear(reinterpret_cast<bf16*>(y.data()), shape.out, x.data(), w, rows, shape.in,
+                    shape.out);
+        break;
+      case Variant::WgmmaF32Out:
+        own->linear(y.data(), shape.out, x.data(), w, rows, shape.in, shape.out);
+        break;
       case Variant::F32Out:
       case Variant::Bf16Out:
         check_cublas(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, w, CUDA_R_16BF,
@@ -122,7 +137,7 @@ void BM_Gemm(benchmark::State& state, Shape shape, int64_t rows, Variant variant
 
 void register_all() {
   for (const Shape& shape : kEightBShapes) {
-    for (const int64_t rows : {256, 512}) {
+    for (const int64_t rows : {256, 288, 512}) {
       const std::string base =
           std::string("BM_Gemm/") + shape.name + "/rows:" + std::to_string(rows) + "/";
       auto add = [&](const std::string& name, Variant variant, int splits) {
@@ -134,6 +149,10 @@ void register_all() {
       };
       add("f32out", Variant::F32Out, 1);
       add("bf16out", Variant::Bf16Out, 1);
+      if (WgmmaGemm::available()) {
+        add("wgmma_bf16out", Variant::WgmmaBf16Out, 1);
+        add("wgmma_f32out", Variant::WgmmaF32Out, 1);
+      }
       for (const int s : {2, 3, 4}) {
         if (shape.in % (s * 64) == 0 && shape.out <= 24576) {
           add("splitK" + std::to_string(s), Variant::SplitK, s);

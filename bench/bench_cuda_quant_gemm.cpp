@@ -4,6 +4,7 @@
 //   fused:      QuantGemm, blocks decoded into shared-memory tiles feeding mma.sync
 //   dequantize: dequantize_to_bf16 into a scratch matrix, then cuBLAS (InferGemm)
 //   bf16:       cuBLAS on weights already dense in bf16 (WeightMode::Dense; the baseline)
+//   wgmma:      WgmmaGemm (H100/H200 only), blocks decoded into the tiles wgmma reads
 // All three write bf16 outputs. Weights are cycled through copies filling 200 MB so they come
 // from DRAM, not L2. Counters: TFLOP/s (2·rows·in·out) and the weight bytes read per second.
 //   bench_cuda_quant_gemm --benchmark_min_time=0.2s
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,6 +24,7 @@
 #include "cuda/infer_gemm.h"
 #include "cuda/infer_kernels.h"
 #include "cuda/quant_gemm.h"
+#include "cuda/wgmma_gemm.h"
 #include "cuda_bench_main.h"
 #include "cuda_gemm_shapes.h"
 #include "cuda_random_blocks.h"
@@ -30,8 +33,8 @@
 namespace ruvdllm::cuda {
 namespace {
 
-enum class Way { Fused, Dequantize, Bf16 };
-constexpr const char* kWayNames[] = {"fused", "dequantize", "bf16"};
+enum class Way { Fused, Dequantize, Bf16, Wgmma };
+constexpr const char* kWayNames[] = {"fused", "dequantize", "bf16", "wgmma"};
 
 void BM_QuantProduct(benchmark::State& state, TensorType type, GemmShape shape, Way way) {
   const int64_t rows = state.range(0);
@@ -64,6 +67,8 @@ void BM_QuantProduct(benchmark::State& state, TensorType type, GemmShape shape, 
   DeviceArray<bf16> scratch(way == Way::Dequantize ? static_cast<size_t>(shape.out * shape.in) : 0);
   InferGemm gemm(nullptr);
   QuantGemm quant(nullptr);
+  std::unique_ptr<WgmmaGemm> own;
+  if (way == Way::Wgmma) own = std::make_unique<WgmmaGemm>(nullptr);
   size_t copy = 0;
   time_launches(state, 4, [&] {
     const void* w = weights[copy].data();
@@ -79,6 +84,9 @@ void BM_QuantProduct(benchmark::State& state, TensorType type, GemmShape shape, 
       case Way::Bf16:
         gemm.linear(y.data(), x.data(), static_cast<const bf16*>(w), rows, shape.in, shape.out);
         break;
+      case Way::Wgmma:
+        own->linear_blocks(y.data(), shape.out, x.data(), w, type, rows, shape.in, shape.out);
+        break;
     }
   });
   const double flops = 2.0 * static_cast<double>(rows * shape.in * shape.out);
@@ -92,8 +100,9 @@ void BM_QuantProduct(benchmark::State& state, TensorType type, GemmShape shape, 
 void register_all() {
   for (const TensorType type : {TensorType::Q4_K, TensorType::Q8_0}) {
     for (const GemmShape& shape : kEightBShapes) {
-      for (const Way way : {Way::Fused, Way::Dequantize, Way::Bf16}) {
+      for (const Way way : {Way::Fused, Way::Dequantize, Way::Bf16, Way::Wgmma}) {
         if (way == Way::Bf16 && type != TensorType::Q4_K) continue;  // the same for any type
+        if (way == Way::Wgmma && !WgmmaGemm::available()) continue;
         const std::string name = std::string("BM_QuantProduct/") +
                                  (way == Way::Bf16 ? "BF16" : type_name(type)) + "/" + shape.name +
                                  "/" + kWayNames[static_cast<int>(way)];

@@ -107,17 +107,35 @@ bool CudaInferEngine::Impl::fused(const Linear& lin, int64_t rows) const {
   });
 }
 
+bool CudaInferEngine::Impl::blocks_in_wgmma(const Linear& lin, int64_t rows) const {
+  if (!quant_gemm || lin.all_dense() || fused_rows == 0) return false;
+  return std::all_of(lin.quantized.begin(), lin.quantized.end(), [&](const Linear::Part& p) {
+    return gemm->takes_blocks(p.type, p.blocks, rows, lin.in, p.rows);
+  });
+}
+
 template <typename Op, typename Y>
 void CudaInferEngine::Impl::product(Linear& lin, Y* y, const Op* in, int64_t rows, float beta,
                                     const char* label) {
   if constexpr (std::is_same_v<Op, bf16>) {
-    if (fused(lin, rows)) {
+    const bool small = fused(lin, rows);
+    if (small || blocks_in_wgmma(lin, rows)) {
       mark(label);
       for (const Linear::Part& p : lin.quantized) {
         if constexpr (std::is_same_v<Y, float>) {
-          quant_gemm->linear(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows, beta);
+          if (small) {
+            quant_gemm->linear(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows,
+                               beta);
+          } else {
+            gemm->linear_blocks(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows,
+                                beta);
+          }
         } else {
-          quant_gemm->linear(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows);
+          if (small) {
+            quant_gemm->linear(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows);
+          } else {
+            gemm->linear_blocks(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows);
+          }
         }
       }
       return;
@@ -206,7 +224,7 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
   // or, split along K, leave partials that the next RMSNorm adds in first.
   const int o_splits = gemm->split_for(T, H * D, E), down_splits = gemm->split_for(T, F, E);
   auto into_residual = [&](const Op* in, Linear& lin, int splits) {
-    if (splits > 1 && !fused(lin, T)) {
+    if (splits > 1 && !fused(lin, T) && !blocks_in_wgmma(lin, T)) {
       const Op* w = weight_of<Op>(lin);
       mark("gemm");
       gemm->linear_split(partials.data(), in, w, T, lin.in, E, splits);

@@ -109,8 +109,9 @@ struct CudaInferEngine::Impl {
   cudaStream_t stream = nullptr;
   std::unique_ptr<InferGemm> gemm;
   std::unique_ptr<QuantGemm> quant_gemm;  // in WeightMode::Quantized with bf16 operands only
-  // Quantized weights multiply through QuantGemm up to this many rows, through a dequantized
-  // copy and cuBLAS above; -1: as measured per type (fused_rows_measured).
+  // Quantized weights multiply through QuantGemm up to this many rows, through WgmmaGemm's
+  // decoding tiles or a dequantized copy and cuBLAS above; -1: as measured per type
+  // (fused_rows_measured); 0: always the dequantized copy.
   int64_t fused_rows = -1;
   std::unique_ptr<CudaRowSampler> sampler;
 
@@ -219,7 +220,11 @@ struct CudaInferEngine::Impl {
   void dequantize(float* out, const void* blocks, TensorType type, int64_t rows, int64_t cols);
   template <typename Op>
   const Op* weight_of(Linear& lin);
+  // Whether a product over blocks decodes them inside the GEMM's tiles rather than into a
+  // dequantized copy: QuantGemm (mma.sync) up to fused_rows, WgmmaGemm (H100/H200) from
+  // InferGemm::kBlocksMinRows rows.
   bool fused(const Linear& lin, int64_t rows) const;
+  bool blocks_in_wgmma(const Linear& lin, int64_t rows) const;
   // y = in · linᵀ: bf16 y, or f32 y = product + beta·y.
   template <typename Op, typename Y>
   void product(Linear& lin, Y* y, const Op* in, int64_t rows, float beta = 0.0f,

@@ -1,5 +1,7 @@
 #include "cuda/infer_gemm.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "cuda/cuda_check.h"
@@ -11,7 +13,19 @@ constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 constexpr int64_t kTile = 128;  // cuBLAS's usual output tile edge at these shapes
 }  // namespace
 
-InferGemm::InferGemm(cudaStream_t stream) : workspace_(kWorkspaceBytes) {
+InferGemm::InferGemm(cudaStream_t stream, Engines engines) : workspace_(kWorkspaceBytes) {
+  const char* set = std::getenv("RUVDLLM_CUDA_GEMM");
+  const std::string way = set ? set : "auto";
+  if (way != "auto" && way != "cublas" && way != "wgmma") {
+    throw_error("RUVDLLM_CUDA_GEMM must be auto, cublas or wgmma, not '" + way + "'");
+  }
+  if (way == "wgmma" && !WgmmaGemm::available()) {
+    throw_error("RUVDLLM_CUDA_GEMM=wgmma needs an H100/H200 (sm_90a) GPU");
+  }
+  own_dense_ = way == "wgmma";
+  if (engines == Engines::Any && way != "cublas" && WgmmaGemm::available()) {
+    own_ = std::make_unique<WgmmaGemm>(stream);
+  }
   check_cublas(cublasCreate(&handle_), "cublasCreate");
   check_cublas(cublasSetStream(handle_, stream), "cublasSetStream");
   check_cublas(cublasSetWorkspace(handle_, workspace_.data(), workspace_.bytes()),
@@ -37,6 +51,16 @@ void InferGemm::run(void* y, cudaDataType y_type, const void* x, const void* w,
   // f32 operands must mean f32 arithmetic, never TF32, whatever the environment says.
   const cublasComputeType_t compute =
       operand_type == CUDA_R_32F ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
+  if (splits == 1 && operand_type == CUDA_R_16BF && uses_own(n, in, out)) {
+    const auto* xb = static_cast<const __nv_bfloat16*>(x);
+    const auto* wb = static_cast<const __nv_bfloat16*>(w);
+    if (y_type == CUDA_R_16BF) {
+      own_->linear(static_cast<__nv_bfloat16*>(y), out, xb, wb, n, in, out);
+    } else {
+      own_->linear(static_cast<float*>(y), out, xb, wb, n, in, out, beta);
+    }
+    return;
+  }
   if (splits == 1) {
     check_cublas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, outputs, rows, inner, &alpha, w,
                               operand_type, inner, x, operand_type, inner, &beta, y, y_type,
@@ -82,7 +106,37 @@ void InferGemm::linear_split(float* partials, const float* x, const float* w, in
   run(partials, CUDA_R_32F, x, w, CUDA_R_32F, n, in, out, 0.0f, splits);
 }
 
+bool InferGemm::uses_own(int64_t n, int64_t in, int64_t out) const {
+  return own_ && own_dense_ && WgmmaGemm::fits(n, in, out);
+}
+
+bool InferGemm::takes_blocks(TensorType type, const void* w, int64_t n, int64_t in,
+                             int64_t out) const {
+  // Few K slices per SM leave stream-K's fill and fix-up costs uncovered: the 8B step's
+  // 4096 × 4096 product (~16 slices per SM) measured slower than dequantizing at 256 rows.
+  const int64_t slices_per_sm = (out / 128) * (in / 64) / std::max(multiprocessors_, 1);
+  // Measured on an 8B step (H200): Q4_K gains (−9% at 128 rows, −2–3% at 256); Q8_0 lost 8% at
+  // 256 rows (its 34-byte blocks decode slower), Q4_0 and Q5_K were not measured.
+  const bool measured_faster =
+      type == TensorType::Q4_K && n >= kBlocksMinRows && n <= kBlocksMaxRows && slices_per_sm >= 24;
+  return own_ && (own_dense_ || measured_faster) && WgmmaGemm::fits_blocks(type, n, in, out) &&
+         reinterpret_cast<uintptr_t>(w) % 16 == 0;
+}
+
+void InferGemm::linear_blocks(float* y, int64_t ldy, const __nv_bfloat16* x, const void* w,
+                              TensorType type, int64_t n, int64_t in, int64_t out, float beta) {
+  if (!own_) throw_error("InferGemm::linear_blocks: WgmmaGemm is not available here");
+  own_->linear_blocks(y, ldy, x, w, type, n, in, out, beta);
+}
+
+void InferGemm::linear_blocks(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const void* w,
+                              TensorType type, int64_t n, int64_t in, int64_t out) {
+  if (!own_) throw_error("InferGemm::linear_blocks: WgmmaGemm is not available here");
+  own_->linear_blocks(y, ldy, x, w, type, n, in, out);
+}
+
 int InferGemm::split_for(int64_t n, int64_t in, int64_t out) const {
+  if (uses_own(n, in, out)) return 1;  // stream-K already spreads a few tiles over every SM
   const int64_t tiles = ((out + kTile - 1) / kTile) * ((n + kTile - 1) / kTile);
   return 2 * tiles <= multiprocessors_ && in % (kMaxSplits * 64) == 0 ? kMaxSplits : 1;
 }

@@ -17,19 +17,31 @@
 // (cuBLASLt with the algorithm per shape chosen by timing its heuristic's top 8 was measured
 // against this on an H100 for the 8B step: no faster, 8.85 vs 8.80 ms at 256 positions, so the
 // plain call stays.)
+//
+// On an H100/H200, products over Q4_K weights kept in blocks at kBlocksMinRows..kBlocksMaxRows
+// rows run on our own GEMM (WgmmaGemm: blocks decoded into the tiles wgmma reads, stream-K),
+// which the engine asks for through takes_blocks/linear_blocks. Dense bf16 products stay on cuBLAS,
+// which measured faster there (bench_cuda_gemm). RUVDLLM_CUDA_GEMM=cublas turns ours off; =wgmma
+// sends every product that fits to it, dense bf16 too, whatever the row count (to compare the ways
+// in one build, and to test ours on small models).
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <memory>
 
 #include "cuda/device_buffer.h"
+#include "cuda/wgmma_gemm.h"
 
 namespace ruvdllm::cuda {
 
 class InferGemm {
  public:
-  explicit InferGemm(cudaStream_t stream);
+  // Cublas: cuBLAS for every product whatever RUVDLLM_CUDA_GEMM says (the floor's peak is
+  // measured through it, so that ratios stay comparable).
+  enum class Engines { Any, Cublas };
+  explicit InferGemm(cudaStream_t stream, Engines engines = Engines::Any);
   ~InferGemm();
   InferGemm(const InferGemm&) = delete;
   InferGemm& operator=(const InferGemm&) = delete;
@@ -52,12 +64,29 @@ class InferGemm {
   // else 1 (on an H100/H200 this splits the 4096-output products at 256 rows, not at 512).
   int split_for(int64_t n, int64_t in, int64_t out) const;
 
+  // Rows from which weights in blocks are decoded inside WgmmaGemm's tiles (below, QuantGemm's
+  // mma.sync tiles serve; bench_cuda_quant_gemm measures both).
+  // Up to kBlocksMaxRows: past one 256-row tile, each row tile decodes the weights again and
+  // dequantizing once for cuBLAS measured faster (512 rows: 5–25% per product on an H200).
+  static constexpr int64_t kBlocksMinRows = 128, kBlocksMaxRows = 256;
+  // Whether the product over these blocks (at w) runs on WgmmaGemm.
+  bool takes_blocks(TensorType type, const void* w, int64_t n, int64_t in, int64_t out) const;
+  // y[r·ldy + c] = x[r] · row c of w (blocks of `type`): bf16 y, or f32 y = product + beta·y.
+  void linear_blocks(float* y, int64_t ldy, const __nv_bfloat16* x, const void* w, TensorType type,
+                     int64_t n, int64_t in, int64_t out, float beta);
+  void linear_blocks(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const void* w,
+                     TensorType type, int64_t n, int64_t in, int64_t out);
+
  private:
   void run(void* y, cudaDataType y_type, const void* x, const void* w, cudaDataType operand_type,
            int64_t n, int64_t in, int64_t out, float beta, int splits);
 
   cublasHandle_t handle_ = nullptr;
   int multiprocessors_ = 0;
+  bool uses_own(int64_t n, int64_t in, int64_t out) const;
+
+  bool own_dense_ = false;          // RUVDLLM_CUDA_GEMM=wgmma: every product that fits
+  std::unique_ptr<WgmmaGemm> own_;  // null where the GPU cannot run it, or when turned off
   // A fixed workspace, so cuBLAS allocates nothing while a pass is being captured as a graph.
   DeviceArray<uint8_t> workspace_;
 };

@@ -51,8 +51,9 @@ DevicePeaks measure_peaks(int device) {
     check_cuda(cudaMemset(init.data(), 0x3c, init.bytes()), "cudaMemset");
     f32_to_bf16(a.data(), init.data(), n * n, stream);
     f32_to_bf16(b.data(), init.data(), n * n, stream);
-    InferGemm gemm(stream);
-    const double ms = median_ms(stream, 10, [&] { gemm.linear(c.data(), a.data(), b.data(), n, n, n); });
+    InferGemm gemm(stream, InferGemm::Engines::Cublas);
+    const double ms =
+        median_ms(stream, 10, [&] { gemm.linear(c.data(), a.data(), b.data(), n, n, n); });
     peaks.bf16_gemm_tflops = 2.0 * n * n * n / (ms * 1e-3) / 1e12;
   }
   {

@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
+#include "ruvdllm/core/half.h"
 #include "ruvdllm/cuda/device.h"
 
 namespace ruvdllm::testing {
@@ -48,6 +50,88 @@ std::vector<T> to_host(const cuda::DeviceArray<T>& d, size_t n) {
                    "cudaMemcpy");
   return host;
 }
+
+// The GEMM tests' reference: want = x · wᵀ in f64 (x: n × in, w: out × in, row-major) and, per
+// output, magnitude = Σ|x·w|, which bounds what f32 accumulation in any order can be off by.
+inline void reference_product(const std::vector<float>& x, const std::vector<float>& w, int64_t n,
+                              int64_t in, int64_t out, std::vector<double>* want,
+                              std::vector<double>* magnitude) {
+  want->assign(static_cast<size_t>(n * out), 0.0);
+  magnitude->assign(want->size(), 0.0);
+  for (int64_t r = 0; r < n; ++r) {
+    for (int64_t o = 0; o < out; ++o) {
+      double acc = 0, mag = 0;
+      for (int64_t i = 0; i < in; ++i) {
+        const double prod = static_cast<double>(x[r * in + i]) * w[o * in + i];
+        acc += prod;
+        mag += std::fabs(prod);
+      }
+      (*want)[r * out + o] = acc;
+      (*magnitude)[r * out + o] = mag;
+    }
+  }
+}
+
+// Checks a product written into y (n rows of ldy cells, its `out` columns from cell col0 on)
+// against reference_product's want: a bf16 output within (in + 2)·2⁻²⁴·Σ|x·w| (f32 accumulation in
+// any order) plus half a bf16 ulp; an f32 output y = product + beta·y0 within the same plus one
+// f32 rounding; every cell outside the product untouched (bf16 cells start as 0xFFFF). Reports
+// the first bad cell of each kind.
+struct ProductCheck {
+  int64_t n, in, out, ldy, col0;
+  const std::vector<double>& want;
+  const std::vector<double>& magnitude;
+  std::string label;
+
+  // The reference element of a cell, or false outside the product.
+  bool element_of(int64_t cell, size_t* element) const {
+    const int64_t c = (cell - col0) % ldy, r = (cell - col0) / ldy;
+    *element = static_cast<size_t>(r * out + c);
+    return cell >= col0 && c < out && r < n;
+  }
+  double accumulation_bound(size_t i) const {
+    return (static_cast<double>(in) + 2) * 0x1p-24 * magnitude[i];
+  }
+  void bf16(const std::vector<uint16_t>& got) const {
+    size_t bad = 0, touched = 0;
+    for (size_t cell = 0; cell < got.size(); ++cell) {
+      size_t i = 0;
+      if (!element_of(static_cast<int64_t>(cell), &i)) {
+        touched += got[cell] != 0xFFFF;
+        continue;
+      }
+      const double err = accumulation_bound(i);
+      const double bound = err + (std::fabs(want[i]) + err) / 256.0;
+      const double g = bf16_to_f32(got[cell]);
+      if (std::fabs(g - want[i]) <= bound) continue;  // NaN (unwritten) fails here
+      if (bad++ == 0) {
+        ADD_FAILURE() << label << " bf16: element " << i << " is " << g << ", want " << want[i]
+                      << " (bound " << bound << ")";
+      }
+    }
+    EXPECT_EQ(bad, 0u) << label;
+    EXPECT_EQ(touched, 0u) << label << ": wrote outside its columns";
+  }
+  void f32(const std::vector<float>& got, const std::vector<float>& y0, float beta) const {
+    size_t bad = 0, touched = 0;
+    for (size_t cell = 0; cell < got.size(); ++cell) {
+      size_t i = 0;
+      if (!element_of(static_cast<int64_t>(cell), &i)) {
+        touched += got[cell] != y0[cell];
+        continue;
+      }
+      const double target = want[i] + beta * y0[cell];
+      const double bound = accumulation_bound(i) + 0x1p-23 * std::fabs(target);
+      if (std::fabs(got[cell] - target) <= bound) continue;
+      if (bad++ == 0) {
+        ADD_FAILURE() << label << " f32, beta " << beta << ": element " << i << " is " << got[cell]
+                      << ", want " << target << " (bound " << bound << ")";
+      }
+    }
+    EXPECT_EQ(bad, 0u) << label << " beta " << beta;
+    EXPECT_EQ(touched, 0u) << label << ": wrote outside its columns";
+  }
+};
 
 // NaN when either side holds a NaN, so EXPECT_LT on it fails.
 inline double rel_error(const std::vector<float>& got, const std::vector<float>& want) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/wgmma_gemm.h"
 #include "cuda_test_util.h"
 #include "ruvdllm/core/error.h"
 #include "ruvdllm/cuda/infer_engine.h"
@@ -274,7 +275,15 @@ TEST_F(CudaInfer, FusedQuantizedProductsMatchTheDequantizedWay) {
     };
     auto fused = engine_for("fused"), dequantized = engine_for("dequantize");
     auto automatic = engine_for("auto");
-    for (const size_t n : {size_t{20}, size_t{150}}) {
+    // Blocks decoded inside WgmmaGemm's tiles (H100/H200) for every product it takes: `auto`
+    // leaves this model's small products to the other ways.
+    std::unique_ptr<cuda::CudaInferEngine> wgmma;
+    if (cuda::WgmmaGemm::available()) {
+      ScopedEnv own("RUVDLLM_CUDA_GEMM", "wgmma");
+      wgmma = engine_for("auto");
+    }
+    // 150, 250 and 300 rows: 128- and 256-row tiles, and two row tiles.
+    for (const size_t n : {size_t{20}, size_t{150}, size_t{250}, size_t{300}}) {
       const auto tokens = random_tokens(model->config(), n, 5);
       ForwardOptions o;
       const auto want = gpu_logits(*dequantized, tokens, o);
@@ -283,15 +292,26 @@ TEST_F(CudaInfer, FusedQuantizedProductsMatchTheDequantizedWay) {
             << type_traits(type).name << " " << n << " rows, pass " << pass;
       }
       EXPECT_LT(rel_error(gpu_logits(*automatic, tokens, o), want), 5e-3);
+      if (wgmma) {
+        EXPECT_LT(rel_error(gpu_logits(*wgmma, tokens, o), want), 5e-3)
+            << type_traits(type).name << " " << n << " rows, wgmma";
+      }
       EXPECT_LT(rel_error(want, cpu_logits(*model, tokens, o)), kLogitBound);
     }
     const auto errors = cached_pass_errors(*model, *fused, 40);
     for (const double e : errors) EXPECT_LT(e, kLogitBound) << type_traits(type).name;
   }
-  ScopedEnv bad("RUVDLLM_CUDA_QUANT_GEMM", "fast");
+  {
+    ScopedEnv bad("RUVDLLM_CUDA_QUANT_GEMM", "fast");
+    EXPECT_THROW(
+        cuda::CudaInferEngine(shape_config(Arch::LLaDA, "test"),
+                              random_model(dir, Arch::LLaDA, TensorType::Q8_0, "env")->weights()),
+        Error);
+  }
+  ScopedEnv bad("RUVDLLM_CUDA_GEMM", "fast");
   EXPECT_THROW(
       cuda::CudaInferEngine(shape_config(Arch::LLaDA, "test"),
-                            random_model(dir, Arch::LLaDA, TensorType::Q8_0, "env")->weights()),
+                            random_model(dir, Arch::LLaDA, TensorType::Q8_0, "env2")->weights()),
       Error);
 }
 

@@ -78,20 +78,7 @@ Product make_product(TensorType type, const Shape& sh, uint64_t seed) {
     dequantize_row_reference(type, p.blocks.data() + stride * o, wd.data() + o * sh.in, sh.in);
   }
   for (float& v : wd) v = bf16_to_f32(f32_to_bf16(v));
-  p.want.assign(static_cast<size_t>(sh.n * sh.out), 0.0);
-  p.magnitude.assign(p.want.size(), 0.0);
-  for (int64_t r = 0; r < sh.n; ++r) {
-    for (int64_t o = 0; o < sh.out; ++o) {
-      double acc = 0, mag = 0;
-      for (int64_t i = 0; i < sh.in; ++i) {
-        const double prod = static_cast<double>(x[r * sh.in + i]) * wd[o * sh.in + i];
-        acc += prod;
-        mag += std::fabs(prod);
-      }
-      p.want[r * sh.out + o] = acc;
-      p.magnitude[r * sh.out + o] = mag;
-    }
-  }
+  testing::reference_product(x, wd, sh.n, sh.in, sh.out, &p.want, &p.magnitude);
   return p;
 }
 
@@ -114,58 +101,18 @@ TEST_F(QuantGemm, MatchesTheDequantizedProduct) {
       const std::string label = std::string(type_name(type)) + " " + std::to_string(sh.n) + "x" +
                                 std::to_string(sh.in) + "x" + std::to_string(sh.out) + " splits " +
                                 std::to_string(gemm.splits_for(sh.n, sh.in, sh.out));
-      auto inside = [&](int64_t cell, int64_t* element) {
-        const int64_t c = (cell - col0) % ldy, r = (cell - col0) / ldy;
-        *element = r * sh.out + c;
-        return cell >= col0 && c < sh.out && r < sh.n;
-      };
+      const testing::ProductCheck check{sh.n, sh.in, sh.out, ldy, col0, p.want, p.magnitude, label};
       {
         auto y = poisoned<uint16_t>(cells);
         gemm.linear(reinterpret_cast<__nv_bfloat16*>(y.data()) + col0, ldy, x, dw.data(), type,
                     sh.n, sh.in, sh.out);
-        const auto got = to_host(y, cells);
-        size_t bad = 0, touched = 0;
-        for (size_t cell = 0; cell < cells; ++cell) {
-          int64_t i = 0;
-          if (!inside(static_cast<int64_t>(cell), &i)) {
-            touched += got[cell] != 0xFFFF;
-            continue;
-          }
-          const double err = (static_cast<double>(sh.in) + 2) * 0x1p-24 * p.magnitude[i];
-          const double bound = err + (std::fabs(p.want[i]) + err) / 256.0;
-          const double g = bf16_to_f32(got[cell]);
-          if (std::fabs(g - p.want[i]) <= bound) continue;  // NaN (unwritten) fails here
-          if (bad++ == 0) {
-            ADD_FAILURE() << label << " bf16: element " << i << " is " << g << ", want "
-                          << p.want[i] << " (bound " << bound << ")";
-          }
-        }
-        EXPECT_EQ(bad, 0u) << label;
-        EXPECT_EQ(touched, 0u) << label << ": wrote outside its columns";
+        check.bf16(to_host(y, cells));
       }
       {
         const auto y0 = random_floats(cells, seed + 7, -1.0f, 1.0f);
         auto y = to_device(y0);
         gemm.linear(y.data() + col0, ldy, x, dw.data(), type, sh.n, sh.in, sh.out, 1.0f);
-        const auto got = to_host(y, cells);
-        size_t bad = 0, touched = 0;
-        for (size_t cell = 0; cell < cells; ++cell) {
-          int64_t i = 0;
-          if (!inside(static_cast<int64_t>(cell), &i)) {
-            touched += got[cell] != y0[cell];
-            continue;
-          }
-          const double target = p.want[i] + y0[cell];
-          const double bound = (static_cast<double>(sh.in) + 2) * 0x1p-24 * p.magnitude[i] +
-                               0x1p-23 * std::fabs(target);
-          if (std::fabs(got[cell] - target) <= bound) continue;
-          if (bad++ == 0) {
-            ADD_FAILURE() << label << " f32 + y: element " << i << " is " << got[cell] << ", want "
-                          << target << " (bound " << bound << ")";
-          }
-        }
-        EXPECT_EQ(bad, 0u) << label;
-        EXPECT_EQ(touched, 0u) << label << ": wrote outside its columns";
+        check.f32(to_host(y, cells), y0, 1.0f);
       }
     }
   }

@@ -1,0 +1,620 @@
+// WgmmaGemm: products on Hopper's warpgroup MMA with stream-K (wgmma_gemm.h says why and
+// how). Built for sm_90a only (CMakeLists.txt: the ruvdllm_sm90a object library).
+//
+// A CTA is three warpgroups. The first fills a ring of shared-memory stages, each one 64-wide
+// K slice of a 128-output weight tile and of a row tile of x, both in the 128-byte swizzled
+// layout wgmma's descriptors read:
+//  - bf16 weights: one thread copies both tiles with the bulk tensor copy engine (TMA);
+//  - weights in GGUF blocks: one thread copies the raw blocks of the next 256 values of the
+//    tile's 128 weight rows (TMA, a second ring) and x's tile, and all 128 threads decode one
+//    weight row each into the stage (quant_formats.cuh: the values dequantize_to_bf16 writes).
+// The other two warpgroups multiply each stage (64 outputs each), keep f32 accumulators in
+// registers, and write the tile, after adding the partials of the CTAs that held its later
+// K slices (stream-K).
+//
+// Measured (docs/PERFORMANCE.md, H200, 2026-11-29): with bf16 weights this runs 5–12% behind
+// cuBLAS on the 8B step's products in isolation and 39% behind inside the step, so the engine
+// keeps cuBLAS there. Weights in Q4_K blocks at 128–256 rows are where it is used: the other
+// way writes and re-reads a bf16 copy of every weight (an 8B Q4_K step at 128 positions: 10.2
+// against 11.2 ms; at 256: 12.5 against 12.8). Tried and dropped on the bf16 path (no gain or
+// slower): waiting for each slice's MMAs before issuing the next, L2 eviction hints,
+// prefetching weights into L2 ahead of the copies, three instead of four stages. Diagnostic
+// builds located the rest: without any tile copies (MMAs on stale tiles) the head product at
+// 512 rows ran at 774 TFLOP/s against 603 with them; without the output stores, 1–5% faster.
+
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <algorithm>
+#include <string>
+
+#include "cuda/cuda_check.h"
+#include "cuda/launch_util.h"
+#include "cuda/quant_formats.cuh"
+#include "cuda/wgmma_gemm.h"
+#include "cuda/wgmma_ops.cuh"
+
+namespace ruvdllm::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+constexpr int kTileOut = 128;  // outputs per CTA: two consumer warpgroups × 64
+constexpr int kSliceK = 64;    // K values per stage: one 128-byte swizzle row of bf16
+constexpr int kSliceBytes = kSliceK * 2;
+constexpr int kChunkValues = 256;  // K values per raw copy of weights in blocks
+constexpr int kSlicesPerChunk = kChunkValues / kSliceK;
+constexpr int kConsumerThreads = 256;
+constexpr int kConsumerWarps = kConsumerThreads / 32;
+constexpr int kThreads = 128 + kConsumerThreads;  // a producer warpgroup, two consumers
+constexpr int kWeightTileBytes = kTileOut * kSliceBytes;
+constexpr int kMaxTileRows = 256;
+
+// Shared memory of one CTA: `stages` slices of both tiles, then (weights in blocks) raw slots
+// of kTileOut rows × RawRowBytes (one row's 256-value chunk), then the barriers.
+template <int TileRows, int RawRowBytes>
+struct Plan {
+  static constexpr int kTileRows = TileRows;
+  static constexpr int kRowTileBytes = TileRows * kSliceBytes;
+  static constexpr int kStageBytes = kWeightTileBytes + kRowTileBytes;
+  static constexpr int kRawSlotBytes = kTileOut * RawRowBytes;
+  static constexpr int kStages = RawRowBytes == 0 ? 192 * 1024 / kStageBytes : 256 / TileRows + 2;
+  static constexpr int kRawSlots =
+      RawRowBytes == 0 ? 0 : std::min(4, (220 * 1024 - kStages * kStageBytes) / kRawSlotBytes);
+  static constexpr int kAccumulators = TileRows / 2;
+  static constexpr int kTilesBytes = kStages * kStageBytes + kRawSlots * kRawSlotBytes;
+  // + slack to align the tiles to the swizzle's 1024 bytes
+  static constexpr size_t kSharedBytes = 1024 + kTilesBytes + 8 * (2 * kStages + 2 * kRawSlots);
+  static_assert(RawRowBytes == 0 || kRawSlots >= 2, "raw slots must double-buffer");
+  static_assert(kSharedBytes <= 227 * 1024, "more shared memory than an SM has");
+};
+
+// A copy box is at most 256 elements wide: raw chunks past 256 bytes are copied as pairs of
+// bytes.
+template <int RawRowBytes>
+constexpr int raw_elem_bytes() {
+  return RawRowBytes <= 256 ? 1 : 2;
+}
+
+struct Work {
+  void* y;
+  int64_t ldy;
+  int n;
+  int k_slices;        // in / 64
+  int row_tiles;       // tiles along the rows; tile t covers outputs (t / row_tiles)·128 ...
+  int64_t iterations;  // tiles × k_slices, cut into `ctas` equal contiguous ranges
+  int ctas;
+  float beta;
+  float* partials;  // kTileOut × TileRows floats per CTA
+  int* ready;       // per CTA: 1 once its partial is written
+};
+
+__host__ __device__ inline int64_t range_begin(const Work& work, int cta) {
+  return work.iterations * cta / work.ctas;
+}
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// The CTA whose range holds iteration g: the largest c with range_begin(c) ≤ g.
+__device__ inline int cta_holding(const Work& work, int64_t g) {
+  return static_cast<int>((int64_t{work.ctas} * (g + 1) - 1) / work.iterations);
+}
+__device__ inline int tile_out0(const Work& work, int64_t tile) {
+  return static_cast<int>(tile / work.row_tiles) * kTileOut;
+}
+template <int TileRows>
+__device__ inline int tile_row0(const Work& work, int64_t tile) {
+  return static_cast<int>(tile % work.row_tiles) * TileRows;
+}
+__device__ inline void consumers_sync() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
+__device__ inline int load_acquire(const int* p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ inline void store_release(int* p, int v) {
+  asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
+}
+template <int Stages>
+__device__ inline void advance(int& stage, uint32_t& phase) {
+  if (++stage == Stages) {
+    stage = 0;
+    phase ^= 1;
+  }
+}
+
+template <int TileRows>
+__device__ inline void multiply_slice(float (&acc)[TileRows / 2], const uint8_t* weight_tile,
+                                      const uint8_t* row_tile, bool accumulate) {
+  hopper::wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kSliceK / 16; ++kk) {
+    const uint64_t a = hopper::swizzled_tile_descriptor(weight_tile + kk * 32);
+    const uint64_t b = hopper::swizzled_tile_descriptor(row_tile + kk * 32);
+    const int scale_d = accumulate || kk > 0 ? 1 : 0;
+    if constexpr (TileRows == 256) {
+      hopper::wgmma_m64n256k16(acc, a, b, scale_d);
+    } else {
+      hopper::wgmma_m64n128k16(acc, a, b, scale_d);
+    }
+  }
+  hopper::wgmma_commit();
+}
+
+// The two consumer warpgroups: multiply every slice of the range, and finish each tile.
+template <class P, bool Bf16Out>
+__device__ void consume(const Work& work, const uint8_t* tiles, uint64_t* full, uint64_t* freed,
+                        int cta, int64_t begin, int64_t end) {
+  constexpr int TileRows = P::kTileRows;
+  const int ct = static_cast<int>(threadIdx.x) - 128;  // 0..255
+  const int group = ct / 128;                          // which 64 of the tile's outputs
+  const int warp = (ct % 128) / 32, lane = ct % 32;
+  float acc[P::kAccumulators];
+  int stage = 0;
+  uint32_t phase = 0;
+  for (int64_t g = begin; g < end;) {
+    const int64_t tile = g / work.k_slices;
+    const int k_first = static_cast<int>(g - tile * work.k_slices);
+    const int k_end =
+        static_cast<int>(std::min<int64_t>(end - tile * work.k_slices, work.k_slices));
+    // One slice's MMAs stay in flight while the next slice's are issued; a stage is freed once
+    // the MMAs reading it have completed.
+    int previous = -1;
+    for (int k = k_first; k < k_end; ++k) {
+      hopper::barrier_wait(&full[stage], phase);
+      const uint8_t* stage_tiles = tiles + stage * P::kStageBytes;
+      multiply_slice<TileRows>(acc, stage_tiles + group * 64 * kSliceBytes,
+                               stage_tiles + kWeightTileBytes, k > k_first);
+      hopper::wgmma_wait<1>();
+      if (previous >= 0 && lane == 0) hopper::barrier_arrive(&freed[previous]);
+      previous = stage;
+      advance<P::kStages>(stage, phase);
+    }
+    hopper::wgmma_wait<0>();
+    hopper::fence_accumulators(acc);
+    if (lane == 0) hopper::barrier_arrive(&freed[previous]);
+    g = (tile + 1) * work.k_slices;
+
+    // A CTA holding a tile's later slices leaves its sum for the CTA holding the first one.
+    if (k_first > 0) {
+      float4* slot =
+          reinterpret_cast<float4*>(work.partials + static_cast<size_t>(cta) * kTileOut * TileRows);
+#pragma unroll
+      for (int i = 0; i < P::kAccumulators / 4; ++i) {
+        slot[i * kConsumerThreads + ct] =
+            make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
+      }
+      __threadfence();
+      consumers_sync();
+      if (ct == 0) store_release(&work.ready[cta], 1);
+      continue;
+    }
+    if (k_end < work.k_slices) {
+      // Add the later slices' partials in CTA order, so the sum's order is fixed.
+      const int last = cta_holding(work, (tile + 1) * work.k_slices - 1);
+      for (int other = cta + 1; other <= last; ++other) {
+        if (ct == 0) {
+          while (load_acquire(&work.ready[other]) == 0) {
+          }
+          work.ready[other] = 0;  // for the next launch; nobody else reads it in this one
+        }
+        consumers_sync();
+        const float4* slot = reinterpret_cast<const float4*>(
+            work.partials + static_cast<size_t>(other) * kTileOut * TileRows);
+#pragma unroll
+        for (int i = 0; i < P::kAccumulators / 4; ++i) {
+          const float4 p = __ldcg(&slot[i * kConsumerThreads + ct]);
+          acc[4 * i] += p.x;
+          acc[4 * i + 1] += p.y;
+          acc[4 * i + 2] += p.z;
+          acc[4 * i + 3] += p.w;
+        }
+      }
+    }
+    // Accumulator 4j + 2h + e holds output out0 + 8h, row row0 + 8j + e (wgmma's layout).
+    const int out0 = tile_out0(work, tile) + group * 64 + warp * 16 + lane / 4;
+    const int row0 = tile_row0<TileRows>(work, tile) + 2 * (lane % 4);
+#pragma unroll
+    for (int j = 0; j < TileRows / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int row = row0 + 8 * j + e;
+        if (row >= work.n) continue;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int64_t at = row * work.ldy + out0 + 8 * h;
+          const float v = acc[4 * j + 2 * h + e];
+          if constexpr (Bf16Out) {
+            static_cast<bf16*>(work.y)[at] = __float2bfloat16(v);
+          } else {
+            float* y = static_cast<float*>(work.y) + at;
+            *y = work.beta != 0.0f ? v + work.beta * *y : v;
+          }
+        }
+      }
+    }
+  }
+}
+
+// The dynamic shared memory's start rounded up to the swizzle's 1024 bytes.
+__device__ inline uint8_t* shared_tiles(uint8_t* shared_raw) {
+  return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(shared_raw) + 1023) &
+                                    ~static_cast<uintptr_t>(1023));
+}
+
+// Values [64·slice, +64) of one weight row's 256-value chunk of blocks, decoded to bf16 and
+// stored as the row of a swizzled weight tile (16-byte chunk c at c ^ swizzle).
+template <class Format>
+__device__ inline void decode_slice(const uint8_t* chunk, int slice, uint8_t* row, int swizzle) {
+  constexpr int kAlign = quant::alignment_of(Format::kBlockBytes);
+  auto put = [&](int c, uint4 v) { *reinterpret_cast<uint4*>(row + ((c ^ swizzle) << 4)) = v; };
+  if constexpr (Format::kQuads) {
+    // 256-value blocks: the slice is sub-blocks 2·slice and 2·slice + 1 of the chunk's block.
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      uint4 out[4];
+      Format::template decode_quad<kAlign>(chunk, 8 * slice + 4 * half, out);
+#pragma unroll
+      for (int q = 0; q < 4; ++q) put(4 * half + q, out[q]);
+    }
+  } else {
+#pragma unroll
+    for (int c = 0; c < kSliceK / quant::kGroup; ++c) {
+      const int value0 = kSliceK * slice + quant::kGroup * c;
+      float v[quant::kGroup];
+      Format::template decode<kAlign>(chunk + (value0 / Format::kBlockValues) * Format::kBlockBytes,
+                                      (value0 % Format::kBlockValues) / quant::kGroup, v);
+      put(c, quant::pack_bf16(v));
+    }
+  }
+}
+#endif
+
+template <int TileRows, bool Bf16Out>
+__global__ void __launch_bounds__(kThreads, 1)
+    wgmma_gemm_kernel(const __grid_constant__ CUtensorMap weight_map,
+                      const __grid_constant__ CUtensorMap row_map, const Work work) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using P = Plan<TileRows, 0>;
+  extern __shared__ uint8_t shared_raw[];
+  uint8_t* tiles = shared_tiles(shared_raw);
+  uint64_t* full = reinterpret_cast<uint64_t*>(tiles + P::kTilesBytes);
+  uint64_t* freed = full + P::kStages;
+  const int cta = static_cast<int>(blockIdx.x);
+  const int64_t begin = range_begin(work, cta), end = range_begin(work, cta + 1);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < P::kStages; ++s) {
+      hopper::barrier_init(&full[s], 1);
+      hopper::barrier_init(&freed[s], kConsumerWarps);
+    }
+    hopper::barrier_init_fence();
+  }
+  __syncthreads();
+
+  if (threadIdx.x < 128) {
+    // One thread walks the range, copying each (tile, slice) into the next free stage.
+    hopper::registers_release<40>();
+    if (threadIdx.x == 0) {
+      hopper::tensor_map_prefetch(&weight_map);
+      hopper::tensor_map_prefetch(&row_map);
+      int stage = 0;
+      uint32_t phase = 0;
+      for (int64_t g = begin; g < end; ++g) {
+        const int64_t tile = g / work.k_slices;
+        const int k = static_cast<int>(g % work.k_slices) * kSliceK;
+        hopper::barrier_wait(&freed[stage], phase ^ 1);
+        uint8_t* dst = tiles + stage * P::kStageBytes;
+        hopper::barrier_arrive_expect_bytes(&full[stage], P::kStageBytes);
+        hopper::tensor_load_2d(dst, &weight_map, k, tile_out0(work, tile), &full[stage]);
+        hopper::tensor_load_2d(dst + kWeightTileBytes, &row_map, k, tile_row0<TileRows>(work, tile),
+                               &full[stage]);
+        advance<P::kStages>(stage, phase);
+      }
+    }
+  } else {
+    // Each consumer thread holds 128 accumulators: more than an even split of the registers.
+    // 128 × (168 − 40) released by the producer = 256 × (232 − 168) claimed here.
+    hopper::registers_claim<232>();
+    consume<P, Bf16Out>(work, tiles, full, freed, cta, begin, end);
+  }
+#endif
+}
+
+// Weights in GGUF blocks of type Format; RawRowBytes = one row's bytes per 256 values.
+template <int TileRows, bool Bf16Out, class Format, int RawRowBytes>
+__global__ void __launch_bounds__(kThreads, 1)
+    wgmma_blocks_kernel(const __grid_constant__ CUtensorMap raw_map,
+                        const __grid_constant__ CUtensorMap row_map, const Work work) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using P = Plan<TileRows, RawRowBytes>;
+  extern __shared__ uint8_t shared_raw[];
+  uint8_t* tiles = shared_tiles(shared_raw);
+  uint8_t* raw = tiles + P::kStages * P::kStageBytes;
+  uint64_t* full = reinterpret_cast<uint64_t*>(tiles + P::kTilesBytes);
+  uint64_t* freed = full + P::kStages;
+  uint64_t* raw_full = freed + P::kStages;
+  uint64_t* raw_free = raw_full + P::kRawSlots;
+  const int cta = static_cast<int>(blockIdx.x);
+  const int64_t begin = range_begin(work, cta), end = range_begin(work, cta + 1);
+  if (threadIdx.x == 0) {
+    for (int s = 0; s < P::kStages; ++s) {
+      // 128 decoding threads, plus thread 0's arrival that announces x's bytes
+      hopper::barrier_init(&full[s], 129);
+      hopper::barrier_init(&freed[s], kConsumerWarps);
+    }
+    for (int s = 0; s < P::kRawSlots; ++s) {
+      hopper::barrier_init(&raw_full[s], 1);
+      hopper::barrier_init(&raw_free[s], 128);
+    }
+    hopper::barrier_init_fence();
+  }
+  __syncthreads();
+
+  if (threadIdx.x < 128) {
+    // The CTA holds 168 registers per thread; setmaxnreg only moves them between warpgroups
+    // (an increase waits until another group's decrease frees enough, forever if none does):
+    // 128 × (168 − 104) released here = 256 × (200 − 168) claimed by the consumers.
+    hopper::registers_release<104>();
+    const int t = static_cast<int>(threadIdx.x);  // the weight row this thread decodes
+    // Chunks (256 values of the tile's weight rows) are numbered from the range's first one;
+    // k_slices is a multiple of 4, so a chunk never spans two tiles.
+    const int64_t chunk0 = begin / kSlicesPerChunk;
+    const int64_t chunks = (end - 1) / kSlicesPerChunk - chunk0 + 1;
+    constexpr int kRawRowElems = RawRowBytes / raw_elem_bytes<RawRowBytes>();
+    auto copy_chunk = [&](int64_t n) {  // thread 0 only
+      const int slot = static_cast<int>(n % P::kRawSlots);
+      hopper::barrier_wait(&raw_free[slot], ((n / P::kRawSlots) & 1) ^ 1);
+      const int64_t g = (chunk0 + n) * kSlicesPerChunk;
+      const int64_t tile = g / work.k_slices;
+      const int chunk_in_row = static_cast<int>(g % work.k_slices) / kSlicesPerChunk;
+      hopper::barrier_arrive_expect_bytes(&raw_full[slot], P::kRawSlotBytes);
+      hopper::tensor_load_2d(raw + slot * P::kRawSlotBytes, &raw_map, chunk_in_row * kRawRowElems,
+                             tile_out0(work, tile), &raw_full[slot]);
+    };
+    if (t == 0) {
+      hopper::tensor_map_prefetch(&raw_map);
+      hopper::tensor_map_prefetch(&row_map);
+      for (int64_t n = 0; n < std::min<int64_t>(chunks, P::kRawSlots - 1); ++n) copy_chunk(n);
+    }
+    int stage = 0;
+    uint32_t phase = 0;
+    for (int64_t g = begin; g < end; ++g) {
+      const int64_t n = g / kSlicesPerChunk - chunk0;
+      const int slot = static_cast<int>(n % P::kRawSlots);
+      if (g == begin || g % kSlicesPerChunk == 0) {
+        // Copy the chunk kRawSlots − 1 ahead (its slot was freed after the previous chunk).
+        if (t == 0 && n + P::kRawSlots - 1 < chunks) copy_chunk(n + P::kRawSlots - 1);
+        hopper::barrier_wait(&raw_full[slot], (n / P::kRawSlots) & 1);
+      }
+      hopper::barrier_wait(&freed[stage], phase ^ 1);
+      uint8_t* dst = tiles + stage * P::kStageBytes;
+      if (t == 0) {
+        const int64_t tile = g / work.k_slices;
+        hopper::barrier_arrive_expect_bytes(&full[stage], P::kRowTileBytes);
+        hopper::tensor_load_2d(dst + kWeightTileBytes, &row_map,
+                               static_cast<int>(g % work.k_slices) * kSliceK,
+                               tile_row0<TileRows>(work, tile), &full[stage]);
+      }
+      decode_slice<Format>(raw + slot * P::kRawSlotBytes + t * RawRowBytes,
+                           static_cast<int>(g % kSlicesPerChunk), dst + t * kSliceBytes, t & 7);
+      hopper::fence_shared_for_async();
+      hopper::barrier_arrive(&full[stage]);
+      if (g % kSlicesPerChunk == kSlicesPerChunk - 1 || g == end - 1) {
+        hopper::barrier_arrive(&raw_free[slot]);
+      }
+      advance<P::kStages>(stage, phase);
+    }
+  } else {
+    hopper::registers_claim<200>();
+    consume<P, Bf16Out>(work, tiles, full, freed, cta, begin, end);
+  }
+#endif
+}
+
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encoder = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    check_cuda(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000,
+                                                cudaEnableDefault, &found),
+               "cudaGetDriverEntryPointByVersion(cuTensorMapEncodeTiled)");
+    if (found != cudaDriverEntryPointSuccess || fn == nullptr) {
+      throw_error("CUDA: the driver has no cuTensorMapEncodeTiled (needs CUDA 12 or newer)");
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encoder;
+}
+
+// A row-major matrix of rows × cols elements (bf16, or raw bytes/pairs of bytes), copied in
+// boxes of box_cols × box_rows; rows past the end read as zeros. Swizzled: the 128-byte
+// pattern wgmma's descriptors expect (bf16 tiles); raw blocks are copied as they lie.
+CUtensorMap tile_map(const void* base, CUtensorMapDataType type, int elem_bytes, int64_t rows,
+                     int64_t cols, int box_cols, int box_rows, bool swizzled) {
+  CUtensorMap map{};
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(cols) * elem_bytes};
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(box_cols), static_cast<cuuint32_t>(box_rows)};
+  const cuuint32_t element_strides[2] = {1, 1};
+  const CUresult status =
+      tensor_map_encoder()(&map, type, 2, const_cast<void*>(base), dims, strides, box,
+                           element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                           swizzled ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
+                           CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  if (status != CUDA_SUCCESS) {
+    throw_error("CUDA: cuTensorMapEncodeTiled failed (error " +
+                std::to_string(static_cast<int>(status)) + ") for a " + std::to_string(rows) +
+                " × " + std::to_string(cols) + " matrix");
+  }
+  return map;
+}
+
+CUtensorMap bf16_tile_map(const bf16* base, int64_t rows, int64_t cols, int box_rows) {
+  return tile_map(base, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, rows, cols, kSliceK, box_rows, true);
+}
+
+template <class Kernel>
+void allow_shared_memory(Kernel kernel, size_t bytes) {
+  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(bytes)),
+             "cudaFuncSetAttribute(wgmma kernel)");
+}
+
+template <int TileRows, bool Bf16Out>
+void launch_bf16(const CUtensorMap& weight_map, const CUtensorMap& row_map, const Work& work,
+                 cudaStream_t stream) {
+  using P = Plan<TileRows, 0>;
+  auto kernel = wgmma_gemm_kernel<TileRows, Bf16Out>;
+  allow_shared_memory(kernel, P::kSharedBytes);
+  kernel<<<work.ctas, kThreads, P::kSharedBytes, stream>>>(weight_map, row_map, work);
+  check_launch("wgmma_gemm_kernel");
+}
+
+// One GGUF block type's chunk: its bytes per row per 256 values.
+template <class Format>
+constexpr int chunk_bytes() {
+  return Format::kBlockBytes * (kChunkValues / Format::kBlockValues);
+}
+
+template <int TileRows, bool Bf16Out, class Format>
+void launch_blocks(const void* w, int64_t out, int64_t in, const CUtensorMap& row_map,
+                   const Work& work, cudaStream_t stream) {
+  constexpr int kRaw = chunk_bytes<Format>();
+  using P = Plan<TileRows, kRaw>;
+  constexpr int elem = raw_elem_bytes<kRaw>();
+  const int64_t row_elems = in / kChunkValues * kRaw / elem;
+  const CUtensorMap raw_map =
+      tile_map(w, elem == 1 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_UINT16, elem,
+               out, row_elems, kRaw / elem, kTileOut, false);
+  auto kernel = wgmma_blocks_kernel<TileRows, Bf16Out, Format, kRaw>;
+  allow_shared_memory(kernel, P::kSharedBytes);
+  kernel<<<work.ctas, kThreads, P::kSharedBytes, stream>>>(raw_map, row_map, work);
+  check_launch("wgmma_blocks_kernel");
+}
+
+template <int TileRows, bool Bf16Out>
+void launch_blocks(TensorType type, const void* w, int64_t out, int64_t in,
+                   const CUtensorMap& row_map, const Work& work, cudaStream_t stream) {
+  switch (type) {
+    case TensorType::Q4_0:
+      return launch_blocks<TileRows, Bf16Out, quant::Q4_0Format>(w, out, in, row_map, work, stream);
+    case TensorType::Q8_0:
+      return launch_blocks<TileRows, Bf16Out, quant::Q8_0Format>(w, out, in, row_map, work, stream);
+    case TensorType::Q4_K:
+      return launch_blocks<TileRows, Bf16Out, quant::Q4_KFormat>(w, out, in, row_map, work, stream);
+    case TensorType::Q5_K:
+      return launch_blocks<TileRows, Bf16Out, quant::Q5_KFormat>(w, out, in, row_map, work, stream);
+    default:
+      throw_error("WgmmaGemm: no block kernel for this weight type");
+  }
+}
+
+}  // namespace
+
+bool WgmmaGemm::available() {
+  int device = 0, major = 0, minor = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  if (major != 9 || minor != 0) return false;
+  cudaFuncAttributes attributes{};
+  if (cudaFuncGetAttributes(&attributes, wgmma_gemm_kernel<256, true>) != cudaSuccess) {
+    cudaGetLastError();  // no sm_90a image in this build
+    return false;
+  }
+  return true;
+}
+
+bool WgmmaGemm::fits(int64_t n, int64_t in, int64_t out) {
+  return n >= 1 && n <= (int64_t{1} << 30) && in >= kSliceK && in % kSliceK == 0 &&
+         in <= (int64_t{1} << 30) && out >= kTileOut && out % kTileOut == 0 &&
+         out <= (int64_t{1} << 30);
+}
+
+bool WgmmaGemm::fits_blocks(TensorType type, int64_t n, int64_t in, int64_t out) {
+  const bool decodable = type == TensorType::Q4_0 || type == TensorType::Q8_0 ||
+                         type == TensorType::Q4_K || type == TensorType::Q5_K;
+  return decodable && fits(n, in, out) && in % kChunkValues == 0;
+}
+
+WgmmaGemm::WgmmaGemm(cudaStream_t stream) : stream_(stream) {
+  if (!available()) throw_error("WgmmaGemm: needs an H100/H200 (sm_90a) GPU");
+  int device = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, device),
+             "cudaDeviceGetAttribute(multiprocessor count)");
+  partials_.reserve(static_cast<size_t>(multiprocessors_) * kTileOut * kMaxTileRows);
+  ready_.reserve(static_cast<size_t>(multiprocessors_));
+  check_cuda(cudaMemset(ready_.data(), 0, ready_.bytes()), "cudaMemset");
+}
+
+void WgmmaGemm::linear(float* y, int64_t ldy, const bf16* x, const bf16* w, int64_t n, int64_t in,
+                       int64_t out, float beta) {
+  run(y, false, ldy, x, w, TensorType::BF16, n, in, out, beta);
+}
+
+void WgmmaGemm::linear(bf16* y, int64_t ldy, const bf16* x, const bf16* w, int64_t n, int64_t in,
+                       int64_t out) {
+  run(y, true, ldy, x, w, TensorType::BF16, n, in, out, 0.0f);
+}
+
+void WgmmaGemm::linear_blocks(float* y, int64_t ldy, const bf16* x, const void* w, TensorType type,
+                              int64_t n, int64_t in, int64_t out, float beta) {
+  run(y, false, ldy, x, w, type, n, in, out, beta);
+}
+
+void WgmmaGemm::linear_blocks(bf16* y, int64_t ldy, const bf16* x, const void* w, TensorType type,
+                              int64_t n, int64_t in, int64_t out) {
+  run(y, true, ldy, x, w, type, n, in, out, 0.0f);
+}
+
+void WgmmaGemm::run(void* y, bool bf16_out, int64_t ldy, const bf16* x, const void* w,
+                    TensorType type, int64_t n, int64_t in, int64_t out, float beta) {
+  const bool blocks = type != TensorType::BF16;
+  if (blocks ? !fits_blocks(type, n, in, out) : !fits(n, in, out)) {
+    throw_error("WgmmaGemm: cannot multiply " + std::to_string(n) + " × " + std::to_string(in) +
+                " by " + std::to_string(out) + " × " + std::to_string(in) +
+                (blocks ? " weights in blocks (Q4_0/Q8_0/Q4_K/Q5_K; outputs a multiple of 128, "
+                          "inputs of 256)"
+                        : " (outputs must be a multiple of 128, inputs of 64)"));
+  }
+  if (ldy < out) throw_error("WgmmaGemm: ldy " + std::to_string(ldy) + " < out");
+  if (!aligned(x, 16) || !aligned(w, 16)) {
+    throw_error("WgmmaGemm: operands must be 16-byte aligned");
+  }
+  const int tile_rows = n <= 128 ? 128 : 256;
+  Work work{};
+  work.y = y;
+  work.ldy = ldy;
+  work.n = static_cast<int>(n);
+  work.k_slices = static_cast<int>(in / kSliceK);
+  work.row_tiles = static_cast<int>((n + tile_rows - 1) / tile_rows);
+  work.iterations = (out / kTileOut) * work.row_tiles * int64_t{work.k_slices};
+  work.ctas = static_cast<int>(std::min<int64_t>(multiprocessors_, work.iterations));
+  work.beta = beta;
+  work.partials = partials_.data();
+  work.ready = ready_.data();
+  const CUtensorMap row_map = bf16_tile_map(x, n, in, tile_rows);
+  if (blocks) {
+    if (tile_rows == 256) {
+      bf16_out ? launch_blocks<256, true>(type, w, out, in, row_map, work, stream_)
+               : launch_blocks<256, false>(type, w, out, in, row_map, work, stream_);
+    } else {
+      bf16_out ? launch_blocks<128, true>(type, w, out, in, row_map, work, stream_)
+               : launch_blocks<128, false>(type, w, out, in, row_map, work, stream_);
+    }
+    return;
+  }
+  const CUtensorMap weight_map = bf16_tile_map(static_cast<const bf16*>(w), out, in, kTileOut);
+  if (tile_rows == 256) {
+    bf16_out ? launch_bf16<256, true>(weight_map, row_map, work, stream_)
+             : launch_bf16<256, false>(weight_map, row_map, work, stream_);
+  } else {
+    bf16_out ? launch_bf16<128, true>(weight_map, row_map, work, stream_)
+             : launch_bf16<128, false>(weight_map, row_map, work, stream_);
+  }
+}
+
+}  // namespace ruvdllm::cuda

@@ -1,0 +1,75 @@
+#pragma once
+// Our own GEMM for Hopper (H100/H200, sm_90a): y[n × out] = x[n × in] · w[out × in]ᵀ with bf16
+// x, f32 accumulation, and w either bf16 or kept in GGUF blocks (Q4_0, Q8_0, Q4_K, Q5_K) that
+// are decoded into the shared-memory tiles the tensor cores read. The engine uses the block
+// kernel for Q4_K weights at 128–256 rows (the other way, dequantize_to_bf16 into a scratch
+// matrix then cuBLAS, writes and re-reads 2 bytes per weight per product; InferGemm::
+// takes_blocks has the measured rule); with bf16 weights cuBLAS measured faster, so that
+// kernel runs only when asked for (RUVDLLM_CUDA_GEMM=wgmma).
+//
+// How it works (wgmma_gemm.cu):
+//  - A CTA computes 128 outputs × 256 rows (or 128 rows when n ≤ 128). The weight tile is
+//    wgmma's A operand, the activations its B, so each weight tile is read from memory once for
+//    all the rows it meets.
+//  - A producer warpgroup fills 64-wide K slices of both tiles in shared memory several stages
+//    ahead, signalling mbarriers: bf16 tiles by the bulk tensor copy engine (TMA, 128-byte
+//    swizzle); weights in blocks by TMA copies of the raw blocks that its 128 threads then
+//    decode, one weight row each, into the same swizzled layout.
+//  - Two consumer warpgroups multiply them with wgmma (64 outputs each), f32 accumulators in
+//    registers.
+//  - Stream-K: the grid is one CTA per SM, and the (tile, K slice) iterations are cut into equal
+//    contiguous ranges, so the last wave never leaves SMs idle. A tile shared by several CTAs
+//    is finished by the one that holds its first K slice: it adds the others' f32 partials in
+//    a fixed order, so results do not depend on timing (the same bits every run on a card).
+//
+// Only sm_90a machine code is built for it; on any other GPU available() is false and the
+// callers keep cuBLAS.
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "cuda/device_buffer.h"
+#include "ruvdllm/core/tensor_type.h"
+
+namespace ruvdllm::cuda {
+
+class WgmmaGemm {
+ public:
+  // Whether the current device runs this kernel (compute capability 9.0, sm_90a code present).
+  static bool available();
+  // Shapes it takes: out a multiple of 128, in a multiple of 64, n ≥ 1.
+  static bool fits(int64_t n, int64_t in, int64_t out);
+  // Weights in blocks: Q4_0, Q8_0, Q4_K or Q5_K, and in a multiple of 256 besides.
+  static bool fits_blocks(TensorType type, int64_t n, int64_t in, int64_t out);
+
+  explicit WgmmaGemm(cudaStream_t stream);
+  WgmmaGemm(const WgmmaGemm&) = delete;
+  WgmmaGemm& operator=(const WgmmaGemm&) = delete;
+
+  // For r < n, c < out: y[r·ldy + c] = Σ_i x[r·in + i] · w[c·in + i]; bf16 output, or f32
+  // output y = product + beta·y. Error for a shape fits() refuses, or operands that are not
+  // 16-byte aligned.
+  void linear(float* y, int64_t ldy, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
+              int64_t in, int64_t out, float beta = 0.0f);
+  void linear(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const __nv_bfloat16* w,
+              int64_t n, int64_t in, int64_t out);
+  // The same with w as `out` rows of `in` values in type's blocks (row stride row_bytes(type,
+  // in)); each weight decodes to the very bf16 value dequantize_to_bf16 writes.
+  void linear_blocks(float* y, int64_t ldy, const __nv_bfloat16* x, const void* w, TensorType type,
+                     int64_t n, int64_t in, int64_t out, float beta = 0.0f);
+  void linear_blocks(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const void* w,
+                     TensorType type, int64_t n, int64_t in, int64_t out);
+
+ private:
+  // type BF16: w is bf16.
+  void run(void* y, bool bf16_out, int64_t ldy, const __nv_bfloat16* x, const void* w,
+           TensorType type, int64_t n, int64_t in, int64_t out, float beta);
+
+  cudaStream_t stream_;
+  int multiprocessors_ = 0;
+  DeviceArray<float> partials_;  // one tile of f32 partial sums per CTA
+  DeviceArray<int> ready_;       // per CTA: its partial is written (reset by the reader)
+};
+
+}  // namespace ruvdllm::cuda

@@ -1,0 +1,206 @@
+// WgmmaGemm (src/cuda/wgmma_gemm.h), our Hopper bf16 GEMM, against an f64 product on the CPU of
+// the same bf16 operands, on random inputs.
+//
+// Products of two bf16 values are exact in f32, so the only differences are the f32
+// accumulation, bounded by (in + 2)·2⁻²⁴·Σ|x·w| (the order of the tensor cores' sums and of the
+// stream-K partials is not specified), and the output's rounding: half a bf16 ulp, or one f32
+// rounding after adding beta·y. The shapes make CTAs share tiles in every way stream-K can
+// (a tile's slices over 2 to 64 CTAs, ranges that start and end mid-tile), and include row
+// counts that are not a multiple of the 128- or 256-row tiles.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cuda/wgmma_gemm.h"
+#include "cuda_test_util.h"
+#include "ruvdllm/core/error.h"
+#include "ruvdllm/core/half.h"
+#include "ruvdllm/kernels/quant.h"
+#include "test_util.h"
+
+namespace ruvdllm {
+namespace {
+
+using testing::CudaTest;
+using testing::poisoned;
+using testing::random_floats;
+using testing::to_device;
+using testing::to_host;
+
+TEST(WgmmaGemmArgs, FitsWholeTilesOfOutputsAndSlicesOfInputs) {
+  EXPECT_TRUE(cuda::WgmmaGemm::fits(1, 64, 128));
+  EXPECT_TRUE(cuda::WgmmaGemm::fits(300, 4096, 12288));
+  EXPECT_FALSE(cuda::WgmmaGemm::fits(0, 64, 128));
+  EXPECT_FALSE(cuda::WgmmaGemm::fits(8, 96, 128));  // in not a multiple of 64
+  EXPECT_FALSE(cuda::WgmmaGemm::fits(8, 64, 192));  // out not a multiple of 128
+  EXPECT_FALSE(cuda::WgmmaGemm::fits(8, 0, 128));
+}
+
+class WgmmaGemm : public CudaTest {
+ protected:
+  void SetUp() override {
+    CudaTest::SetUp();
+    if (IsSkipped()) return;
+    if (!cuda::WgmmaGemm::available()) GTEST_SKIP() << "skipped, the GPU is not an H100/H200";
+  }
+};
+
+struct Shape {
+  int64_t n, in, out;
+  int64_t pad;  // extra columns of y beyond the product's (ldy = out + pad, columns offset by 3)
+};
+
+struct Product {
+  std::vector<uint16_t> x_bits, w_bits;
+  std::vector<double> want, magnitude;
+};
+
+Product make_product(const Shape& sh, uint64_t seed) {
+  Product p;
+  auto round = [](std::vector<float> v, std::vector<uint16_t>* bits) {
+    bits->resize(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      (*bits)[i] = f32_to_bf16(v[i]);
+      v[i] = bf16_to_f32((*bits)[i]);
+    }
+    return v;
+  };
+  const auto x =
+      round(random_floats(static_cast<size_t>(sh.n * sh.in), seed, -1.0f, 1.0f), &p.x_bits);
+  const auto w =
+      round(random_floats(static_cast<size_t>(sh.out * sh.in), seed + 1, -1.0f, 1.0f), &p.w_bits);
+  testing::reference_product(x, w, sh.n, sh.in, sh.out, &p.want, &p.magnitude);
+  return p;
+}
+
+const __nv_bfloat16* as_bf16(const cuda::DeviceArray<uint16_t>& a) {
+  return reinterpret_cast<const __nv_bfloat16*>(a.data());
+}
+
+TEST_F(WgmmaGemm, MatchesTheCpuProduct) {
+  cuda::WgmmaGemm gemm(nullptr);
+  constexpr int64_t kColumn0 = 3;  // the product writes columns [3, 3 + out) of a wider y
+  uint64_t seed = 5100;
+  for (const Shape sh :
+       {Shape{1, 64, 128, 0}, Shape{5, 256, 256, 5}, Shape{128, 512, 384, 0},
+        Shape{129, 1024, 256, 3}, Shape{300, 768, 512, 0}, Shape{512, 4096, 128, 0},
+        Shape{256, 2048, 1280, 2}, Shape{77, 320, 2048, 0}}) {
+    const Product p = make_product(sh, seed += 2);
+    const auto dx = to_device(p.x_bits);
+    const auto dw = to_device(p.w_bits);
+    const int64_t ldy = sh.out + sh.pad;
+    const int64_t col0 = sh.pad > 0 ? kColumn0 : 0;
+    const auto cells = static_cast<size_t>(sh.n * ldy + col0);
+    const std::string label =
+        std::to_string(sh.n) + "x" + std::to_string(sh.in) + "x" + std::to_string(sh.out);
+    const testing::ProductCheck check{sh.n, sh.in, sh.out, ldy, col0, p.want, p.magnitude, label};
+    {
+      auto y = poisoned<uint16_t>(cells);
+      gemm.linear(reinterpret_cast<__nv_bfloat16*>(y.data()) + col0, ldy, as_bf16(dx), as_bf16(dw),
+                  sh.n, sh.in, sh.out);
+      check.bf16(to_host(y, cells));
+    }
+    for (const float beta : {0.0f, 1.0f}) {
+      const auto y0 = random_floats(cells, seed + 7, -1.0f, 1.0f);
+      auto y = to_device(y0);
+      gemm.linear(y.data() + col0, ldy, as_bf16(dx), as_bf16(dw), sh.n, sh.in, sh.out, beta);
+      check.f32(to_host(y, cells), y0, beta);
+    }
+  }
+}
+
+// Stream-K's partials are added in CTA order, never in the order CTAs happen to finish.
+TEST_F(WgmmaGemm, RepeatsTheSameBits) {
+  cuda::WgmmaGemm gemm(nullptr);
+  const Shape sh{384, 4096, 1280, 0};
+  const auto x = random_floats(static_cast<size_t>(sh.n * sh.in), 5301, -1.0f, 1.0f);
+  const auto w = random_floats(static_cast<size_t>(sh.out * sh.in), 5302, -1.0f, 1.0f);
+  std::vector<uint16_t> xb(x.size()), wb(w.size());
+  for (size_t i = 0; i < x.size(); ++i) xb[i] = f32_to_bf16(x[i]);
+  for (size_t i = 0; i < w.size(); ++i) wb[i] = f32_to_bf16(w[i]);
+  const auto dx = to_device(xb);
+  const auto dw = to_device(wb);
+  const auto m = static_cast<size_t>(sh.n * sh.out);
+  std::vector<float> first;
+  for (int run = 0; run < 4; ++run) {
+    auto y = poisoned<float>(m);
+    gemm.linear(y.data(), sh.out, as_bf16(dx), as_bf16(dw), sh.n, sh.in, sh.out);
+    const auto got = to_host(y, m);
+    if (run == 0) {
+      first = got;
+      continue;
+    }
+    size_t differ = 0;
+    for (size_t i = 0; i < m; ++i) differ += std::memcmp(&got[i], &first[i], sizeof(float)) != 0;
+    EXPECT_EQ(differ, 0u) << "run " << run;
+  }
+}
+
+// Weights in GGUF blocks decode to the bf16 values the CPU's dequantization rounds to (what
+// dequantize_to_bf16 writes, which test_infer_kernels checks bit for bit), so the same bound holds
+// against an f64 product of those values.
+TEST_F(WgmmaGemm, DecodesBlocksInsideTheTiles) {
+  cuda::WgmmaGemm gemm(nullptr);
+  uint64_t seed = 5500;
+  for (const TensorType type :
+       {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K}) {
+    for (const Shape sh : {Shape{5, 256, 128, 0}, Shape{130, 512, 384, 3}, Shape{300, 1024, 256, 0},
+                           Shape{64, 4096, 128, 0}}) {
+      const std::string label = std::string(type_name(type)) + " " + std::to_string(sh.n) + "x" +
+                                std::to_string(sh.in) + "x" + std::to_string(sh.out);
+      auto x = random_floats(static_cast<size_t>(sh.n * sh.in), seed += 2, -1.0f, 1.0f);
+      std::vector<uint16_t> x_bits(x.size());
+      for (size_t i = 0; i < x.size(); ++i) {
+        x_bits[i] = f32_to_bf16(x[i]);
+        x[i] = bf16_to_f32(x_bits[i]);
+      }
+      const auto w = random_floats(static_cast<size_t>(sh.out * sh.in), seed + 1, -1.0f, 1.0f);
+      const size_t stride = row_bytes(type, sh.in);
+      std::vector<uint8_t> blocks(stride * static_cast<size_t>(sh.out));
+      std::vector<float> wd(w.size());
+      for (int64_t o = 0; o < sh.out; ++o) {
+        quantize_row_reference(type, w.data() + o * sh.in, blocks.data() + stride * o, sh.in);
+        dequantize_row_reference(type, blocks.data() + stride * o, wd.data() + o * sh.in, sh.in);
+      }
+      for (float& v : wd) v = bf16_to_f32(f32_to_bf16(v));
+      std::vector<double> want, magnitude;
+      testing::reference_product(x, wd, sh.n, sh.in, sh.out, &want, &magnitude);
+      const auto dx = to_device(x_bits);
+      const auto dw = to_device(blocks);
+      const int64_t ldy = sh.out + sh.pad;
+      const auto cells = static_cast<size_t>(sh.n * ldy);
+      const auto y0 = random_floats(cells, seed + 9, -1.0f, 1.0f);
+      auto y = to_device(y0);
+      auto yb = poisoned<uint16_t>(cells);
+      ASSERT_TRUE(cuda::WgmmaGemm::fits_blocks(type, sh.n, sh.in, sh.out)) << label;
+      gemm.linear_blocks(y.data(), ldy, as_bf16(dx), dw.data(), type, sh.n, sh.in, sh.out, 1.0f);
+      gemm.linear_blocks(reinterpret_cast<__nv_bfloat16*>(yb.data()), ldy, as_bf16(dx), dw.data(),
+                         type, sh.n, sh.in, sh.out);
+      const testing::ProductCheck check{sh.n, sh.in, sh.out, ldy, 0, want, magnitude, label};
+      check.f32(to_host(y, cells), y0, 1.0f);
+      check.bf16(to_host(yb, cells));
+    }
+  }
+  // Q6_K's 210-byte blocks cannot be copied in 16-byte boxes; in must hold whole 256-value chunks.
+  EXPECT_FALSE(cuda::WgmmaGemm::fits_blocks(TensorType::Q6_K, 256, 4096, 4096));
+  EXPECT_FALSE(cuda::WgmmaGemm::fits_blocks(TensorType::Q8_0, 256, 320, 4096));
+  EXPECT_FALSE(cuda::WgmmaGemm::fits_blocks(TensorType::BF16, 256, 4096, 4096));
+}
+
+TEST_F(WgmmaGemm, RejectsShapesAndAddressesItCannotTake) {
+  cuda::WgmmaGemm gemm(nullptr);
+  cuda::DeviceArray<uint16_t> x(4096), w(4096);
+  cuda::DeviceArray<float> y(4096);
+  EXPECT_THROW(gemm.linear(y.data(), 192, as_bf16(x), as_bf16(w), 4, 64, 192), Error);
+  EXPECT_THROW(gemm.linear(y.data(), 128, as_bf16(x), as_bf16(w), 4, 96, 128), Error);
+  EXPECT_THROW(gemm.linear(y.data(), 100, as_bf16(x), as_bf16(w), 4, 64, 128), Error);  // ldy
+  // A bf16 x that starts one element in is 2-byte aligned only: the copy engine needs 16.
+  EXPECT_THROW(gemm.linear(y.data(), 128, as_bf16(x) + 1, as_bf16(w), 4, 64, 128), Error);
+}
+
+}  // namespace
+}  // namespace ruvdllm
