@@ -240,18 +240,13 @@ void dequantize_to_bf16(bf16* out, const void* weights, TensorType type, int64_t
       return convert_floats<__half>(out, weights, n, stream);
     case TensorType::BF16:
       return convert_floats<bf16>(out, weights, n, stream);
-    case TensorType::Q4_0:
-      return dequantize_blocks<Q4_0Format>(out, weights, n_blocks, stream);
-    case TensorType::Q8_0:
-      return dequantize_blocks<Q8_0Format>(out, weights, n_blocks, stream);
-    case TensorType::Q4_K:
-      return dequantize_blocks<Q4_KFormat>(out, weights, n_blocks, stream);
-    case TensorType::Q5_K:
-      return dequantize_blocks<Q5_KFormat>(out, weights, n_blocks, stream);
-    case TensorType::Q6_K:
-      return dequantize_blocks<Q6_KFormat>(out, weights, n_blocks, stream);
     default:
       break;
+  }
+  if (visit_format(type, [&](auto format) {
+        dequantize_blocks<decltype(format)>(out, weights, n_blocks, stream);
+      })) {
+    return;
   }
   throw_error("dequantize_to_bf16: unsupported tensor type " + describe(type));
 }
@@ -272,18 +267,13 @@ void embed_rows(float* out, const void* table, TensorType type, const int32_t* t
       return embed_floats<__half>(out, table, tokens, n, d, stream);
     case TensorType::BF16:
       return embed_floats<bf16>(out, table, tokens, n, d, stream);
-    case TensorType::Q4_0:
-      return embed_blocks<Q4_0Format>(out, table, tokens, n, d, stream);
-    case TensorType::Q8_0:
-      return embed_blocks<Q8_0Format>(out, table, tokens, n, d, stream);
-    case TensorType::Q4_K:
-      return embed_blocks<Q4_KFormat>(out, table, tokens, n, d, stream);
-    case TensorType::Q5_K:
-      return embed_blocks<Q5_KFormat>(out, table, tokens, n, d, stream);
-    case TensorType::Q6_K:
-      return embed_blocks<Q6_KFormat>(out, table, tokens, n, d, stream);
     default:
       break;
+  }
+  if (visit_format(type, [&](auto format) {
+        embed_blocks<decltype(format)>(out, table, tokens, n, d, stream);
+      })) {
+    return;
   }
   throw_error("embed_rows: unsupported tensor type " + describe(type));
 }

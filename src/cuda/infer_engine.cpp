@@ -121,21 +121,21 @@ void CudaInferEngine::Impl::product(Linear& lin, Y* y, const Op* in, int64_t row
     const bool small = fused(lin, rows);
     if (small || blocks_in_wgmma(lin, rows)) {
       mark(label);
+      // A bf16 y takes no beta; both products take the same arguments otherwise.
+      auto multiply = [&](const Linear::Part& p, auto... beta_if_f32) {
+        if (small) {
+          quant_gemm->linear(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows,
+                             beta_if_f32...);
+        } else {
+          gemm->linear_blocks(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows,
+                              beta_if_f32...);
+        }
+      };
       for (const Linear::Part& p : lin.quantized) {
         if constexpr (std::is_same_v<Y, float>) {
-          if (small) {
-            quant_gemm->linear(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows,
-                               beta);
-          } else {
-            gemm->linear_blocks(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows,
-                                beta);
-          }
+          multiply(p, beta);
         } else {
-          if (small) {
-            quant_gemm->linear(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows);
-          } else {
-            gemm->linear_blocks(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows);
-          }
+          multiply(p);
         }
       }
       return;

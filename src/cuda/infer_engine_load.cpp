@@ -97,25 +97,24 @@ void CudaInferEngine::Impl::upload_linear(Linear* lin,
     lin->quantized.push_back({blocks.data(), first_type, 0, lin->out});
     weight_bytes += bytes;
     lin->owned.push_back(std::move(blocks));
-    scratch_elements = std::max(scratch_elements, elements);
-    return;
-  }
-  int64_t row0 = 0;
-  for (const TensorView* t : parts) {
-    DeviceArray<uint8_t> blocks(t->nbytes);
-    upload(blocks.data(), t->data, t->nbytes, stream);
-    if (dense) {
-      with_operands([&](auto& o) {
-        dequantize(dense_matrix(o).data() + row0 * lin->in, blocks.data(), t->type, t->rows(),
-                   lin->in);
-      });
-      check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
-    } else {
-      lin->quantized.push_back({blocks.data(), t->type, row0, t->rows()});
-      weight_bytes += t->nbytes;
-      lin->owned.push_back(std::move(blocks));
+  } else {
+    int64_t row0 = 0;
+    for (const TensorView* t : parts) {
+      DeviceArray<uint8_t> blocks(t->nbytes);
+      upload(blocks.data(), t->data, t->nbytes, stream);
+      if (dense) {
+        with_operands([&](auto& o) {
+          dequantize(dense_matrix(o).data() + row0 * lin->in, blocks.data(), t->type, t->rows(),
+                     lin->in);
+        });
+        check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+      } else {
+        lin->quantized.push_back({blocks.data(), t->type, row0, t->rows()});
+        weight_bytes += t->nbytes;
+        lin->owned.push_back(std::move(blocks));
+      }
+      row0 += t->rows();
     }
-    row0 += t->rows();
   }
   if (dense) {
     weight_bytes += lin->dense.bytes() + lin->dense_f32.bytes();

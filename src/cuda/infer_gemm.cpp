@@ -1,10 +1,10 @@
 #include "cuda/infer_gemm.h"
 
-#include <algorithm>
 #include <cstdlib>
 #include <string>
 
 #include "cuda/cuda_check.h"
+#include "cuda/launch_util.h"
 
 namespace ruvdllm::cuda {
 
@@ -19,11 +19,12 @@ InferGemm::InferGemm(cudaStream_t stream, Engines engines) : workspace_(kWorkspa
   if (way != "auto" && way != "cublas" && way != "wgmma") {
     throw_error("RUVDLLM_CUDA_GEMM must be auto, cublas or wgmma, not '" + way + "'");
   }
-  if (way == "wgmma" && !WgmmaGemm::available()) {
+  const bool hopper = WgmmaGemm::available();
+  if (way == "wgmma" && !hopper) {
     throw_error("RUVDLLM_CUDA_GEMM=wgmma needs an H100/H200 (sm_90a) GPU");
   }
   own_dense_ = way == "wgmma";
-  if (engines == Engines::Any && way != "cublas" && WgmmaGemm::available()) {
+  if (engines == Engines::Any && way != "cublas" && hopper) {
     own_ = std::make_unique<WgmmaGemm>(stream);
   }
   check_cublas(cublasCreate(&handle_), "cublasCreate");
@@ -112,15 +113,13 @@ bool InferGemm::uses_own(int64_t n, int64_t in, int64_t out) const {
 
 bool InferGemm::takes_blocks(TensorType type, const void* w, int64_t n, int64_t in,
                              int64_t out) const {
-  // Few K slices per SM leave stream-K's fill and fix-up costs uncovered: the 8B step's
-  // 4096 × 4096 product (~16 slices per SM) measured slower than dequantizing at 256 rows.
-  const int64_t slices_per_sm = (out / 128) * (in / 64) / std::max(multiprocessors_, 1);
+  if (!own_ || !WgmmaGemm::fits_blocks(type, n, in, out) || !aligned(w, 16)) return false;
+  if (own_dense_) return true;
   // Measured on an 8B step (H200): Q4_K gains (−9% at 128 rows, −2–3% at 256); Q8_0 lost 8% at
-  // 256 rows (its 34-byte blocks decode slower), Q4_0 and Q5_K were not measured.
-  const bool measured_faster =
-      type == TensorType::Q4_K && n >= kBlocksMinRows && n <= kBlocksMaxRows && slices_per_sm >= 24;
-  return own_ && (own_dense_ || measured_faster) && WgmmaGemm::fits_blocks(type, n, in, out) &&
-         reinterpret_cast<uintptr_t>(w) % 16 == 0;
+  // 256 rows (its 34-byte blocks decode slower), Q4_0 and Q5_K were not measured. The 4096 ×
+  // 4096 product (~16 K slices per CTA) measured slower than dequantizing at 256 rows.
+  return type == TensorType::Q4_K && n >= kBlocksMinRows && n <= kBlocksMaxRows &&
+         own_->slices_per_cta(n, in, out) >= 24;
 }
 
 void InferGemm::linear_blocks(float* y, int64_t ldy, const __nv_bfloat16* x, const void* w,

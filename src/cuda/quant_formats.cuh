@@ -15,6 +15,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "ruvdllm/core/tensor_type.h"
+
 namespace ruvdllm::cuda::quant {
 
 constexpr int kGroup = 8;  // values decoded per call: one 16-byte bf16 store
@@ -220,5 +222,31 @@ struct Q6_KFormat {
     for (int k = 0; k < kGroup; ++k) v[k] = __fmul_rn(scale, v[k]);
   }
 };
+
+// Calls f(Format{}) with the decoder of a GGUF block type and returns true; false (f not called)
+// for any other type. Every host function that picks a kernel per block type goes through this
+// one switch.
+template <class F>
+bool visit_format(TensorType type, F&& f) {
+  switch (type) {
+    case TensorType::Q4_0:
+      f(Q4_0Format{});
+      return true;
+    case TensorType::Q8_0:
+      f(Q8_0Format{});
+      return true;
+    case TensorType::Q4_K:
+      f(Q4_KFormat{});
+      return true;
+    case TensorType::Q5_K:
+      f(Q5_KFormat{});
+      return true;
+    case TensorType::Q6_K:
+      f(Q6_KFormat{});
+      return true;
+    default:
+      return false;
+  }
+}
 
 }  // namespace ruvdllm::cuda::quant

@@ -372,27 +372,10 @@ void QuantGemm::run(Y* y, int64_t ldy, const bf16* x, const void* w, TensorType 
     throw_error("QuantGemm: x must be 16-byte aligned (rows are copied by cp.async)");
   const int splits = splits_for(n, in, out);
   float* partials = splits > 1 ? partials_.data() : nullptr;
-  auto go = [&](auto format) {
-    using Format = decltype(format);
-    launch_format<Format>(y, ldy, partials, x, w, n, in, out, beta, splits, stream_);
-  };
-  switch (type) {
-    case TensorType::Q4_0:
-      go(Q4_0Format{});
-      break;
-    case TensorType::Q8_0:
-      go(Q8_0Format{});
-      break;
-    case TensorType::Q4_K:
-      go(Q4_KFormat{});
-      break;
-    case TensorType::Q5_K:
-      go(Q5_KFormat{});
-      break;
-    default:
-      go(Q6_KFormat{});
-      break;
-  }
+  // supports() above admitted only the block types visit_format knows.
+  visit_format(type, [&](auto format) {
+    launch_format<decltype(format)>(y, ldy, partials, x, w, n, in, out, beta, splits, stream_);
+  });
   check_launch("quant_gemm");
   if (splits > 1) {
     constexpr int kSumThreads = 256;

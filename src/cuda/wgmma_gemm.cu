@@ -235,6 +235,10 @@ __device__ void consume(const Work& work, const uint8_t* tiles, uint64_t* full, 
   }
 }
 
+__device__ inline void init_barriers(uint64_t* barriers, int count, uint32_t arrivals) {
+  for (int i = 0; i < count; ++i) hopper::barrier_init(&barriers[i], arrivals);
+}
+
 // The dynamic shared memory's start rounded up to the swizzle's 1024 bytes.
 __device__ inline uint8_t* shared_tiles(uint8_t* shared_raw) {
   return reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(shared_raw) + 1023) &
@@ -282,10 +286,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int cta = static_cast<int>(blockIdx.x);
   const int64_t begin = range_begin(work, cta), end = range_begin(work, cta + 1);
   if (threadIdx.x == 0) {
-    for (int s = 0; s < P::kStages; ++s) {
-      hopper::barrier_init(&full[s], 1);
-      hopper::barrier_init(&freed[s], kConsumerWarps);
-    }
+    init_barriers(full, P::kStages, 1);
+    init_barriers(freed, P::kStages, kConsumerWarps);
     hopper::barrier_init_fence();
   }
   __syncthreads();
@@ -336,15 +338,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int cta = static_cast<int>(blockIdx.x);
   const int64_t begin = range_begin(work, cta), end = range_begin(work, cta + 1);
   if (threadIdx.x == 0) {
-    for (int s = 0; s < P::kStages; ++s) {
-      // 128 decoding threads, plus thread 0's arrival that announces x's bytes
-      hopper::barrier_init(&full[s], 129);
-      hopper::barrier_init(&freed[s], kConsumerWarps);
-    }
-    for (int s = 0; s < P::kRawSlots; ++s) {
-      hopper::barrier_init(&raw_full[s], 1);
-      hopper::barrier_init(&raw_free[s], 128);
-    }
+    init_barriers(full, P::kStages, 129);  // 128 decoders + thread 0's arrival announcing x's bytes
+    init_barriers(freed, P::kStages, kConsumerWarps);
+    init_barriers(raw_full, P::kRawSlots, 1);
+    init_barriers(raw_free, P::kRawSlots, 128);
     hopper::barrier_init_fence();
   }
   __syncthreads();
@@ -491,21 +488,35 @@ void launch_blocks(const void* w, int64_t out, int64_t in, const CUtensorMap& ro
   check_launch("wgmma_blocks_kernel");
 }
 
+// A copy box's inner edge is a multiple of 16 bytes: Q6_K's 210-byte chunks are not.
+template <class Format>
+constexpr bool copyable_in_boxes() {
+  return chunk_bytes<Format>() % 16 == 0;
+}
+
 template <int TileRows, bool Bf16Out>
 void launch_blocks(TensorType type, const void* w, int64_t out, int64_t in,
                    const CUtensorMap& row_map, const Work& work, cudaStream_t stream) {
-  switch (type) {
-    case TensorType::Q4_0:
-      return launch_blocks<TileRows, Bf16Out, quant::Q4_0Format>(w, out, in, row_map, work, stream);
-    case TensorType::Q8_0:
-      return launch_blocks<TileRows, Bf16Out, quant::Q8_0Format>(w, out, in, row_map, work, stream);
-    case TensorType::Q4_K:
-      return launch_blocks<TileRows, Bf16Out, quant::Q4_KFormat>(w, out, in, row_map, work, stream);
-    case TensorType::Q5_K:
-      return launch_blocks<TileRows, Bf16Out, quant::Q5_KFormat>(w, out, in, row_map, work, stream);
-    default:
-      throw_error("WgmmaGemm: no block kernel for this weight type");
-  }
+  quant::visit_format(type, [&](auto format) {
+    using Format = decltype(format);
+    if constexpr (copyable_in_boxes<Format>()) {
+      launch_blocks<TileRows, Bf16Out, Format>(w, out, in, row_map, work, stream);
+    }
+  });
+}
+
+int tile_rows_for(int64_t n) { return n <= 128 ? 128 : 256; }
+
+// The iteration space of a product: what run() launches and slices_per_cta() reports.
+Work shaped_work(int64_t n, int64_t in, int64_t out, int multiprocessors) {
+  const int tile_rows = tile_rows_for(n);
+  Work work{};
+  work.n = static_cast<int>(n);
+  work.k_slices = static_cast<int>(in / kSliceK);
+  work.row_tiles = static_cast<int>((n + tile_rows - 1) / tile_rows);
+  work.iterations = (out / kTileOut) * work.row_tiles * int64_t{work.k_slices};
+  work.ctas = static_cast<int>(std::min<int64_t>(multiprocessors, work.iterations));
+  return work;
 }
 
 }  // namespace
@@ -534,9 +545,15 @@ bool WgmmaGemm::fits(int64_t n, int64_t in, int64_t out) {
 }
 
 bool WgmmaGemm::fits_blocks(TensorType type, int64_t n, int64_t in, int64_t out) {
-  const bool decodable = type == TensorType::Q4_0 || type == TensorType::Q8_0 ||
-                         type == TensorType::Q4_K || type == TensorType::Q5_K;
+  bool decodable = false;
+  quant::visit_format(type,
+                      [&](auto format) { decodable = copyable_in_boxes<decltype(format)>(); });
   return decodable && fits(n, in, out) && in % kChunkValues == 0;
+}
+
+int64_t WgmmaGemm::slices_per_cta(int64_t n, int64_t in, int64_t out) const {
+  const Work work = shaped_work(n, in, out, multiprocessors_);
+  return work.iterations / work.ctas;
 }
 
 WgmmaGemm::WgmmaGemm(cudaStream_t stream) : stream_(stream) {
@@ -584,15 +601,10 @@ void WgmmaGemm::run(void* y, bool bf16_out, int64_t ldy, const bf16* x, const vo
   if (!aligned(x, 16) || !aligned(w, 16)) {
     throw_error("WgmmaGemm: operands must be 16-byte aligned");
   }
-  const int tile_rows = n <= 128 ? 128 : 256;
-  Work work{};
+  const int tile_rows = tile_rows_for(n);
+  Work work = shaped_work(n, in, out, multiprocessors_);
   work.y = y;
   work.ldy = ldy;
-  work.n = static_cast<int>(n);
-  work.k_slices = static_cast<int>(in / kSliceK);
-  work.row_tiles = static_cast<int>((n + tile_rows - 1) / tile_rows);
-  work.iterations = (out / kTileOut) * work.row_tiles * int64_t{work.k_slices};
-  work.ctas = static_cast<int>(std::min<int64_t>(multiprocessors_, work.iterations));
   work.beta = beta;
   work.partials = partials_.data();
   work.ready = ready_.data();

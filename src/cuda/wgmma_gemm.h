@@ -42,6 +42,9 @@ class WgmmaGemm {
   static bool fits(int64_t n, int64_t in, int64_t out);
   // Weights in blocks: Q4_0, Q8_0, Q4_K or Q5_K, and in a multiple of 256 besides.
   static bool fits_blocks(TensorType type, int64_t n, int64_t in, int64_t out);
+  // K slices (64 values of a 128-output tile) each CTA multiplies: few leave stream-K's fill and
+  // fix-up costs uncovered.
+  int64_t slices_per_cta(int64_t n, int64_t in, int64_t out) const;
 
   explicit WgmmaGemm(cudaStream_t stream);
   WgmmaGemm(const WgmmaGemm&) = delete;
