@@ -4,8 +4,9 @@
 //   bf16out — the same with a bf16 output (half the bytes written)
 //   splitK  — the inner dimension cut in S slices by one strided-batched call, each slice
 //             writing its own f32 partial (the partials are summed by the next kernel)
-//   wgmma_bf16out, wgmma_f32out — our own Hopper GEMM (src/cuda/wgmma_gemm.h), where the GPU
-//             runs it
+//   f32add  — f32 output added to what y holds (beta = 1: the residual products)
+//   wgmma_bf16out, wgmma_f32out, wgmma_f32add — our own Hopper GEMM (src/cuda/wgmma_gemm.h),
+//             where the GPU runs it
 // At these row counts a step is bound by reading the weights, so `weight_GB/s` (weight bytes
 // over time) is the figure to compare with the device's copy bandwidth. Several copies of each
 // weight are cycled so they come from DRAM, not from the 50 MB L2.
@@ -34,7 +35,7 @@ namespace {
 using bf16 = __nv_bfloat16;
 
 using Shape = GemmShape;
-enum class Variant { F32Out, Bf16Out, SplitK, WgmmaBf16Out, WgmmaF32Out };
+enum class Variant { F32Out, F32Add, Bf16Out, SplitK, WgmmaBf16Out, WgmmaF32Out, WgmmaF32Add };
 
 // Device copies of a shape's weight, made once (every variant and row count reuses them).
 const std::vector<DeviceArray<bf16>>& weights_of(const Shape& shape) {
@@ -66,6 +67,7 @@ void BM_Gemm(benchmark::State& state, Shape shape, int64_t rows, Variant variant
       "cudaMemcpy");
   const auto y_elems = static_cast<size_t>(rows * shape.out) * static_cast<size_t>(splits);
   DeviceArray<float> y(y_elems);
+  check_cuda(cudaMemset(y.data(), 0, y.bytes()), "cudaMemset");
   DeviceArray<uint8_t> workspace(size_t{32} << 20);
   cublasHandle_t handle = nullptr;
   check_cublas(cublasCreate(&handle), "cublasCreate");
@@ -74,9 +76,11 @@ void BM_Gemm(benchmark::State& state, Shape shape, int64_t rows, Variant variant
 
   const int m = static_cast<int>(shape.out), n = static_cast<int>(rows);
   const int k = static_cast<int>(shape.in);
-  const float alpha = 1.0f, beta = 0.0f;
+  const bool adds = variant == Variant::F32Add || variant == Variant::WgmmaF32Add;
+  const float alpha = 1.0f, beta = adds ? 1.0f : 0.0f;
   std::unique_ptr<WgmmaGemm> own;
-  if (variant == Variant::WgmmaBf16Out || variant == Variant::WgmmaF32Out) {
+  if (variant == Variant::WgmmaBf16Out || variant == Variant::WgmmaF32Out ||
+      variant == Variant::WgmmaF32Add) {
     own = std::make_unique<WgmmaGemm>(nullptr);
   }
   auto run = [&](const bf16* w) {
@@ -86,13 +90,15 @@ void BM_Gemm(benchmark::State& state, Shape shape, int64_t rows, Variant variant
                     shape.out);
         break;
       case Variant::WgmmaF32Out:
-        own->linear(y.data(), shape.out, x.data(), w, rows, shape.in, shape.out);
+      case Variant::WgmmaF32Add:
+        own->linear(y.data(), shape.out, x.data(), w, rows, shape.in, shape.out, beta);
         break;
       case Variant::F32Out:
+      case Variant::F32Add:
       case Variant::Bf16Out:
         check_cublas(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, m, n, k, &alpha, w, CUDA_R_16BF,
                                   k, x.data(), CUDA_R_16BF, k, &beta, y.data(),
-                                  variant == Variant::F32Out ? CUDA_R_32F : CUDA_R_16BF, m,
+                                  variant == Variant::Bf16Out ? CUDA_R_16BF : CUDA_R_32F, m,
                                   CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                      "cublasGemmEx");
         break;
@@ -148,10 +154,12 @@ void register_all() {
             ->Unit(benchmark::kMicrosecond);
       };
       add("f32out", Variant::F32Out, 1);
+      add("f32add", Variant::F32Add, 1);
       add("bf16out", Variant::Bf16Out, 1);
       if (WgmmaGemm::available()) {
         add("wgmma_bf16out", Variant::WgmmaBf16Out, 1);
         add("wgmma_f32out", Variant::WgmmaF32Out, 1);
+        add("wgmma_f32add", Variant::WgmmaF32Add, 1);
       }
       for (const int s : {2, 3, 4}) {
         if (shape.in % (s * 64) == 0 && shape.out <= 24576) {

@@ -223,14 +223,25 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
   // Products into the residual stream (attention output, FFN down) either add into x directly
   // or, split along K, leave partials that the next RMSNorm adds in first.
   const int o_splits = gemm->split_for(T, H * D, E), down_splits = gemm->split_for(T, F, E);
-  auto into_residual = [&](const Op* in, Linear& lin, int splits) {
+  auto into_residual = [&](const Op* in, Linear& lin, int splits, const char* label) {
     if (splits > 1 && !fused(lin, T) && !blocks_in_wgmma(lin, T)) {
       const Op* w = weight_of<Op>(lin);
-      mark("gemm");
+      mark(label);
       gemm->linear_split(partials.data(), in, w, T, lin.in, E, splits);
       return splits;
     }
-    product(lin, x.data(), in, T, 1.0f);
+    if constexpr (std::is_same_v<Op, bf16>) {
+      // Our own GEMM leaves its product as a partial for the norm to add: its y += product
+      // epilogue reads x back in scattered pieces, 7 µs slower per product than the norm's
+      // coalesced add (bench_cuda_gemm wgmma_f32add against wgmma_f32out, H200).
+      const bool own =
+          blocks_in_wgmma(lin, T) || (!fused(lin, T) && gemm->uses_own(T, lin.in, lin.out));
+      if (own) {
+        product(lin, partials.data(), in, T, 0.0f, label);
+        return 1;
+      }
+    }
+    product(lin, x.data(), in, T, 1.0f, label);
     return 0;
   };
   int pending = 0;  // partials waiting for the next norm
@@ -246,7 +257,7 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
     Op* k_dst = pass.use_cache ? o.cache_k[il].data() : o.k.data();
     Op* v_dst = pass.use_cache ? o.cache_v[il].data() : o.v.data();
     norm(lw.attn_norm.data());
-    product(lw.qkv, o.qkv.data(), o.xn.data(), T);
+    product(lw.qkv, o.qkv.data(), o.xn.data(), T, 0.0f, "gemm qkv");
     mark("qkv split+rope");
     split_qkv_heads(o.q.data(), k_dst, v_dst, o.qkv.data(),
                     lw.qkv_bias.capacity() ? lw.qkv_bias.data() : nullptr,
@@ -255,13 +266,13 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
                     stream);
     mark("attention");
     attend(o.att.data(), o.q.data(), k_dst, v_dst, dims, stream);
-    pending = into_residual(o.att.data(), lw.wo, o_splits);
+    pending = into_residual(o.att.data(), lw.wo, o_splits, "gemm wo");
 
     norm(lw.ffn_norm.data());
-    product(lw.gate_up, o.gate_up.data(), o.xn.data(), T);
+    product(lw.gate_up, o.gate_up.data(), o.xn.data(), T, 0.0f, "gemm gate_up");
     mark("swiglu");
     swiglu_rows(o.h.data(), o.gate_up.data(), T, F, stream);
-    pending = into_residual(o.h.data(), lw.down, down_splits);
+    pending = into_residual(o.h.data(), lw.down, down_splits, "gemm down");
   }
 
   norm(output_norm.data());

@@ -76,6 +76,8 @@ class InferGemm {
                      int64_t n, int64_t in, int64_t out, float beta);
   void linear_blocks(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const void* w,
                      TensorType type, int64_t n, int64_t in, int64_t out);
+  // Whether a bf16 product of this shape runs on WgmmaGemm (RUVDLLM_CUDA_GEMM=wgmma only).
+  bool uses_own(int64_t n, int64_t in, int64_t out) const;
 
  private:
   void run(void* y, cudaDataType y_type, const void* x, const void* w, cudaDataType operand_type,
@@ -83,7 +85,6 @@ class InferGemm {
 
   cublasHandle_t handle_ = nullptr;
   int multiprocessors_ = 0;
-  bool uses_own(int64_t n, int64_t in, int64_t out) const;
 
   bool own_dense_ = false;          // RUVDLLM_CUDA_GEMM=wgmma: every product that fits
   std::unique_ptr<WgmmaGemm> own_;  // null where the GPU cannot run it, or when turned off

@@ -73,6 +73,20 @@ __device__ inline void k_scale_min(const uint8_t* packed, int j, int* scale, int
   }
 }
 
+// k_scale_min with the 12 packed bytes in three little-endian words (w0: bytes 0–3, ...).
+__device__ inline void k_scale_min_words(uint32_t w0, uint32_t w1, uint32_t w2, int j, int* scale,
+                                         int* min) {
+  const int shift = 8 * (j & 3);
+  const uint32_t b0 = (w0 >> shift) & 0xFF, b1 = (w1 >> shift) & 0xFF, b2 = (w2 >> shift) & 0xFF;
+  if (j < 4) {  // packed[j] & 63, packed[j + 4] & 63
+    *scale = static_cast<int>(b0 & 63);
+    *min = static_cast<int>(b1 & 63);
+  } else {  // packed[j + 4] (b2) with the top bits of packed[j − 4] (b0) and packed[j] (b1)
+    *scale = static_cast<int>((b2 & 0xF) | ((b0 >> 6) << 4));
+    *min = static_cast<int>((b2 >> 4) | ((b1 >> 6) << 4));
+  }
+}
+
 // float(u) − kBias for 0 ≤ u < 2²³, exactly, without the int → float converter (a quarter-rate
 // unit, which bounded decoding: ~12 conversions per 8 values): u placed in the mantissa of 2²³,
 // then 2²³ + kBias subtracted. Both operands and the difference are integers in float's exact
@@ -196,6 +210,42 @@ struct AffineKFormat {
       float v[kGroup];
       group<kAlign>(block, g0 >> 2, 8 * q, scale, offset, v);
       out[q] = pack_bf16(v);
+    }
+  }
+  // Sub-blocks 2p and 2p + 1 (values [64p, +64) of the block, groups 8p .. 8p + 7), the same
+  // values decode_quad forms, with each byte read once in 16-byte loads from a 16-byte aligned
+  // block: both sub-blocks take their levels from the same 32 quant bytes (low and high
+  // nibbles) and their scales from the 16-byte header. WgmmaGemm decodes a K slice this way:
+  // ncu showed its decoders stalled on many small, bank-conflicting loads (rows 144 bytes apart).
+  __device__ static void decode_pair(const uint8_t* block, int p, uint4 out[8]) {
+    const uint4 head = *reinterpret_cast<const uint4*>(block);  // d, dmin, 12 packed scales
+    const uint4 qs[2] = {*reinterpret_cast<const uint4*>(block + kLevels + 32 * p),
+                         *reinterpret_cast<const uint4*>(block + kLevels + 32 * p + 16)};
+    uint4 qh[2] = {};
+    if constexpr (kFifthBit) {
+      qh[0] = *reinterpret_cast<const uint4*>(block + 16);
+      qh[1] = *reinterpret_cast<const uint4*>(block + 32);
+    }
+    const float d = __half2float(__ushort_as_half(static_cast<unsigned short>(head.x & 0xFFFF)));
+    const float dmin = __half2float(__ushort_as_half(static_cast<unsigned short>(head.x >> 16)));
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int j = 2 * p + h;
+      int sc, mn;
+      k_scale_min_words(head.y, head.z, head.w, j, &sc, &mn);
+      const float scale = __fmul_rn(d, exact_float(static_cast<uint32_t>(sc)));
+      const float offset = __fmul_rn(dmin, exact_float(static_cast<uint32_t>(mn)));
+#pragma unroll
+      for (int q = 0; q < 4; ++q) {
+        // Group q's bytes [8q, 8q + 8): words 2q and 2q + 1 of the 32.
+        const uint4& ql = qs[q / 2];
+        const uint4& qhi = qh[q / 2];
+        const uint2 low = q % 2 == 0 ? make_uint2(ql.x, ql.y) : make_uint2(ql.z, ql.w);
+        const uint2 high = q % 2 == 0 ? make_uint2(qhi.x, qhi.y) : make_uint2(qhi.z, qhi.w);
+        float v[kGroup];
+        affine_k_values<kFifthBit>(low, high, j, scale, offset, v);
+        out[4 * h + q] = pack_bf16(v);
+      }
     }
   }
 };

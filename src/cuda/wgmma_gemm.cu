@@ -13,14 +13,21 @@
 // K slices (stream-K).
 //
 // Measured (docs/PERFORMANCE.md, H200, 2026-11-29): with bf16 weights this runs 5–12% behind
-// cuBLAS on the 8B step's products in isolation and 39% behind inside the step, so the engine
-// keeps cuBLAS there. Weights in Q4_K blocks at 128–256 rows are where it is used: the other
-// way writes and re-reads a bf16 copy of every weight (an 8B Q4_K step at 128 positions: 10.2
-// against 11.2 ms; at 256: 12.5 against 12.8). Tried and dropped on the bf16 path (no gain or
+// cuBLAS on the 8B step's products, inside the step as in isolation (an earlier "39% behind
+// inside the step" was the y += product epilogue, see store_tile), so the engine keeps cuBLAS
+// there. Weights in Q4_K blocks at 128–256 rows are where it is used: the other
+// way writes and re-reads a bf16 copy of every weight (an 8B Q4_K step at 128 positions: 9.1
+// against 11.2 ms; at 256: 11.0 against 12.9). Tried and dropped on the bf16 path (no gain or
 // slower): waiting for each slice's MMAs before issuing the next, L2 eviction hints,
 // prefetching weights into L2 ahead of the copies, three instead of four stages. Diagnostic
 // builds located the rest: without any tile copies (MMAs on stale tiles) the head product at
 // 512 rows ran at 774 TFLOP/s against 603 with them; without the output stores, 1–5% faster.
+// Also tried (2026-11-29, no gain, not kept): CTA pairs (clusters of 2) that each copy half of
+// x's tile into both CTAs' shared memory (TMA multicast), which halves the copies of x: the
+// same time as single CTAs for bf16 and Q4_K weights, so copying x is not what limits it (and a
+// cluster-scope release on the cross-CTA "stage free" arrivals made it 40% slower); and a
+// second decoding warpgroup for blocks (512 threads), which ptxas cannot compile: it holds the
+// whole kernel to the launch's 128 registers per thread, below the consumers' 128 accumulators.
 
 #include <cuda.h>
 #include <cudaTypedefs.h>
@@ -140,6 +147,59 @@ __device__ inline void multiply_slice(float (&acc)[TileRows / 2], const uint8_t*
   hopper::wgmma_commit();
 }
 
+// Writes a consumer thread's accumulators: accumulator 4j + 2h + e is output out0 + 8h of row
+// row0 + 8j + e (wgmma's layout). y = acc + beta·y reads y in groups before writing them:
+// the compiler cannot tell a later read from an earlier write to y apart, so one read at a time
+// would wait for a whole memory round trip each (an 8B BF16 step with every product on this
+// kernel, H200: 10.3 ms with that epilogue, 8.6 with this one). Still 7 µs slower per residual
+// product than beta = 0, so the engine has the next norm add the product instead.
+template <int TileRows, bool Bf16Out>
+__device__ inline void store_tile(const Work& work, const float (&acc)[TileRows / 2], int out0,
+                                  int row0) {
+  auto at = [&](int j, int e, int h) { return (row0 + 8 * j + e) * work.ldy + out0 + 8 * h; };
+  auto inside = [&](int j, int e) { return row0 + 8 * j + e < work.n; };
+  if constexpr (Bf16Out) {
+    bf16* y = static_cast<bf16*>(work.y);
+#pragma unroll
+    for (int j = 0; j < TileRows / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        if (!inside(j, e)) continue;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) y[at(j, e, h)] = __float2bfloat16(acc[4 * j + 2 * h + e]);
+      }
+    }
+  } else {
+    float* y = static_cast<float*>(work.y);
+    constexpr int kGroup = 4;  // row pairs (j) whose reads are in flight together
+#pragma unroll
+    for (int j0 = 0; j0 < TileRows / 8; j0 += kGroup) {
+      float old[kGroup][4];
+#pragma unroll
+      for (int j = 0; j < kGroup; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            old[j][2 * h + e] = work.beta != 0.0f && inside(j0 + j, e) ? y[at(j0 + j, e, h)] : 0.0f;
+          }
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kGroup; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          if (!inside(j0 + j, e)) continue;
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            y[at(j0 + j, e, h)] = acc[4 * (j0 + j) + 2 * h + e] + work.beta * old[j][2 * h + e];
+          }
+        }
+      }
+    }
+  }
+}
+
 // The two consumer warpgroups: multiply every slice of the range, and finish each tile.
 template <class P, bool Bf16Out>
 __device__ void consume(const Work& work, const uint8_t* tiles, uint64_t* full, uint64_t* freed,
@@ -210,28 +270,9 @@ __device__ void consume(const Work& work, const uint8_t* tiles, uint64_t* full, 
         }
       }
     }
-    // Accumulator 4j + 2h + e holds output out0 + 8h, row row0 + 8j + e (wgmma's layout).
-    const int out0 = tile_out0(work, tile) + group * 64 + warp * 16 + lane / 4;
-    const int row0 = tile_row0<TileRows>(work, tile) + 2 * (lane % 4);
-#pragma unroll
-    for (int j = 0; j < TileRows / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int row = row0 + 8 * j + e;
-        if (row >= work.n) continue;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int64_t at = row * work.ldy + out0 + 8 * h;
-          const float v = acc[4 * j + 2 * h + e];
-          if constexpr (Bf16Out) {
-            static_cast<bf16*>(work.y)[at] = __float2bfloat16(v);
-          } else {
-            float* y = static_cast<float*>(work.y) + at;
-            *y = work.beta != 0.0f ? v + work.beta * *y : v;
-          }
-        }
-      }
-    }
+    store_tile<TileRows, Bf16Out>(work, acc,
+                                  tile_out0(work, tile) + group * 64 + warp * 16 + lane / 4,
+                                  tile_row0<TileRows>(work, tile) + 2 * (lane % 4));
   }
 }
 
@@ -253,13 +294,10 @@ __device__ inline void decode_slice(const uint8_t* chunk, int slice, uint8_t* ro
   auto put = [&](int c, uint4 v) { *reinterpret_cast<uint4*>(row + ((c ^ swizzle) << 4)) = v; };
   if constexpr (Format::kQuads) {
     // 256-value blocks: the slice is sub-blocks 2·slice and 2·slice + 1 of the chunk's block.
+    uint4 out[8];
+    Format::decode_pair(chunk, slice, out);
 #pragma unroll
-    for (int half = 0; half < 2; ++half) {
-      uint4 out[4];
-      Format::template decode_quad<kAlign>(chunk, 8 * slice + 4 * half, out);
-#pragma unroll
-      for (int q = 0; q < 4; ++q) put(4 * half + q, out[q]);
-    }
+    for (int c = 0; c < 8; ++c) put(c, out[c]);
   } else {
 #pragma unroll
     for (int c = 0; c < kSliceK / quant::kGroup; ++c) {
