@@ -115,7 +115,7 @@ bool InferGemm::takes_blocks(TensorType type, const void* w, int64_t n, int64_t 
                              int64_t out) const {
   if (!own_ || !WgmmaGemm::fits_blocks(type, n, in, out) || !aligned(w, 16)) return false;
   if (own_dense_) return true;
-  // Measured on an 8B step (H200): Q4_K gains (−19% at 128 rows, −14% at 256); Q8_0 lost 8% at
+  // Measured on an 8B step (H200): Q4_K gains (−21% at 128 rows, −15% at 256); Q8_0 lost 8% at
   // 256 rows (its 34-byte blocks decode slower), Q4_0 and Q5_K were not measured. The 4096 ×
   // 4096 product (~16 K slices per CTA) measured slower than dequantizing at 256 rows.
   return type == TensorType::Q4_K && n >= kBlocksMinRows && n <= kBlocksMaxRows &&

@@ -181,6 +181,28 @@ __device__ inline void affine_k_values(const uint2 low, uint2 high_bits, int j, 
   for (int k = 0; k < kGroup; ++k) v[k] = __fsub_rn(__fmul_rn(scale, v[k]), offset);
 }
 
+// The same values with one instruction fewer each (WgmmaGemm's decoders are bound by their
+// instruction count): scale · float(q) as one FMA on the float 2²³ + q that the byte permute
+// forms, with −scale · 2²³ added, which is exact (a power-of-two multiple), so the FMA's one
+// rounding is fmul_rn(scale, q)'s. Only a zero's sign can differ (+0 for −0 when scale < 0 and
+// the offset is 0), which no product sees; dequantize_to_bf16 keeps the two-step form, checked
+// bit for bit against the CPU.
+template <bool kFifthBit>
+__device__ inline void affine_k_values_fma(const uint2 low, uint2 high_bits, int j, float scale,
+                                           float offset, float v[kGroup]) {
+  uint2 levels = shift_mask(low, 4 * (j & 1), 0x0F0F0F0Fu);
+  if constexpr (kFifthBit) {
+    const uint2 fifth = shift_mask(high_bits, j, 0x01010101u);
+    levels = make_uint2(levels.x | (fifth.x << 4), levels.y | (fifth.y << 4));
+  }
+  const float bias = -__fmul_rn(scale, 8388608.0f);
+#pragma unroll
+  for (int k = 0; k < kGroup; ++k) {
+    const uint32_t magic = __byte_perm(k < 4 ? levels.x : levels.y, 0x4B000000u, 0x7440u | (k & 3));
+    v[k] = __fsub_rn(__fmaf_rn(scale, __uint_as_float(magic), bias), offset);
+  }
+}
+
 // Q4_K (kFifthBit false) and Q5_K: a sub-block's four groups share its scale and offset, which
 // decode_quad works out once.
 template <bool kFifthBit>
@@ -212,11 +234,12 @@ struct AffineKFormat {
       out[q] = pack_bf16(v);
     }
   }
-  // Sub-blocks 2p and 2p + 1 (values [64p, +64) of the block, groups 8p .. 8p + 7), the same
-  // values decode_quad forms, with each byte read once in 16-byte loads from a 16-byte aligned
-  // block: both sub-blocks take their levels from the same 32 quant bytes (low and high
-  // nibbles) and their scales from the 16-byte header. WgmmaGemm decodes a K slice this way:
-  // ncu showed its decoders stalled on many small, bank-conflicting loads (rows 144 bytes apart).
+  // Sub-blocks 2p and 2p + 1 (values [64p, +64) of the block, groups 8p .. 8p + 7), the
+  // values decode_quad forms (up to a zero's sign: affine_k_values_fma), with each byte read once
+  // in 16-byte loads from a 16-byte aligned block: both sub-blocks take their levels from the same
+  // 32 quant bytes (low and high nibbles) and their scales from the 16-byte header. WgmmaGemm
+  // decodes a K slice this way: ncu showed its decoders stalled on many small, bank-conflicting
+  // loads (rows 144 bytes apart).
   __device__ static void decode_pair(const uint8_t* block, int p, uint4 out[8]) {
     const uint4 head = *reinterpret_cast<const uint4*>(block);  // d, dmin, 12 packed scales
     const uint4 qs[2] = {*reinterpret_cast<const uint4*>(block + kLevels + 32 * p),
@@ -243,7 +266,7 @@ struct AffineKFormat {
         const uint2 low = q % 2 == 0 ? make_uint2(ql.x, ql.y) : make_uint2(ql.z, ql.w);
         const uint2 high = q % 2 == 0 ? make_uint2(qhi.x, qhi.y) : make_uint2(qhi.z, qhi.w);
         float v[kGroup];
-        affine_k_values<kFifthBit>(low, high, j, scale, offset, v);
+        affine_k_values_fma<kFifthBit>(low, high, j, scale, offset, v);
         out[4 * h + q] = pack_bf16(v);
       }
     }

@@ -16,7 +16,7 @@
 // cuBLAS on the 8B step's products, inside the step as in isolation (an earlier "39% behind
 // inside the step" was the y += product epilogue, see store_tile), so the engine keeps cuBLAS
 // there. Weights in Q4_K blocks at 128–256 rows are where it is used: the other
-// way writes and re-reads a bf16 copy of every weight (an 8B Q4_K step at 128 positions: 9.1
+// way writes and re-reads a bf16 copy of every weight (an 8B Q4_K step at 128 positions: 8.8
 // against 11.2 ms; at 256: 11.0 against 12.9). Tried and dropped on the bf16 path (no gain or
 // slower): waiting for each slice's MMAs before issuing the next, L2 eviction hints,
 // prefetching weights into L2 ahead of the copies, three instead of four stages. Diagnostic
@@ -291,7 +291,9 @@ __device__ inline uint8_t* shared_tiles(uint8_t* shared_raw) {
 template <class Format>
 __device__ inline void decode_slice(const uint8_t* chunk, int slice, uint8_t* row, int swizzle) {
   constexpr int kAlign = quant::alignment_of(Format::kBlockBytes);
-  auto put = [&](int c, uint4 v) { *reinterpret_cast<uint4*>(row + ((c ^ swizzle) << 4)) = v; };
+  // A shared-space store: through a generic pointer each store also computed a 64-bit address.
+  const uint32_t row_address = hopper::smem_address(row);
+  auto put = [&](int c, uint4 v) { hopper::store_shared(row_address + ((c ^ swizzle) << 4), v); };
   if constexpr (Format::kQuads) {
     // 256-value blocks: the slice is sub-blocks 2·slice and 2·slice + 1 of the chunk's block.
     uint4 out[8];

@@ -58,7 +58,8 @@ class WgmmaGemm {
   void linear(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const __nv_bfloat16* w,
               int64_t n, int64_t in, int64_t out);
   // The same with w as `out` rows of `in` values in type's blocks (row stride row_bytes(type,
-  // in)); each weight decodes to the very bf16 value dequantize_to_bf16 writes.
+  // in)); each weight decodes to the bf16 value dequantize_to_bf16 writes (for Q4_K/Q5_K a zero may
+  // carry the other sign, which no product sees).
   void linear_blocks(float* y, int64_t ldy, const __nv_bfloat16* x, const void* w, TensorType type,
                      int64_t n, int64_t in, int64_t out, float beta = 0.0f);
   void linear_blocks(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const void* w,
