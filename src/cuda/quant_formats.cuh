@@ -168,15 +168,22 @@ __device__ inline void affine_k_scale(const uint8_t* block, int j, float* scale,
   *offset = __fmul_rn(load_f16<kAlign>(block + 2), exact_float(static_cast<uint32_t>(mn)));
 }
 
+// Sub-block j's eight levels from its quant bytes (and Q5_K's fifth bits), one per byte.
+template <bool kFifthBit>
+__device__ inline uint2 affine_k_levels(const uint2 low, uint2 high_bits, int j) {
+  const uint2 levels = shift_mask(low, 4 * (j & 1), 0x0F0F0F0Fu);
+  if constexpr (kFifthBit) {
+    const uint2 fifth = shift_mask(high_bits, j, 0x01010101u);
+    return make_uint2(levels.x | (fifth.x << 4), levels.y | (fifth.y << 4));
+  } else {
+    return levels;
+  }
+}
+
 template <bool kFifthBit>
 __device__ inline void affine_k_values(const uint2 low, uint2 high_bits, int j, float scale,
                                        float offset, float v[kGroup]) {
-  uint2 levels = shift_mask(low, 4 * (j & 1), 0x0F0F0F0Fu);
-  if constexpr (kFifthBit) {
-    const uint2 fifth = shift_mask(high_bits, j, 0x01010101u);
-    levels = make_uint2(levels.x | (fifth.x << 4), levels.y | (fifth.y << 4));
-  }
-  levels_to_floats(levels, v);
+  levels_to_floats(affine_k_levels<kFifthBit>(low, high_bits, j), v);
 #pragma unroll
   for (int k = 0; k < kGroup; ++k) v[k] = __fsub_rn(__fmul_rn(scale, v[k]), offset);
 }
@@ -190,11 +197,7 @@ __device__ inline void affine_k_values(const uint2 low, uint2 high_bits, int j, 
 template <bool kFifthBit>
 __device__ inline void affine_k_values_fma(const uint2 low, uint2 high_bits, int j, float scale,
                                            float offset, float v[kGroup]) {
-  uint2 levels = shift_mask(low, 4 * (j & 1), 0x0F0F0F0Fu);
-  if constexpr (kFifthBit) {
-    const uint2 fifth = shift_mask(high_bits, j, 0x01010101u);
-    levels = make_uint2(levels.x | (fifth.x << 4), levels.y | (fifth.y << 4));
-  }
+  const uint2 levels = affine_k_levels<kFifthBit>(low, high_bits, j);
   const float bias = -__fmul_rn(scale, 8388608.0f);
 #pragma unroll
   for (int k = 0; k < kGroup; ++k) {
