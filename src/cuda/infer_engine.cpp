@@ -114,6 +114,16 @@ bool CudaInferEngine::Impl::blocks_in_wgmma(const Linear& lin, int64_t rows) con
   });
 }
 
+template <typename Op>
+bool CudaInferEngine::Impl::on_wgmma(const Linear& lin, int64_t rows) const {
+  if constexpr (std::is_same_v<Op, bf16>) {
+    return blocks_in_wgmma(lin, rows) ||
+           (!fused(lin, rows) && gemm->uses_own(rows, lin.in, lin.out));
+  } else {
+    return false;  // exact mode: f32 operands, cuBLAS only
+  }
+}
+
 template <typename Op, typename Y>
 void CudaInferEngine::Impl::product(Linear& lin, Y* y, const Op* in, int64_t rows, float beta,
                                     const char* label) {
@@ -221,25 +231,21 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
   dims.block_len = pass.block_len;
 
   // Products into the residual stream (attention output, FFN down) either add into x directly
-  // or, split along K, leave partials that the next RMSNorm adds in first.
+  // or leave partials that the next RMSNorm adds in first: split along K by cuBLAS, or whole
+  // from our own GEMM, whose y += product epilogue reads x back in scattered pieces (7 µs slower
+  // per product than the norm's coalesced add; bench_cuda_gemm wgmma_f32add against
+  // wgmma_f32out, H200).
   const int o_splits = gemm->split_for(T, H * D, E), down_splits = gemm->split_for(T, F, E);
   auto into_residual = [&](const Op* in, Linear& lin, int splits, const char* label) {
-    if (splits > 1 && !fused(lin, T) && !blocks_in_wgmma(lin, T)) {
+    if (on_wgmma<Op>(lin, T)) {
+      product(lin, partials.data(), in, T, 0.0f, label);
+      return 1;
+    }
+    if (splits > 1 && !fused(lin, T)) {
       const Op* w = weight_of<Op>(lin);
       mark(label);
       gemm->linear_split(partials.data(), in, w, T, lin.in, E, splits);
       return splits;
-    }
-    if constexpr (std::is_same_v<Op, bf16>) {
-      // Our own GEMM leaves its product as a partial for the norm to add: its y += product
-      // epilogue reads x back in scattered pieces, 7 µs slower per product than the norm's
-      // coalesced add (bench_cuda_gemm wgmma_f32add against wgmma_f32out, H200).
-      const bool own =
-          blocks_in_wgmma(lin, T) || (!fused(lin, T) && gemm->uses_own(T, lin.in, lin.out));
-      if (own) {
-        product(lin, partials.data(), in, T, 0.0f, label);
-        return 1;
-      }
     }
     product(lin, x.data(), in, T, 1.0f, label);
     return 0;

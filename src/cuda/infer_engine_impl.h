@@ -225,6 +225,10 @@ struct CudaInferEngine::Impl {
   // InferGemm::kBlocksMinRows rows.
   bool fused(const Linear& lin, int64_t rows) const;
   bool blocks_in_wgmma(const Linear& lin, int64_t rows) const;
+  // Whether product() runs this one on WgmmaGemm (blocks decoded in its tiles, or every bf16
+  // product with RUVDLLM_CUDA_GEMM=wgmma).
+  template <typename Op>
+  bool on_wgmma(const Linear& lin, int64_t rows) const;
   // y = in · linᵀ: bf16 y, or f32 y = product + beta·y.
   template <typename Op, typename Y>
   void product(Linear& lin, Y* y, const Op* in, int64_t rows, float beta = 0.0f,

@@ -78,42 +78,46 @@ void CudaInferEngine::Impl::upload_linear(Linear* lin,
     return lin->dense_of<typename std::decay_t<decltype(o)>::Element>();
   };
   if (dense) with_operands([&](auto& o) { dense_matrix(o).reserve(elements); });
-  // Parts of one block type are uploaded back to back into one matrix (rows of the same
-  // stride), so a product over q|k|v or gate|up is one launch, not one per part: WgmmaGemm's
-  // stream-K spreads 12288 outputs over the SMs far better than three launches of 4096.
-  const TensorType first_type = (*parts.begin())->type;
-  const bool stack = !dense && parts.size() > 1 &&
-                     std::all_of(parts.begin(), parts.end(),
-                                 [&](const TensorView* t) { return t->type == first_type; });
-  if (stack) {
+  // The parts in [first, last) uploaded back to back as one matrix of blocks from row0.
+  auto keep_blocks = [&](auto first, auto last, int64_t row0) {
     size_t bytes = 0;
-    for (const TensorView* t : parts) bytes += t->nbytes;
+    int64_t rows = 0;
+    for (auto t = first; t != last; ++t) {
+      bytes += (*t)->nbytes;
+      rows += (*t)->rows();
+    }
     DeviceArray<uint8_t> blocks(bytes);
     size_t at = 0;
-    for (const TensorView* t : parts) {
-      upload(blocks.data() + at, t->data, t->nbytes, stream);
-      at += t->nbytes;
+    for (auto t = first; t != last; ++t) {
+      upload(blocks.data() + at, (*t)->data, (*t)->nbytes, stream);
+      at += (*t)->nbytes;
     }
-    lin->quantized.push_back({blocks.data(), first_type, 0, lin->out});
+    lin->quantized.push_back({blocks.data(), (*first)->type, row0, rows});
     weight_bytes += bytes;
     lin->owned.push_back(std::move(blocks));
+  };
+  // Parts of one block type (rows of the same stride) become one matrix, so a product over
+  // q|k|v or gate|up is one launch, not one per part: WgmmaGemm's stream-K spreads 12288
+  // outputs over the SMs far better than three launches of 4096.
+  const TensorType first_type = (*parts.begin())->type;
+  if (!dense && std::all_of(parts.begin(), parts.end(),
+                            [&](const TensorView* t) { return t->type == first_type; })) {
+    keep_blocks(parts.begin(), parts.end(), 0);
   } else {
     int64_t row0 = 0;
-    for (const TensorView* t : parts) {
-      DeviceArray<uint8_t> blocks(t->nbytes);
-      upload(blocks.data(), t->data, t->nbytes, stream);
+    for (auto t = parts.begin(); t != parts.end(); ++t) {
       if (dense) {
+        DeviceArray<uint8_t> blocks((*t)->nbytes);
+        upload(blocks.data(), (*t)->data, (*t)->nbytes, stream);
         with_operands([&](auto& o) {
-          dequantize(dense_matrix(o).data() + row0 * lin->in, blocks.data(), t->type, t->rows(),
-                     lin->in);
+          dequantize(dense_matrix(o).data() + row0 * lin->in, blocks.data(), (*t)->type,
+                     (*t)->rows(), lin->in);
         });
         check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
       } else {
-        lin->quantized.push_back({blocks.data(), t->type, row0, t->rows()});
-        weight_bytes += t->nbytes;
-        lin->owned.push_back(std::move(blocks));
+        keep_blocks(t, t + 1, row0);
       }
-      row0 += t->rows();
+      row0 += (*t)->rows();
     }
   }
   if (dense) {

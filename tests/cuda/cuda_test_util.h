@@ -12,7 +12,10 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
 #include "ruvdllm/core/half.h"
+#include "ruvdllm/core/tensor_type.h"
 #include "ruvdllm/cuda/device.h"
+#include "ruvdllm/kernels/quant.h"
+#include "test_util.h"
 
 namespace ruvdllm::testing {
 
@@ -70,6 +73,37 @@ inline void reference_product(const std::vector<float>& x, const std::vector<flo
       (*magnitude)[r * out + o] = mag;
     }
   }
+}
+
+// A product over weights in GGUF blocks: random x (seed) rounded to bf16, random weights
+// (seed + 1) quantized to `type` by the CPU reference, and the f64 reference product of x with
+// the weights those blocks dequantize to, rounded to bf16 (the values every GPU way decodes).
+struct BlockProduct {
+  std::vector<uint16_t> x_bits;
+  std::vector<uint8_t> blocks;
+  std::vector<double> want, magnitude;
+};
+
+inline BlockProduct make_block_product(TensorType type, int64_t n, int64_t in, int64_t out,
+                                       uint64_t seed) {
+  BlockProduct p;
+  auto x = random_floats(static_cast<size_t>(n * in), seed, -1.0f, 1.0f);
+  p.x_bits.resize(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    p.x_bits[i] = f32_to_bf16(x[i]);
+    x[i] = bf16_to_f32(p.x_bits[i]);
+  }
+  const auto w = random_floats(static_cast<size_t>(out * in), seed + 1, -1.0f, 1.0f);
+  const size_t stride = row_bytes(type, in);
+  p.blocks.resize(stride * static_cast<size_t>(out));
+  std::vector<float> wd(w.size());
+  for (int64_t o = 0; o < out; ++o) {
+    quantize_row_reference(type, w.data() + o * in, p.blocks.data() + stride * o, in);
+    dequantize_row_reference(type, p.blocks.data() + stride * o, wd.data() + o * in, in);
+  }
+  for (float& v : wd) v = bf16_to_f32(f32_to_bf16(v));
+  reference_product(x, wd, n, in, out, &p.want, &p.magnitude);
+  return p;
 }
 
 // Checks a product written into y (n rows of ldy cells, its `out` columns from cell col0 on)

@@ -55,31 +55,8 @@ struct Shape {
   int64_t pad;  // extra columns of y beyond the product's (ldy = out + pad, columns offset by 3)
 };
 
-struct Product {
-  std::vector<uint16_t> x_bits;
-  std::vector<uint8_t> blocks;
-  std::vector<double> want, magnitude;
-};
-
-Product make_product(TensorType type, const Shape& sh, uint64_t seed) {
-  Product p;
-  auto x = random_floats(static_cast<size_t>(sh.n * sh.in), seed, -1.0f, 1.0f);
-  p.x_bits.resize(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    p.x_bits[i] = f32_to_bf16(x[i]);
-    x[i] = bf16_to_f32(p.x_bits[i]);
-  }
-  const auto w = random_floats(static_cast<size_t>(sh.out * sh.in), seed + 1, -1.0f, 1.0f);
-  const size_t stride = row_bytes(type, sh.in);
-  p.blocks.resize(stride * static_cast<size_t>(sh.out));
-  std::vector<float> wd(w.size());
-  for (int64_t o = 0; o < sh.out; ++o) {
-    quantize_row_reference(type, w.data() + o * sh.in, p.blocks.data() + stride * o, sh.in);
-    dequantize_row_reference(type, p.blocks.data() + stride * o, wd.data() + o * sh.in, sh.in);
-  }
-  for (float& v : wd) v = bf16_to_f32(f32_to_bf16(v));
-  testing::reference_product(x, wd, sh.n, sh.in, sh.out, &p.want, &p.magnitude);
-  return p;
+testing::BlockProduct make_product(TensorType type, const Shape& sh, uint64_t seed) {
+  return testing::make_block_product(type, sh.n, sh.in, sh.out, seed);
 }
 
 TEST_F(QuantGemm, MatchesTheDequantizedProduct) {
@@ -90,7 +67,7 @@ TEST_F(QuantGemm, MatchesTheDequantizedProduct) {
     for (const Shape sh :
          {Shape{1, 256, 64, 0, 0}, Shape{5, 512, 200, 0, 5}, Shape{32, 1024, 130, 0, 3},
           Shape{70, 256, 96, 2, 0}, Shape{130, 768, 72, 4, 4}, Shape{33, 4096, 64, 0, 0}}) {
-      const Product p = make_product(type, sh, seed += 2);
+      const testing::BlockProduct p = make_product(type, sh, seed += 2);
       const auto dx = to_device(p.x_bits);
       const auto dw = to_device(p.blocks);
       const auto* x = reinterpret_cast<const __nv_bfloat16*>(dx.data());
@@ -124,7 +101,7 @@ TEST_F(QuantGemm, HandlesUnalignedWeights) {
   cuda::QuantGemm gemm(nullptr);
   const Shape sh{9, 512, 80, 0, 0};
   for (const TensorType type : kBlockTypes) {
-    const Product p = make_product(type, sh, 4300 + static_cast<uint64_t>(type));
+    const testing::BlockProduct p = make_product(type, sh, 4300 + static_cast<uint64_t>(type));
     std::vector<uint8_t> shifted(p.blocks.size() + 1, 0);
     std::copy(p.blocks.begin(), p.blocks.end(), shifted.begin() + 1);
     const auto dx = to_device(p.x_bits);

@@ -152,25 +152,10 @@ TEST_F(WgmmaGemm, DecodesBlocksInsideTheTiles) {
                            Shape{64, 4096, 128, 0}}) {
       const std::string label = std::string(type_name(type)) + " " + std::to_string(sh.n) + "x" +
                                 std::to_string(sh.in) + "x" + std::to_string(sh.out);
-      auto x = random_floats(static_cast<size_t>(sh.n * sh.in), seed += 2, -1.0f, 1.0f);
-      std::vector<uint16_t> x_bits(x.size());
-      for (size_t i = 0; i < x.size(); ++i) {
-        x_bits[i] = f32_to_bf16(x[i]);
-        x[i] = bf16_to_f32(x_bits[i]);
-      }
-      const auto w = random_floats(static_cast<size_t>(sh.out * sh.in), seed + 1, -1.0f, 1.0f);
-      const size_t stride = row_bytes(type, sh.in);
-      std::vector<uint8_t> blocks(stride * static_cast<size_t>(sh.out));
-      std::vector<float> wd(w.size());
-      for (int64_t o = 0; o < sh.out; ++o) {
-        quantize_row_reference(type, w.data() + o * sh.in, blocks.data() + stride * o, sh.in);
-        dequantize_row_reference(type, blocks.data() + stride * o, wd.data() + o * sh.in, sh.in);
-      }
-      for (float& v : wd) v = bf16_to_f32(f32_to_bf16(v));
-      std::vector<double> want, magnitude;
-      testing::reference_product(x, wd, sh.n, sh.in, sh.out, &want, &magnitude);
-      const auto dx = to_device(x_bits);
-      const auto dw = to_device(blocks);
+      const testing::BlockProduct p =
+          testing::make_block_product(type, sh.n, sh.in, sh.out, seed += 2);
+      const auto dx = to_device(p.x_bits);
+      const auto dw = to_device(p.blocks);
       const int64_t ldy = sh.out + sh.pad;
       const auto cells = static_cast<size_t>(sh.n * ldy);
       const auto y0 = random_floats(cells, seed + 9, -1.0f, 1.0f);
@@ -180,7 +165,7 @@ TEST_F(WgmmaGemm, DecodesBlocksInsideTheTiles) {
       gemm.linear_blocks(y.data(), ldy, as_bf16(dx), dw.data(), type, sh.n, sh.in, sh.out, 1.0f);
       gemm.linear_blocks(reinterpret_cast<__nv_bfloat16*>(yb.data()), ldy, as_bf16(dx), dw.data(),
                          type, sh.n, sh.in, sh.out);
-      const testing::ProductCheck check{sh.n, sh.in, sh.out, ldy, 0, want, magnitude, label};
+      const testing::ProductCheck check{sh.n, sh.in, sh.out, ldy, 0, p.want, p.magnitude, label};
       check.f32(to_host(y, cells), y0, 1.0f);
       check.bf16(to_host(yb, cells));
     }
