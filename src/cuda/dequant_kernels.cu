@@ -21,6 +21,7 @@
 #include <string>
 
 #include "cuda/cuda_check.h"
+#include "cuda/dependent_launch.h"
 #include "cuda/infer_kernels.h"
 #include "cuda/launch_util.h"
 #include "cuda/quant_formats.cuh"
@@ -58,6 +59,7 @@ __global__ void __launch_bounds__(kTileThreads)
   static_assert(kTileBytes % 16 == 0 && kTileBytes <= 48 * 1024);
   constexpr int kGroupsPerBlock = Format::kBlockValues / kGroup;
   __shared__ __align__(16) uint8_t tile[kTileBytes];
+  wait_for_prior_grid();  // `out` is often a scratch tile the previous product still reads
 
   const int64_t first_block = static_cast<int64_t>(blockIdx.x) * kTileBlocks<Format>;
   const int64_t left = n_blocks - first_block;
@@ -161,9 +163,9 @@ void check_shape(const char* what, TensorType type, int64_t rows, int64_t cols) 
 
 template <class Format, bool kVectorIn, bool kVectorOut>
 void launch_tiles(bf16* out, const void* weights, int64_t n_blocks, cudaStream_t stream) {
-  dequantize_tile_kernel<Format, kVectorIn, kVectorOut>
-      <<<blocks_for(n_blocks, kTileBlocks<Format>, "dequantize_to_bf16"), kTileThreads, 0,
-         stream>>>(out, static_cast<const uint8_t*>(weights), n_blocks);
+  launch_after_prior("dequantize_to_bf16", dequantize_tile_kernel<Format, kVectorIn, kVectorOut>,
+                     blocks_for(n_blocks, kTileBlocks<Format>, "dequantize_to_bf16"), kTileThreads,
+                     0, stream, out, static_cast<const uint8_t*>(weights), n_blocks);
 }
 
 template <class Format>
@@ -178,7 +180,6 @@ void dequantize_blocks(bf16* out, const void* weights, int64_t n_blocks, cudaStr
   } else {
     launch_tiles<Format, false, false>(out, weights, n_blocks, stream);
   }
-  check_launch("dequantize_to_bf16");
 }
 
 template <typename In>

@@ -22,6 +22,7 @@
 #include <string>
 
 #include "cuda/cuda_check.h"
+#include "cuda/dependent_launch.h"
 #include "cuda/flash_attention.h"
 #include "cuda/launch_util.h"
 #include "cuda/mma_sync.cuh"
@@ -138,6 +139,7 @@ __global__ void __launch_bounds__(kThreads* KS) flash_attention_kernel(const Par
   constexpr int kDimSteps = D / 16;  // k16 steps of Q·Kᵀ, and n16 column pairs of P·V
   constexpr int kKeyTiles8 = BN / 8;
   extern __shared__ __align__(16) unsigned char smem[];
+  wait_for_prior_grid();
   // Group g takes key tiles g, g + KS, g + 2·KS, … through its own double buffers.
   const int group = threadIdx.x / kThreads, tid = threadIdx.x % kThreads;
   __nv_bfloat16* q_s = reinterpret_cast<__nv_bfloat16*>(smem);  // [BM][S], shared
@@ -458,8 +460,8 @@ void launch(Params p, int64_t n_blocks_x, cudaStream_t stream) {
   allow_shared_memory<D, MT, KS>();
   p.n_q_tiles = static_cast<int>((p.n_q + T::kBlockM - 1) / T::kBlockM);
   const dim3 grid(static_cast<unsigned>(n_blocks_x), static_cast<unsigned>(p.n_q_tiles));
-  flash_attention_kernel<D, MT, KS><<<grid, kThreads * KS, T::kSmemBytes, stream>>>(p);
-  check_launch("flash_attention");
+  launch_after_prior("flash_attention", flash_attention_kernel<D, MT, KS>, grid, kThreads * KS,
+                     T::kSmemBytes, stream, p);
 }
 
 // The automatic choice: two row tiles per warp when that still gives every SM a block, else

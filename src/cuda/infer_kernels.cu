@@ -13,6 +13,7 @@
 #include <string>
 
 #include "cuda/cuda_check.h"
+#include "cuda/dependent_launch.h"
 #include "cuda/infer_kernels.h"
 #include "cuda/launch_util.h"
 
@@ -73,6 +74,7 @@ __global__ void __launch_bounds__(kNormThreads)
     rmsnorm_rows_kernel(Out* y, float* x, const float* partials, int n_partials, int64_t stride,
                         const float* w, int64_t d, float eps) {
   __shared__ float warp_sums[kNormWarps];
+  wait_for_prior_grid();
   float* xr = x + static_cast<int64_t>(blockIdx.x) * d;
   const float* pr = partials ? partials + static_cast<int64_t>(blockIdx.x) * d : nullptr;
   Out* yr = y + static_cast<int64_t>(blockIdx.x) * d;
@@ -161,6 +163,7 @@ __global__ void __launch_bounds__(kHeadThreads)
     split_qkv_heads_kernel(Out* q, Out* k, Out* v, const In* qkv, const float* bias,
                            const float* q_norm, const float* k_norm, const float2* cos_sin,
                            QkvParams p, int64_t total) {
+  wait_for_prior_grid();
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kHeadsPerBlock + threadIdx.x / kWarp;
   if (row >= total) return;  // whole warps leave together, so the shuffles below stay full
   const int lane = threadIdx.x % kWarp;
@@ -257,6 +260,7 @@ __global__ void __launch_bounds__(kFlatThreads)
     split_qkv_heads_vec_kernel(Out* q, Out* k, Out* v, const In* qkv, const float* bias,
                                const float* q_norm, const float* k_norm, const float2* cos_sin,
                                QkvParams p, int lanes_per_head) {
+  wait_for_prior_grid();
   const int64_t token = blockIdx.x;
   const int64_t slots = p.n_head + 2 * p.n_head_kv;
   const int idx = blockIdx.y * kFlatThreads + threadIdx.x;
@@ -356,6 +360,7 @@ __device__ inline float silu_times(float g, float u) {
 // per thread.
 template <bool kVector, typename In, typename Out>
 __global__ void swiglu_rows_kernel(Out* h, const In* gate_up, int64_t width) {
+  wait_for_prior_grid();
   constexpr int kPer = kVector ? kVec : 1;
   const int64_t r = blockIdx.x;
   const int64_t c = (static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x) * kPer;
@@ -376,6 +381,7 @@ __global__ void swiglu_rows_kernel(Out* h, const In* gate_up, int64_t width) {
 // kVector: in 16-byte and out 8-byte aligned; the last partial group goes value by value.
 template <bool kVector>
 __global__ void f32_to_bf16_kernel(bf16* out, const float* in, int64_t n) {
+  wait_for_prior_grid();
   constexpr int kPer = kVector ? kVec : 1;
   const int64_t i = (static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) * kPer;
   if (i >= n) return;
@@ -404,13 +410,12 @@ void launch_rmsnorm(Out* y, float* x, const float* partials, int n_partials, con
   const int64_t stride = rows * d;
   if (d % 4 == 0 && aligned(x, 16) && aligned(w, 16) && aligned(partials, 16) &&
       aligned(y, 4 * sizeof(Out))) {
-    rmsnorm_rows_kernel<true, Out>
-        <<<grid, kNormThreads, 0, stream>>>(y, x, partials, n_partials, stride, w, d, eps);
+    launch_after_prior(name, rmsnorm_rows_kernel<true, Out>, grid, kNormThreads, 0, stream, y, x,
+                       partials, n_partials, stride, w, d, eps);
   } else {
-    rmsnorm_rows_kernel<false, Out>
-        <<<grid, kNormThreads, 0, stream>>>(y, x, partials, n_partials, stride, w, d, eps);
+    launch_after_prior(name, rmsnorm_rows_kernel<false, Out>, grid, kNormThreads, 0, stream, y, x,
+                       partials, n_partials, stride, w, d, eps);
   }
-  check_launch(name);
 }
 
 template <typename In, typename Out>
@@ -443,14 +448,14 @@ void launch_split_qkv(Out* q, Out* k, Out* v, const In* qkv, const float* bias, 
   if (vector_path) {
     const dim3 grid(static_cast<unsigned>(tokens),
                     static_cast<unsigned>((row_threads + kFlatThreads - 1) / kFlatThreads));
-    split_qkv_heads_vec_kernel<In, Out><<<grid, kFlatThreads, 0, stream>>>(
-        q, k, v, qkv, bias, q_norm, k_norm, cos_sin, params, static_cast<int>(lanes_per_head));
+    launch_after_prior("split_qkv_heads", split_qkv_heads_vec_kernel<In, Out>, grid, kFlatThreads,
+                       0, stream, q, k, v, qkv, bias, q_norm, k_norm, cos_sin, params,
+                       static_cast<int>(lanes_per_head));
   } else {
-    split_qkv_heads_kernel<In, Out>
-        <<<blocks_for(total, kHeadsPerBlock, "split_qkv_heads"), kHeadThreads, 0, stream>>>(
-            q, k, v, qkv, bias, q_norm, k_norm, cos_sin, params, total);
+    launch_after_prior("split_qkv_heads", split_qkv_heads_kernel<In, Out>,
+                       blocks_for(total, kHeadsPerBlock, "split_qkv_heads"), kHeadThreads, 0,
+                       stream, q, k, v, qkv, bias, q_norm, k_norm, cos_sin, params, total);
   }
-  check_launch("split_qkv_heads");
 }
 
 template <typename In, typename Out>
@@ -472,11 +477,12 @@ void launch_swiglu(Out* h, const In* gate_up, int64_t rows, int64_t width, cudaS
   }
   const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(column_blocks));
   if (vector) {
-    swiglu_rows_kernel<true, In, Out><<<grid, kFlatThreads, 0, stream>>>(h, gate_up, width);
+    launch_after_prior("swiglu_rows", swiglu_rows_kernel<true, In, Out>, grid, kFlatThreads, 0,
+                       stream, h, gate_up, width);
   } else {
-    swiglu_rows_kernel<false, In, Out><<<grid, kFlatThreads, 0, stream>>>(h, gate_up, width);
+    launch_after_prior("swiglu_rows", swiglu_rows_kernel<false, In, Out>, grid, kFlatThreads, 0,
+                       stream, h, gate_up, width);
   }
-  check_launch("swiglu_rows");
 }
 
 }  // namespace
@@ -533,6 +539,7 @@ namespace {
 template <typename T>
 __global__ void gather_rows_kernel(T* dst, const T* src, const int32_t* ids, int64_t width,
                                    bool vector) {
+  wait_for_prior_grid();
   const int64_t row = blockIdx.x;
   const T* from = src + static_cast<int64_t>(ids[row]) * width;
   T* to = dst + row * width;
@@ -553,11 +560,10 @@ void gather_rows_impl(T* dst, const T* src, const int32_t* ids, int64_t rows, in
     throw_error("gather_rows: bad shape " + std::to_string(rows) + " x " + std::to_string(width));
   }
   if (rows == 0 || width == 0) return;
-  const bool vector = (width * static_cast<int64_t>(sizeof(T))) % 16 == 0 && aligned(dst, 16) &&
-                      aligned(src, 16);
-  gather_rows_kernel<T><<<blocks_for(rows, 1, "gather_rows"), 256, 0, stream>>>(dst, src, ids,
-                                                                                 width, vector);
-  check_launch("gather_rows");
+  const bool vector =
+      (width * static_cast<int64_t>(sizeof(T))) % 16 == 0 && aligned(dst, 16) && aligned(src, 16);
+  launch_after_prior("gather_rows", gather_rows_kernel<T>, blocks_for(rows, 1, "gather_rows"), 256,
+                     0, stream, dst, src, ids, width, vector);
 }
 
 }  // namespace
@@ -576,14 +582,14 @@ void f32_to_bf16(bf16* out, const float* in, int64_t n, cudaStream_t stream) {
   if (n < 0) throw_error("f32_to_bf16: bad length " + std::to_string(n));
   if (n == 0) return;
   if (aligned(in, 16) && aligned(out, 8)) {
-    f32_to_bf16_kernel<true>
-        <<<blocks_for(n, int64_t{kFlatThreads} * kVec, "f32_to_bf16"), kFlatThreads, 0, stream>>>(
-            out, in, n);
+    launch_after_prior("f32_to_bf16", f32_to_bf16_kernel<true>,
+                       blocks_for(n, int64_t{kFlatThreads} * kVec, "f32_to_bf16"), kFlatThreads, 0,
+                       stream, out, in, n);
   } else {
-    f32_to_bf16_kernel<false>
-        <<<blocks_for(n, kFlatThreads, "f32_to_bf16"), kFlatThreads, 0, stream>>>(out, in, n);
+    launch_after_prior("f32_to_bf16", f32_to_bf16_kernel<false>,
+                       blocks_for(n, kFlatThreads, "f32_to_bf16"), kFlatThreads, 0, stream, out, in,
+                       n);
   }
-  check_launch("f32_to_bf16");
 }
 
 }  // namespace ruvdllm::cuda

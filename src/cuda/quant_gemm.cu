@@ -24,6 +24,7 @@
 #include <string>
 
 #include "cuda/cuda_check.h"
+#include "cuda/dependent_launch.h"
 #include "cuda/launch_util.h"
 #include "cuda/mma_sync.cuh"
 #include "cuda/quant_formats.cuh"
@@ -120,6 +121,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas_per_sm<Format>(kRows))
   uint4* xs = shared;
   uint4* ws = shared + kRows * kChunks;
   uint8_t* raw = reinterpret_cast<uint8_t*>(ws + kOutputsPerCta * kChunks);
+  wait_for_prior_grid();
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int warp_m = warp / Grid::kN, warp_n = warp % Grid::kN;
@@ -246,6 +248,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas_per_sm<Format>(kRows))
 template <typename Y>
 __global__ void sum_partials_kernel(Y* y, int64_t ldy, const float* partials, int splits, int n,
                                     int out, float beta) {
+  wait_for_prior_grid();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t size = static_cast<int64_t>(n) * out;
   if (i >= size) return;
@@ -268,9 +271,9 @@ void launch(Y* y, int64_t ldy, float* partials, const bf16* x, const uint8_t* w,
   // recorded into a captured graph).
   check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared),
              "cudaFuncSetAttribute (quant_gemm shared memory)");
-  kernel<<<grid, kThreads, kShared, stream>>>(
-      y, ldy, partials, x, w, row_bytes, static_cast<int>(n), static_cast<int>(in),
-      static_cast<int>(out), beta, static_cast<int>(in / kStage / splits));
+  launch_after_prior("quant_gemm", kernel, grid, kThreads, kShared, stream, y, ldy, partials, x, w,
+                     row_bytes, static_cast<int>(n), static_cast<int>(in), static_cast<int>(out),
+                     beta, static_cast<int>(in / kStage / splits));
 }
 
 template <class Format, int kUnit, typename Y>
@@ -376,13 +379,12 @@ void QuantGemm::run(Y* y, int64_t ldy, const bf16* x, const void* w, TensorType 
   visit_format(type, [&](auto format) {
     launch_format<decltype(format)>(y, ldy, partials, x, w, n, in, out, beta, splits, stream_);
   });
-  check_launch("quant_gemm");
   if (splits > 1) {
     constexpr int kSumThreads = 256;
-    sum_partials_kernel<Y>
-        <<<blocks_for(n * out, kSumThreads, "quant_gemm (sum)"), kSumThreads, 0, stream_>>>(
-            y, ldy, partials, splits, static_cast<int>(n), static_cast<int>(out), beta);
-    check_launch("quant_gemm (sum)");
+    launch_after_prior("quant_gemm (sum)", sum_partials_kernel<Y>,
+                       blocks_for(n * out, kSumThreads, "quant_gemm (sum)"), kSumThreads, 0,
+                       stream_, y, ldy, partials, splits, static_cast<int>(n),
+                       static_cast<int>(out), beta);
   }
 }
 

@@ -36,6 +36,7 @@
 #include <string>
 
 #include "cuda/cuda_check.h"
+#include "cuda/dependent_launch.h"
 #include "cuda/launch_util.h"
 #include "cuda/quant_formats.cuh"
 #include "cuda/wgmma_gemm.h"
@@ -331,6 +332,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     hopper::barrier_init_fence();
   }
   __syncthreads();
+  // x is the previous kernel's output. The grid is one wave, so the next kernel's blocks may
+  // take each SM as soon as this CTA leaves it.
+  wait_for_prior_grid();
+  allow_next_grid();
 
   if (threadIdx.x < 128) {
     // One thread walks the range, copying each (tile, slice) into the next free stage.
@@ -385,6 +390,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     hopper::barrier_init_fence();
   }
   __syncthreads();
+  allow_next_grid();
+  // Thread 0 starts copying weight blocks before it waits: only copies from the host write
+  // them, never the kernel before this one, whose output x is read after the wait.
+  if (threadIdx.x != 0) wait_for_prior_grid();
 
   if (threadIdx.x < 128) {
     // The CTA holds 168 registers per thread; setmaxnreg only moves them between warpgroups
@@ -411,6 +420,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       hopper::tensor_map_prefetch(&raw_map);
       hopper::tensor_map_prefetch(&row_map);
       for (int64_t n = 0; n < std::min<int64_t>(chunks, P::kRawSlots - 1); ++n) copy_chunk(n);
+      wait_for_prior_grid();
     }
     int stage = 0;
     uint32_t phase = 0;
@@ -502,8 +512,8 @@ void launch_bf16(const CUtensorMap& weight_map, const CUtensorMap& row_map, cons
   using P = Plan<TileRows, 0>;
   auto kernel = wgmma_gemm_kernel<TileRows, Bf16Out>;
   allow_shared_memory(kernel, P::kSharedBytes);
-  kernel<<<work.ctas, kThreads, P::kSharedBytes, stream>>>(weight_map, row_map, work);
-  check_launch("wgmma_gemm_kernel");
+  launch_after_prior("wgmma_gemm_kernel", kernel, work.ctas, kThreads, P::kSharedBytes, stream,
+                     weight_map, row_map, work);
 }
 
 // One GGUF block type's chunk: its bytes per row per 256 values.
@@ -524,8 +534,8 @@ void launch_blocks(const void* w, int64_t out, int64_t in, const CUtensorMap& ro
                out, row_elems, kRaw / elem, kTileOut, false);
   auto kernel = wgmma_blocks_kernel<TileRows, Bf16Out, Format, kRaw>;
   allow_shared_memory(kernel, P::kSharedBytes);
-  kernel<<<work.ctas, kThreads, P::kSharedBytes, stream>>>(raw_map, row_map, work);
-  check_launch("wgmma_blocks_kernel");
+  launch_after_prior("wgmma_blocks_kernel", kernel, work.ctas, kThreads, P::kSharedBytes, stream,
+                     raw_map, row_map, work);
 }
 
 // A copy box's inner edge is a multiple of 16 bytes: Q6_K's 210-byte chunks are not.

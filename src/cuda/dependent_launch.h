@@ -1,0 +1,69 @@
+#pragma once
+// Programmatic dependent launch (Hopper and later): a kernel launched with
+// launch_after_prior may be scheduled while the kernel before it in the stream is still
+// finishing, and waits inside (wait_for_prior_grid) until that kernel's writes are visible.
+// Why: a denoising step of the 8B model is about 300 short kernels, and every boundary between
+// them otherwise costs the launch of the next grid after the last block of the previous one has
+// drained. Older GPUs ignore the attribute, and the wait compiles to nothing there.
+//
+// The rule every kernel launched this way keeps: call wait_for_prior_grid() in every thread
+// before its first access to device memory that another kernel writes or reads (its inputs,
+// and its outputs, which the previous kernel may still be reading), and before any early
+// return. The wait also covers every earlier kernel, since each one waited for its own
+// predecessor before it completed. RUVDLLM_CUDA_PDL=0 launches them the ordinary way (for
+// measuring the difference).
+#include <cuda_runtime.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <utility>
+
+#include "cuda/cuda_check.h"
+
+namespace ruvdllm::cuda {
+
+__device__ __forceinline__ void wait_for_prior_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+// Lets the next grid's blocks be scheduled before this grid has finished (they still wait for
+// its completion before touching memory). Worth it in one-wave grids, whose SMs go idle one by
+// one at the end; a grid of several waves would give the next grid's waiting blocks the slots
+// its own later blocks need, so those kernels leave it to the implicit release at exit.
+__device__ __forceinline__ void allow_next_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+inline bool dependent_launch_on() {
+  static const bool on = [] {
+    const char* set = std::getenv("RUVDLLM_CUDA_PDL");
+    return set == nullptr || std::strcmp(set, "0") != 0;
+  }();
+  return on;
+}
+
+template <typename... Params, typename... Args>
+void launch_after_prior(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
+                        size_t shared_bytes, cudaStream_t stream, Args&&... args) {
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared_bytes;
+  config.stream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = dependent_launch_on() ? 1 : 0;
+  const cudaError_t status = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();  // a launch error is not sticky: clear it for the next check
+    check_cuda(status, name);
+  }
+}
+
+}  // namespace ruvdllm::cuda
