@@ -28,6 +28,9 @@
 // cluster-scope release on the cross-CTA "stage free" arrivals made it 40% slower); and a
 // second decoding warpgroup for blocks (512 threads), which ptxas cannot compile: it holds the
 // whole kernel to the launch's 128 registers per thread, below the consumers' 128 accumulators.
+// Also tried (2026-11-29, slower, not kept): the consumer warpgroups decoding part of the next
+// slice (a quarter or half of each of their rows) while their current MMAs ran: 10–15% slower
+// at 256 rows, as a warpgroup cannot issue its next MMAs before its own share is decoded.
 
 #include <cuda.h>
 #include <cudaTypedefs.h>
