@@ -15,7 +15,6 @@
 // throw_error (cuda_check.h), which throws ruvdllm::Error.
 #include <cuda_bf16.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -439,25 +438,11 @@ __global__ void __launch_bounds__(kThreads* KS) flash_attention_kernel(const Par
   }
 }
 
-// Raises the kernel's dynamic shared-memory limit above the default 48 KB, once per device.
-template <int D, int MT, int KS>
-void allow_shared_memory() {
-  static std::atomic<uint64_t> devices_done{0};
-  int device = 0;
-  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
-  const uint64_t bit = device < 64 ? uint64_t{1} << device : 0;
-  if (bit != 0 && (devices_done.load(std::memory_order_acquire) & bit) != 0) return;
-  check_cuda(cudaFuncSetAttribute(flash_attention_kernel<D, MT, KS>,
-                                  cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(Tile<D, MT, KS>::kSmemBytes)),
-             "cudaFuncSetAttribute(flash_attention)");
-  devices_done.fetch_or(bit, std::memory_order_release);
-}
-
 template <int D, int MT, int KS>
 void launch(Params p, int64_t n_blocks_x, cudaStream_t stream) {
   using T = Tile<D, MT, KS>;
-  allow_shared_memory<D, MT, KS>();
+  allow_shared_memory<flash_attention_kernel<D, MT, KS>>(T::kSmemBytes,
+                                                         "cudaFuncSetAttribute(flash_attention)");
   p.n_q_tiles = static_cast<int>((p.n_q + T::kBlockM - 1) / T::kBlockM);
   const dim3 grid(static_cast<unsigned>(n_blocks_x), static_cast<unsigned>(p.n_q_tiles));
   launch_after_prior("flash_attention", flash_attention_kernel<D, MT, KS>, grid, kThreads * KS,

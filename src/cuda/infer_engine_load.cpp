@@ -189,12 +189,13 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
     m.options.weights = dequantized <= free / 2 ? WeightMode::Dense : WeightMode::Quantized;
   }
   check_cuda(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking), "cudaStreamCreate");
-  m.gemm = std::make_unique<InferGemm>(m.stream);
-  // Only products over blocks kept on the device (bf16 operands) use it; its split-K partials
-  // take tens of MB, which dense and exact engines need not hold.
-  if (m.options.weights == WeightMode::Quantized && !m.exact()) {
-    m.quant_gemm = std::make_unique<QuantGemm>(m.stream);
-  }
+  // Only products over blocks kept on the device (bf16 operands) use QuantGemm, or WgmmaGemm
+  // unless RUVDLLM_CUDA_GEMM=wgmma; their split-K partials take tens of MB, which dense and
+  // exact engines need not hold.
+  const bool blocks = m.options.weights == WeightMode::Quantized && !m.exact();
+  m.gemm = std::make_unique<InferGemm>(
+      m.stream, blocks ? InferGemm::Engines::Any : InferGemm::Engines::DenseWeights);
+  if (blocks) m.quant_gemm = std::make_unique<QuantGemm>(m.stream);
   m.sampler = std::make_unique<CudaRowSampler>(config.vocab_size, m.stream);
 
   const int64_t E = config.n_embd, D = config.head_dim;

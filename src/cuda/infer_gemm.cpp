@@ -24,7 +24,9 @@ InferGemm::InferGemm(cudaStream_t stream, Engines engines) : workspace_(kWorkspa
     throw_error("RUVDLLM_CUDA_GEMM=wgmma needs an H100/H200 (sm_90a) GPU");
   }
   own_dense_ = way == "wgmma";
-  if (engines == Engines::Any && way != "cublas" && hopper) {
+  const bool wanted =
+      engines == Engines::Any ? way != "cublas" : engines == Engines::DenseWeights && own_dense_;
+  if (wanted && hopper) {
     own_ = std::make_unique<WgmmaGemm>(stream);
   }
   check_cublas(cublasCreate(&handle_), "cublasCreate");

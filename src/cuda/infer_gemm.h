@@ -38,9 +38,12 @@ namespace ruvdllm::cuda {
 
 class InferGemm {
  public:
-  // Cublas: cuBLAS for every product whatever RUVDLLM_CUDA_GEMM says (the floor's peak is
-  // measured through it, so that ratios stay comparable).
-  enum class Engines { Any, Cublas };
+  // Any: our Hopper GEMM where it serves (weights in blocks, or RUVDLLM_CUDA_GEMM=wgmma).
+  // DenseWeights: no weights kept in blocks, so our GEMM (and its tens of MB of stream-K
+  // partials) only when RUVDLLM_CUDA_GEMM=wgmma asks for it. Cublas: cuBLAS for every product
+  // whatever RUVDLLM_CUDA_GEMM says (the floor's peak is measured through it, so that ratios
+  // stay comparable).
+  enum class Engines { Any, DenseWeights, Cublas };
   explicit InferGemm(cudaStream_t stream, Engines engines = Engines::Any);
   ~InferGemm();
   InferGemm(const InferGemm&) = delete;

@@ -266,11 +266,8 @@ void launch(Y* y, int64_t ldy, float* partials, const bf16* x, const uint8_t* w,
                   static_cast<unsigned>(splits));
   if (grid.y > 65535) throw_error("quant_gemm: " + std::to_string(n) + " rows are too many");
   constexpr int kShared = shared_bytes<kRows, Format>();
-  auto* kernel = quant_gemm_kernel<Format, kUnit, kRows, Y>;
-  // Above 48 KB a kernel must opt in (per device, so on every launch: a host call, not
-  // recorded into a captured graph).
-  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared),
-             "cudaFuncSetAttribute (quant_gemm shared memory)");
+  constexpr auto kernel = quant_gemm_kernel<Format, kUnit, kRows, Y>;
+  allow_shared_memory<kernel>(kShared, "cudaFuncSetAttribute (quant_gemm shared memory)");
   launch_after_prior("quant_gemm", kernel, grid, kThreads, kShared, stream, y, ldy, partials, x, w,
                      row_bytes, static_cast<int>(n), static_cast<int>(in), static_cast<int>(out),
                      beta, static_cast<int>(in / kStage / splits));

@@ -502,19 +502,12 @@ CUtensorMap bf16_tile_map(const bf16* base, int64_t rows, int64_t cols, int box_
   return tile_map(base, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, rows, cols, kSliceK, box_rows, true);
 }
 
-template <class Kernel>
-void allow_shared_memory(Kernel kernel, size_t bytes) {
-  check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  static_cast<int>(bytes)),
-             "cudaFuncSetAttribute(wgmma kernel)");
-}
-
 template <int TileRows, bool Bf16Out>
 void launch_bf16(const CUtensorMap& weight_map, const CUtensorMap& row_map, const Work& work,
                  cudaStream_t stream) {
   using P = Plan<TileRows, 0>;
-  auto kernel = wgmma_gemm_kernel<TileRows, Bf16Out>;
-  allow_shared_memory(kernel, P::kSharedBytes);
+  constexpr auto kernel = wgmma_gemm_kernel<TileRows, Bf16Out>;
+  allow_shared_memory<kernel>(P::kSharedBytes, "cudaFuncSetAttribute(wgmma kernel)");
   launch_after_prior("wgmma_gemm_kernel", kernel, work.ctas, kThreads, P::kSharedBytes, stream,
                      weight_map, row_map, work);
 }
@@ -535,8 +528,8 @@ void launch_blocks(const void* w, int64_t out, int64_t in, const CUtensorMap& ro
   const CUtensorMap raw_map =
       tile_map(w, elem == 1 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_UINT16, elem,
                out, row_elems, kRaw / elem, kTileOut, false);
-  auto kernel = wgmma_blocks_kernel<TileRows, Bf16Out, Format, kRaw>;
-  allow_shared_memory(kernel, P::kSharedBytes);
+  constexpr auto kernel = wgmma_blocks_kernel<TileRows, Bf16Out, Format, kRaw>;
+  allow_shared_memory<kernel>(P::kSharedBytes, "cudaFuncSetAttribute(wgmma kernel)");
   launch_after_prior("wgmma_blocks_kernel", kernel, work.ctas, kThreads, P::kSharedBytes, stream,
                      raw_map, row_map, work);
 }
