@@ -427,31 +427,41 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     int stage = 0;
     uint32_t phase = 0;
+    // Every stage waits for the slowest of the four decoding warps, so the extra work of
+    // copying is spread over them: x's slice is copied by warp (slice in chunk + 1) mod 4 and
+    // the raw chunks by warp 0 at the chunk's first slice. The slice's place in its row and
+    // its row tile are kept by counting: dividing by the run-time k_slices and row_tiles cost
+    // the copying warp about 80 instructions per slice (ncu), a fifth more than decoding.
+    int k = static_cast<int>(begin % work.k_slices);
+    int row_tile = static_cast<int>(begin / work.k_slices % work.row_tiles);
     for (int64_t g = begin; g < end; ++g) {
       const int64_t n = g / kSlicesPerChunk - chunk0;
       const int slot = static_cast<int>(n % P::kRawSlots);
-      if (g == begin || g % kSlicesPerChunk == 0) {
+      const int in_chunk = static_cast<int>(g % kSlicesPerChunk);
+      if (g == begin || in_chunk == 0) {
         // Copy the chunk kRawSlots − 1 ahead (its slot was freed after the previous chunk).
         if (t == 0 && n + P::kRawSlots - 1 < chunks) copy_chunk(n + P::kRawSlots - 1);
         hopper::barrier_wait(&raw_full[slot], (n / P::kRawSlots) & 1);
       }
       hopper::barrier_wait(&freed[stage], phase ^ 1);
       uint8_t* dst = tiles + stage * P::kStageBytes;
-      if (t == 0) {
-        const int64_t tile = g / work.k_slices;
+      if (t == 32 * ((in_chunk + 1) % 4)) {
         hopper::barrier_arrive_expect_bytes(&full[stage], P::kRowTileBytes);
-        hopper::tensor_load_2d(dst + kWeightTileBytes, &row_map,
-                               static_cast<int>(g % work.k_slices) * kSliceK,
-                               tile_row0<TileRows>(work, tile), &full[stage]);
+        hopper::tensor_load_2d(dst + kWeightTileBytes, &row_map, k * kSliceK, row_tile * TileRows,
+                               &full[stage]);
       }
-      decode_slice<Format>(raw + slot * P::kRawSlotBytes + t * RawRowBytes,
-                           static_cast<int>(g % kSlicesPerChunk), dst + t * kSliceBytes, t & 7);
+      decode_slice<Format>(raw + slot * P::kRawSlotBytes + t * RawRowBytes, in_chunk,
+                           dst + t * kSliceBytes, t & 7);
       hopper::fence_shared_for_async();
       hopper::barrier_arrive(&full[stage]);
-      if (g % kSlicesPerChunk == kSlicesPerChunk - 1 || g == end - 1) {
+      if (in_chunk == kSlicesPerChunk - 1 || g == end - 1) {
         hopper::barrier_arrive(&raw_free[slot]);
       }
       advance<P::kStages>(stage, phase);
+      if (++k == work.k_slices) {
+        k = 0;
+        if (++row_tile == work.row_tiles) row_tile = 0;
+      }
     }
   } else {
     hopper::registers_claim<200>();
