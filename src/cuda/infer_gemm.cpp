@@ -117,11 +117,12 @@ bool InferGemm::takes_blocks(TensorType type, const void* w, int64_t n, int64_t 
                              int64_t out) const {
   if (!own_ || !WgmmaGemm::fits_blocks(type, n, in, out) || !aligned(w, 16)) return false;
   if (own_dense_) return true;
-  // Measured on an 8B step (H200): Q4_K gains (−21% at 128 rows, −15% at 256); Q8_0 lost 8% at
-  // 256 rows (its 34-byte blocks decode slower), Q4_0 and Q5_K were not measured. The 4096 ×
-  // 4096 product (~16 K slices per CTA) measured slower than dequantizing at 256 rows.
-  return type == TensorType::Q4_K && n >= kBlocksMinRows && n <= kBlocksMaxRows &&
-         own_->slices_per_cta(n, in, out) >= 24;
+  // Measured on an 8B step (H200, against dequantizing for cuBLAS): Q4_K −36% at 128 rows, −22%
+  // at 256; Q8_0 −19% and −10% (with every product on ours; it lost 8% at 256 rows before the
+  // decoding warps shared the copying). Q4_0 and Q5_K were not measured. The 4096 × 4096
+  // product (~16 K slices per CTA) measured slower than dequantizing at 256 rows.
+  return (type == TensorType::Q4_K || type == TensorType::Q8_0) && n >= kBlocksMinRows &&
+         n <= kBlocksMaxRows && own_->slices_per_cta(n, in, out) >= 24;
 }
 
 void InferGemm::linear_blocks(float* y, int64_t ldy, const __nv_bfloat16* x, const void* w,

@@ -18,12 +18,12 @@
 // against this on an H100 for the 8B step: no faster, 8.85 vs 8.80 ms at 256 positions, so the
 // plain call stays.)
 //
-// On an H100/H200, products over Q4_K weights kept in blocks at kBlocksMinRows..kBlocksMaxRows
-// rows run on our own GEMM (WgmmaGemm: blocks decoded into the tiles wgmma reads, stream-K),
-// which the engine asks for through takes_blocks/linear_blocks. Dense bf16 products stay on cuBLAS,
-// which measured faster there (bench_cuda_gemm). RUVDLLM_CUDA_GEMM=cublas turns ours off; =wgmma
-// sends every product that fits to it, dense bf16 too, whatever the row count (to compare the ways
-// in one build, and to test ours on small models).
+// On an H100/H200, products over Q4_K and Q8_0 weights kept in blocks at
+// kBlocksMinRows..kBlocksMaxRows rows run on our own GEMM (WgmmaGemm: blocks decoded into the tiles
+// wgmma reads, stream-K), which the engine asks for through takes_blocks/linear_blocks. Dense bf16
+// products stay on cuBLAS, which measured faster there (bench_cuda_gemm). RUVDLLM_CUDA_GEMM=cublas
+// turns ours off; =wgmma sends every product that fits to it, dense bf16 too, whatever the row
+// count (to compare the ways in one build, and to test ours on small models).
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>

@@ -30,40 +30,52 @@ __device__ inline void barrier_init(uint64_t* bar, uint32_t arrivals) {
 __device__ inline void barrier_init_fence() {
   asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
 }
+// Each barrier operation also takes the barrier's shared-space address (uint32_t), which a
+// loop can work out once: from a generic pointer, every call converts it again.
 // One arrival that also announces `bytes` still to land through bulk copies.
-__device__ inline void barrier_arrive_expect_bytes(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_address(bar)),
-               "r"(bytes)
+__device__ inline void barrier_arrive_expect_bytes(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
                : "memory");
 }
-__device__ inline void barrier_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_address(bar)) : "memory");
+__device__ inline void barrier_arrive_expect_bytes(uint64_t* bar, uint32_t bytes) {
+  barrier_arrive_expect_bytes(smem_address(bar), bytes);
 }
+__device__ inline void barrier_arrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+__device__ inline void barrier_arrive(uint64_t* bar) { barrier_arrive(smem_address(bar)); }
 // Waits until the barrier's phase with this parity has completed. A fresh barrier counts its
 // (never started) phase of parity 1 as complete, which is how a producer finds every stage
 // free on its first lap.
-__device__ inline void barrier_wait(uint64_t* bar, uint32_t parity) {
+__device__ inline void barrier_wait(uint32_t bar, uint32_t parity) {
   uint32_t done = 0;
   do {
     asm volatile(
         "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
         "selp.u32 %0, 1, 0, p;\n}\n"
         : "=r"(done)
-        : "r"(smem_address(bar)), "r"(parity)
+        : "r"(bar), "r"(parity)
         : "memory");
   } while (!done);
+}
+__device__ inline void barrier_wait(uint64_t* bar, uint32_t parity) {
+  barrier_wait(smem_address(bar), parity);
 }
 
 // --- bulk tensor copies ----------------------------------------------------------------------
 // Copies the box at (column c0, row c1) of the tensor `map` describes into shared memory at
 // dst (laid out and swizzled as the map says); its bytes complete on `bar`.
-__device__ inline void tensor_load_2d(void* dst, const CUtensorMap* map, int c0, int c1,
-                                      uint64_t* bar) {
+__device__ inline void tensor_load_2d(uint32_t dst, const CUtensorMap* map, int c0, int c1,
+                                      uint32_t bar) {
   asm volatile(
       "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-      " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(smem_address(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_address(bar))
+      " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
       : "memory");
+}
+__device__ inline void tensor_load_2d(void* dst, const CUtensorMap* map, int c0, int c1,
+                                      uint64_t* bar) {
+  tensor_load_2d(smem_address(dst), map, c0, c1, smem_address(bar));
 }
 __device__ inline void tensor_map_prefetch(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");
