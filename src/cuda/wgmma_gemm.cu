@@ -15,9 +15,9 @@
 // Measured (docs/PERFORMANCE.md, H200, 2026-11-29): with bf16 weights this runs 5–12% behind
 // cuBLAS on the 8B step's products, inside the step as in isolation (an earlier "39% behind
 // inside the step" was the y += product epilogue, see store_tile), so the engine keeps cuBLAS
-// there. Weights in Q4_K blocks at 128–256 rows are where it is used: the other
-// way writes and re-reads a bf16 copy of every weight (an 8B Q4_K step at 128 positions: 8.8
-// against 11.2 ms; at 256: 11.0 against 12.9). Tried and dropped on the bf16 path (no gain or
+// there. Weights in Q4_K and Q8_0 blocks at 128–256 rows are where it is used: the other
+// way writes and re-reads a bf16 copy of every weight (an 8B Q4_K step at 128 positions: 7.2
+// against 11.1 ms; at 256: 10.1 against 13.2). Tried and dropped on the bf16 path (no gain or
 // slower): waiting for each slice's MMAs before issuing the next, L2 eviction hints,
 // prefetching weights into L2 ahead of the copies, three instead of four stages. Diagnostic
 // builds located the rest: without any tile copies (MMAs on stale tiles) the head product at
