@@ -117,8 +117,10 @@ bool CudaInferEngine::Impl::blocks_in_wgmma(const Linear& lin, int64_t rows) con
 template <typename Op>
 bool CudaInferEngine::Impl::on_wgmma(const Linear& lin, int64_t rows) const {
   if constexpr (std::is_same_v<Op, bf16>) {
-    return blocks_in_wgmma(lin, rows) ||
-           (!fused(lin, rows) && gemm->uses_own(rows, lin.in, lin.out));
+    // The order product() decides in: QuantGemm first, then blocks on WgmmaGemm, then a dense
+    // product, which InferGemm may send to WgmmaGemm.
+    return !fused(lin, rows) &&
+           (blocks_in_wgmma(lin, rows) || gemm->uses_own(rows, lin.in, lin.out));
   } else {
     return false;  // exact mode: f32 operands, cuBLAS only
   }

@@ -57,6 +57,7 @@ constexpr int kChunkValues = 256;  // K values per raw copy of weights in blocks
 constexpr int kSlicesPerChunk = kChunkValues / kSliceK;
 constexpr int kConsumerThreads = 256;
 constexpr int kConsumerWarps = kConsumerThreads / 32;
+constexpr int kDecoderWarps = 4;                  // the first warpgroup (weights in blocks)
 constexpr int kThreads = 128 + kConsumerThreads;  // a producer warpgroup, two consumers
 constexpr int kWeightTileBytes = kTileOut * kSliceBytes;
 constexpr int kMaxTileRows = 256;
@@ -451,7 +452,7 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       hopper::barrier_wait(freed_at + 8 * stage, phase ^ 1);
       const uint32_t dst = tiles_at + stage * P::kStageBytes;
-      if (t == 32 * ((in_chunk + 1) % 4)) {
+      if (t == 32 * ((in_chunk + 1) % kDecoderWarps)) {
         hopper::barrier_arrive_expect_bytes(full_at + 8 * stage, P::kRowTileBytes);
         hopper::tensor_load_2d(dst + kWeightTileBytes, &row_map, k * kSliceK, row_tile * TileRows,
                                full_at + 8 * stage);
