@@ -98,11 +98,15 @@ void BM_QuantProduct(benchmark::State& state, TensorType type, GemmShape shape, 
 }
 
 void register_all() {
-  for (const TensorType type : {TensorType::Q4_K, TensorType::Q8_0}) {
+  for (const TensorType type :
+       {TensorType::Q4_K, TensorType::Q8_0, TensorType::Q4_0, TensorType::Q5_K, TensorType::Q6_K}) {
     for (const GemmShape& shape : kEightBShapes) {
       for (const Way way : {Way::Fused, Way::Dequantize, Way::Bf16, Way::Wgmma}) {
         if (way == Way::Bf16 && type != TensorType::Q4_K) continue;  // the same for any type
-        if (way == Way::Wgmma && !WgmmaGemm::available()) continue;
+        if (way == Way::Wgmma &&
+            (!WgmmaGemm::available() || !WgmmaGemm::fits_blocks(type, 256, shape.in, shape.out))) {
+          continue;
+        }
         const std::string name = std::string("BM_QuantProduct/") +
                                  (way == Way::Bf16 ? "BF16" : type_name(type)) + "/" + shape.name +
                                  "/" + kWayNames[static_cast<int>(way)];

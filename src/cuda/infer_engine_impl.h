@@ -222,7 +222,7 @@ struct CudaInferEngine::Impl {
   const Op* weight_of(Linear& lin);
   // Whether a product over blocks decodes them inside the GEMM's tiles rather than into a
   // dequantized copy: QuantGemm (mma.sync) up to fused_rows, WgmmaGemm (H100/H200) from
-  // InferGemm::kBlocksMinRows rows.
+  // InferGemm::blocks_min_rows rows.
   bool fused(const Linear& lin, int64_t rows) const;
   bool blocks_in_wgmma(const Linear& lin, int64_t rows) const;
   // Whether product() runs this one on WgmmaGemm (blocks decoded in its tiles, or every bf16

@@ -119,10 +119,28 @@ bool InferGemm::takes_blocks(TensorType type, const void* w, int64_t n, int64_t 
   if (own_dense_) return true;
   // Measured on an 8B step (H200, against dequantizing for cuBLAS): Q4_K −36% at 128 rows, −22%
   // at 256; Q8_0 −19% and −10% (with every product on ours; it lost 8% at 256 rows before the
-  // decoding warps shared the copying). Q4_0 and Q5_K were not measured. The 4096 × 4096
-  // product (~16 K slices per CTA) measured slower than dequantizing at 256 rows.
-  return (type == TensorType::Q4_K || type == TensorType::Q8_0) && n >= kBlocksMinRows &&
-         n <= kBlocksMaxRows && own_->slices_per_cta(n, in, out) >= 24;
+  // decoding warps shared the copying); Q5_K −32% and −17%. The 4096 × 4096 product (~16 K
+  // slices per CTA) measured slower than dequantizing at 256 rows.
+  const int64_t min_rows = blocks_min_rows(type);
+  return min_rows > 0 && n >= min_rows && n <= kBlocksMaxRows &&
+         own_->slices_per_cta(n, in, out) >= 24;
+}
+
+int64_t InferGemm::blocks_min_rows(TensorType type) {
+  // Per layer at 64 rows (bench_cuda_quant_gemm, H200), the four products took 193 µs here
+  // against 294 in QuantGemm for Q4_K, 207 against 302 for Q5_K and 252 against 271 for Q8_0;
+  // Q4_0's were a tie (250 / 255), and QuantGemm keeps them to 64 rows (fused_rows_measured).
+  // Q6_K blocks (210 bytes) are not decoded here.
+  switch (type) {
+    case TensorType::Q4_K:
+    case TensorType::Q5_K:
+    case TensorType::Q8_0:
+      return 64;
+    case TensorType::Q4_0:
+      return 128;
+    default:
+      return 0;
+  }
 }
 
 void InferGemm::linear_blocks(float* y, int64_t ldy, const __nv_bfloat16* x, const void* w,

@@ -15,15 +15,16 @@
 // exact mode's pedantic f32, and its own workspace so that a pass can be captured as a graph.
 //
 // (cuBLASLt with the algorithm per shape chosen by timing its heuristic's top 8 was measured
-// against this on an H100 for the 8B step: no faster, 8.85 vs 8.80 ms at 256 positions, so the
-// plain call stays.)
+// against this on an H100 for the 8B step: no faster, 8.85 vs 8.80 ms at 256 positions; again
+// on an H200 on 2026-11-29, with the heuristic's first choice or the top 8 timed: the same or
+// 1–2% slower. So the plain call stays.)
 //
-// On an H100/H200, products over Q4_K and Q8_0 weights kept in blocks at
-// kBlocksMinRows..kBlocksMaxRows rows run on our own GEMM (WgmmaGemm: blocks decoded into the tiles
-// wgmma reads, stream-K), which the engine asks for through takes_blocks/linear_blocks. Dense bf16
-// products stay on cuBLAS, which measured faster there (bench_cuda_gemm). RUVDLLM_CUDA_GEMM=cublas
-// turns ours off; =wgmma sends every product that fits to it, dense bf16 too, whatever the row
-// count (to compare the ways in one build, and to test ours on small models).
+// On an H100/H200, products over Q4_0, Q4_K, Q5_K and Q8_0 weights kept in blocks at
+// blocks_min_rows..kBlocksMaxRows rows run on our own GEMM (WgmmaGemm: blocks decoded into the
+// tiles wgmma reads, stream-K), which the engine asks for through takes_blocks/linear_blocks. Dense
+// bf16 products stay on cuBLAS, which measured faster there (bench_cuda_gemm).
+// RUVDLLM_CUDA_GEMM=cublas turns ours off; =wgmma sends every product that fits to it, dense bf16
+// too, whatever the row count (to compare the ways in one build, and to test ours on small models).
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
@@ -67,11 +68,13 @@ class InferGemm {
   // else 1 (on an H100/H200 this splits the 4096-output products at 256 rows, not at 512).
   int split_for(int64_t n, int64_t in, int64_t out) const;
 
-  // Rows from which weights in blocks are decoded inside WgmmaGemm's tiles (below, QuantGemm's
-  // mma.sync tiles serve; bench_cuda_quant_gemm measures both).
+  // The rows for which weights in blocks are decoded inside WgmmaGemm's tiles (below, QuantGemm's
+  // mma.sync tiles serve; bench_cuda_quant_gemm measures both): from 64 rows for Q4_K, Q5_K
+  // and Q8_0, from 128 for Q4_0.
   // Up to kBlocksMaxRows: past one 256-row tile, each row tile decodes the weights again and
   // dequantizing once for cuBLAS measured faster (512 rows: 5–25% per product on an H200).
-  static constexpr int64_t kBlocksMinRows = 128, kBlocksMaxRows = 256;
+  static int64_t blocks_min_rows(TensorType type);
+  static constexpr int64_t kBlocksMaxRows = 256;
   // Whether the product over these blocks (at w) runs on WgmmaGemm.
   bool takes_blocks(TensorType type, const void* w, int64_t n, int64_t in, int64_t out) const;
   // y[r·ldy + c] = x[r] · row c of w (blocks of `type`): bf16 y, or f32 y = product + beta·y.
