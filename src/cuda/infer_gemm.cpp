@@ -130,10 +130,12 @@ int64_t InferGemm::blocks_min_rows(TensorType type) {
   // Per layer at 64 rows (bench_cuda_quant_gemm, H200), the four products took 193 µs here
   // against 294 in QuantGemm for Q4_K, 207 against 302 for Q5_K and 252 against 271 for Q8_0;
   // Q4_0's were a tie (250 / 255), and QuantGemm keeps them to 64 rows (fused_rows_measured).
-  // Q6_K blocks (210 bytes) are not decoded here.
+  // At 32 rows the K-quants' products tie per layer, but the 8B Q4_K step with them all here
+  // took 7.15 against 8.04 ms. Q6_K blocks (210 bytes) are not decoded here.
   switch (type) {
     case TensorType::Q4_K:
     case TensorType::Q5_K:
+      return 1;
     case TensorType::Q8_0:
       return 64;
     case TensorType::Q4_0:

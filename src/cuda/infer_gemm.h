@@ -69,8 +69,8 @@ class InferGemm {
   int split_for(int64_t n, int64_t in, int64_t out) const;
 
   // The rows for which weights in blocks are decoded inside WgmmaGemm's tiles (below, QuantGemm's
-  // mma.sync tiles serve; bench_cuda_quant_gemm measures both): from 64 rows for Q4_K, Q5_K
-  // and Q8_0, from 128 for Q4_0.
+  // mma.sync tiles serve; bench_cuda_quant_gemm measures both): any row count for Q4_K and
+  // Q5_K, from 64 rows for Q8_0, from 128 for Q4_0.
   // Up to kBlocksMaxRows: past one 256-row tile, each row tile decodes the weights again and
   // dequantizing once for cuBLAS measured faster (512 rows: 5–25% per product on an H200).
   static int64_t blocks_min_rows(TensorType type);
