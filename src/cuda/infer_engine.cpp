@@ -35,8 +35,9 @@ constexpr int64_t kHeadRowStep = 64;
 
 // Up to this many rows QuantGemm multiplied an 8B step's products faster than dequantizing
 // them for cuBLAS did (bench_cuda_quant_gemm on an H200, docs/PERFORMANCE.md): Q8_0 (and Q4_0,
-// decoded the same way) to 64 rows, except that on an H100/H200 WgmmaGemm takes Q8_0's from 64
-// (fused()); Q4_K (and Q5_K) to 32, their decode costing more. Q6_K keeps the dequantize way
+// decoded the same way) to 64 rows; Q4_K (and Q5_K) to 32, their decode costing more. On an
+// H100/H200 WgmmaGemm goes first where it takes a product (fused(): Q4_K and Q5_K at any row
+// count, Q8_0 from 64 rows; InferGemm::blocks_min_rows). Q6_K keeps the dequantize way
 // unless RUVDLLM_CUDA_QUANT_GEMM=fused: its 210-byte blocks, copied 2 bytes at a time, made
 // QuantGemm 2.5× slower than dequantizing at 32–64 rows (H200).
 int64_t fused_rows_measured(TensorType type) {
@@ -102,8 +103,8 @@ const Op* CudaInferEngine::Impl::weight_of(Linear& lin) {
 
 bool CudaInferEngine::Impl::fused(const Linear& lin, int64_t rows) const {
   if (!quant_gemm || lin.all_dense()) return false;  // none in exact or dense engines
-  // Where both could run it, WgmmaGemm measured faster (Q8_0 at 64 rows; InferGemm::
-  // blocks_min_rows), unless RUVDLLM_CUDA_QUANT_GEMM=fused asks for QuantGemm.
+  // Where both could run it, WgmmaGemm measured faster (the K-quants up to 32 rows, Q8_0 at 64;
+  // InferGemm::blocks_min_rows), unless RUVDLLM_CUDA_QUANT_GEMM=fused asks for QuantGemm.
   if (fused_rows < 0 && blocks_in_wgmma(lin, rows)) return false;
   return std::all_of(lin.quantized.begin(), lin.quantized.end(), [&](const Linear::Part& p) {
     const int64_t limit = fused_rows < 0 ? fused_rows_measured(p.type) : fused_rows;
