@@ -36,7 +36,7 @@ constexpr int64_t kHeadRowStep = 64;
 // Up to this many rows QuantGemm multiplied an 8B step's products faster than dequantizing
 // them for cuBLAS did (bench_cuda_quant_gemm on an H200, docs/PERFORMANCE.md): Q8_0 (and Q4_0,
 // decoded the same way) to 64 rows; Q4_K (and Q5_K) to 32, their decode costing more. On an
-// H100/H200 WgmmaGemm goes first where it takes a product (fused(): Q4_K and Q5_K at any row
+// H100/H200 WgmmaGemm goes first where it takes a product (blocks_way(): Q4_K and Q5_K at any row
 // count, Q8_0 from 64 rows; InferGemm::blocks_min_rows). Q6_K keeps the dequantize way
 // unless RUVDLLM_CUDA_QUANT_GEMM=fused: its 210-byte blocks, copied 2 bytes at a time, made
 // QuantGemm 2.5× slower than dequantizing at 32–64 rows (H200).
@@ -101,31 +101,34 @@ const Op* CudaInferEngine::Impl::weight_of(Linear& lin) {
   return scratch;
 }
 
-bool CudaInferEngine::Impl::fused(const Linear& lin, int64_t rows) const {
-  if (!quant_gemm || lin.all_dense()) return false;  // none in exact or dense engines
+CudaInferEngine::Impl::BlocksWay CudaInferEngine::Impl::blocks_way(const Linear& lin,
+                                                                   int64_t rows) const {
+  if (!quant_gemm || lin.all_dense()) return BlocksWay::Dequantize;  // exact or dense engines
+  auto every_part = [&](auto&& takes) {
+    return std::all_of(lin.quantized.begin(), lin.quantized.end(), takes);
+  };
+  const bool wgmma = fused_rows != 0 && every_part([&](const Linear::Part& p) {
+                       return gemm->takes_blocks(p.type, p.blocks, rows, lin.in, p.rows);
+                     });
   // Where both could run it, WgmmaGemm measured faster (the K-quants up to 32 rows, Q8_0 at 64;
   // InferGemm::blocks_min_rows), unless RUVDLLM_CUDA_QUANT_GEMM=fused asks for QuantGemm.
-  if (fused_rows < 0 && blocks_in_wgmma(lin, rows)) return false;
-  return std::all_of(lin.quantized.begin(), lin.quantized.end(), [&](const Linear::Part& p) {
-    const int64_t limit = fused_rows < 0 ? fused_rows_measured(p.type) : fused_rows;
-    return rows <= limit && QuantGemm::supports(p.type, lin.in);
-  });
-}
-
-bool CudaInferEngine::Impl::blocks_in_wgmma(const Linear& lin, int64_t rows) const {
-  if (!quant_gemm || lin.all_dense() || fused_rows == 0) return false;
-  return std::all_of(lin.quantized.begin(), lin.quantized.end(), [&](const Linear::Part& p) {
-    return gemm->takes_blocks(p.type, p.blocks, rows, lin.in, p.rows);
-  });
+  if (wgmma && fused_rows < 0) return BlocksWay::Wgmma;
+  if (every_part([&](const Linear::Part& p) {
+        const int64_t limit = fused_rows < 0 ? fused_rows_measured(p.type) : fused_rows;
+        return rows <= limit && QuantGemm::supports(p.type, lin.in);
+      })) {
+    return BlocksWay::QuantGemm;
+  }
+  return wgmma ? BlocksWay::Wgmma : BlocksWay::Dequantize;
 }
 
 template <typename Op>
 bool CudaInferEngine::Impl::on_wgmma(const Linear& lin, int64_t rows) const {
   if constexpr (std::is_same_v<Op, bf16>) {
-    // The order product() decides in: QuantGemm first, then blocks on WgmmaGemm, then a dense
-    // product, which InferGemm may send to WgmmaGemm.
-    return !fused(lin, rows) &&
-           (blocks_in_wgmma(lin, rows) || gemm->uses_own(rows, lin.in, lin.out));
+    // A product product() leaves to a dense GEMM may still go to WgmmaGemm inside InferGemm.
+    const BlocksWay way = blocks_way(lin, rows);
+    return way == BlocksWay::Wgmma ||
+           (way == BlocksWay::Dequantize && gemm->uses_own(rows, lin.in, lin.out));
   } else {
     return false;  // exact mode: f32 operands, cuBLAS only
   }
@@ -135,8 +138,9 @@ template <typename Op, typename Y>
 void CudaInferEngine::Impl::product(Linear& lin, Y* y, const Op* in, int64_t rows, float beta,
                                     const char* label) {
   if constexpr (std::is_same_v<Op, bf16>) {
-    const bool small = fused(lin, rows);
-    if (small || blocks_in_wgmma(lin, rows)) {
+    const BlocksWay way = blocks_way(lin, rows);
+    if (way != BlocksWay::Dequantize) {
+      const bool small = way == BlocksWay::QuantGemm;
       mark(label);
       // A bf16 y takes no beta; both products take the same arguments otherwise.
       auto multiply = [&](const Linear::Part& p, auto... beta_if_f32) {
@@ -248,7 +252,7 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
       product(lin, partials.data(), in, T, 0.0f, label);
       return 1;
     }
-    if (splits > 1 && !fused(lin, T)) {
+    if (splits > 1 && blocks_way(lin, T) == BlocksWay::Dequantize) {
       const Op* w = weight_of<Op>(lin);
       mark(label);
       gemm->linear_split(partials.data(), in, w, T, lin.in, E, splits);

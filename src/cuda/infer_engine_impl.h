@@ -220,11 +220,11 @@ struct CudaInferEngine::Impl {
   void dequantize(float* out, const void* blocks, TensorType type, int64_t rows, int64_t cols);
   template <typename Op>
   const Op* weight_of(Linear& lin);
-  // Whether a product over blocks decodes them inside the GEMM's tiles rather than into a
-  // dequantized copy: QuantGemm (mma.sync) up to fused_rows, WgmmaGemm (H100/H200) from
-  // InferGemm::blocks_min_rows rows.
-  bool fused(const Linear& lin, int64_t rows) const;
-  bool blocks_in_wgmma(const Linear& lin, int64_t rows) const;
+  // Where a product over weights in blocks decodes them: inside QuantGemm's tiles (mma.sync, up
+  // to fused_rows), inside WgmmaGemm's (H100/H200, from InferGemm::blocks_min_rows rows), or
+  // into a dequantized copy for a dense GEMM (also every product of dense or exact engines).
+  enum class BlocksWay { QuantGemm, Wgmma, Dequantize };
+  BlocksWay blocks_way(const Linear& lin, int64_t rows) const;
   // Whether product() runs this one on WgmmaGemm (blocks decoded in its tiles, or every bf16
   // product with RUVDLLM_CUDA_GEMM=wgmma).
   template <typename Op>
