@@ -28,6 +28,7 @@ struct BenchGpuArgs {
   std::string device = "cuda";
   GpuSettings gpu;
   int repetitions = 10;
+  int64_t cached = 0;  // positions already in the KV cache before each timed pass
   bool no_graph = false;
   bool profile = false;
 };
@@ -60,8 +61,8 @@ void run_bench_gpu(const BenchGpuArgs& args) {
               args.model.c_str(), arch_name(c.arch),
               engine.weight_mode() == cuda::WeightMode::Dense ? "dense" : "quantized",
               options.precision == cuda::Precision::F32 ? "f32" : "bf16",
-              static_cast<double>(engine.weight_bytes()) / (1u << 30),
-              engine.device_name().c_str(), args.no_graph ? "off" : "on");
+              static_cast<double>(engine.weight_bytes()) / (1u << 30), engine.device_name().c_str(),
+              args.no_graph ? "off" : "on");
   std::printf("measured peaks: bf16 GEMM %.0f TFLOP/s, copy %.0f GB/s\n", peaks.bf16_gemm_tflops,
               peaks.copy_gbps);
   std::printf("%9s %10s %10s %10s %8s %8s %7s\n", "positions", "step ms", "floor ms", "bound",
@@ -76,6 +77,22 @@ void run_bench_gpu(const BenchGpuArgs& args) {
     for (auto& t : tokens) t = token(rng);
     ForwardOptions fo;
     fo.mask = c.causal ? MaskMode::Causal : MaskMode::Full;
+    // As a cached generation's passes do: attend to `cached` earlier positions' keys and values,
+    // without adding this pass's own.
+    KVCache cache;
+    if (args.cached > 0) {
+      if (args.cached + n > c.context_length) {
+        fail("--cached {} + {} positions exceed the model's context of {}", args.cached, n,
+             c.context_length);
+      }
+      std::vector<int32_t> prefix(static_cast<size_t>(args.cached));
+      for (auto& t : prefix) t = token(rng);
+      ForwardOptions extend;
+      extend.cache = &cache;
+      extend.append_to_cache = true;
+      engine.forward(prefix, extend);
+      fo.cache = &cache;
+    }
     for (int w = 0; w < 3; ++w) engine.forward(tokens, fo);  // warm-up, then graph capture
     std::vector<double> ms;
     for (int r = 0; r < args.repetitions; ++r) {
@@ -112,20 +129,24 @@ void register_bench_gpu(CLI::App& bench) {
   CLI::App* cmd = bench.add_subcommand(
       "gpu-step", "Time one denoising step on a GPU against the measured floor of the device");
   cmd->add_option("model", args->model, "Model file or directory")->required();
-  cmd->add_option("--positions", args->positions, "Canvas lengths (e.g. 256 512)")
-      ->delimiter(',');
+  cmd->add_option("--positions", args->positions, "Canvas lengths (e.g. 256 512)")->delimiter(',');
   cmd->add_option("--device", args->device, "cuda or cuda:N");
   add_gpu_options(cmd, &args->gpu);
   cmd->add_option("-r,--repetitions", args->repetitions, "Timed repetitions")
       ->check(CLI::Range(1, 1000));
+  cmd->add_option("--cached", args->cached,
+                  "Time passes that follow this many positions in the KV cache, as a generation "
+                  "with --cache-blocks runs them (the floor still counts the pass alone)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   cmd->add_flag("--no-graph", args->no_graph, "Launch kernels one by one instead of a CUDA graph");
   cmd->add_flag("--profile", args->profile, "Also print where one eager pass spends its time");
   cmd->callback([args] {
 #ifdef RUVDLLM_HAVE_CUDA
     run_bench_gpu(*args);
 #else
-    fail("bench gpu-step: this build has no CUDA backend (rebuild where nvcc is installed, with "
-         "-DRUVDLLM_CUDA=ON)");
+    fail(
+        "bench gpu-step: this build has no CUDA backend (rebuild where nvcc is installed, with "
+        "-DRUVDLLM_CUDA=ON)");
 #endif
   });
 }

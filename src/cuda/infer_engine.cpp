@@ -136,27 +136,25 @@ bool CudaInferEngine::Impl::on_wgmma(const Linear& lin, int64_t rows) const {
 
 template <typename Op, typename Y>
 void CudaInferEngine::Impl::product(Linear& lin, Y* y, const Op* in, int64_t rows, float beta,
-                                    const char* label) {
+                                    const char* label, int64_t ldx) {
   if constexpr (std::is_same_v<Op, bf16>) {
     const BlocksWay way = blocks_way(lin, rows);
     if (way != BlocksWay::Dequantize) {
       const bool small = way == BlocksWay::QuantGemm;
       mark(label);
-      // A bf16 y takes no beta; both products take the same arguments otherwise.
-      auto multiply = [&](const Linear::Part& p, auto... beta_if_f32) {
-        if (small) {
-          quant_gemm->linear(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows,
-                             beta_if_f32...);
-        } else {
-          gemm->linear_blocks(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows,
-                              beta_if_f32...);
-        }
-      };
       for (const Linear::Part& p : lin.quantized) {
-        if constexpr (std::is_same_v<Y, float>) {
-          multiply(p, beta);
+        if constexpr (std::is_same_v<Y, float>) {  // a bf16 y takes no beta
+          if (small) {
+            quant_gemm->linear(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows,
+                               beta, ldx);
+          } else {
+            gemm->linear_blocks(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows,
+                                beta, ldx);
+          }
+        } else if (small) {
+          quant_gemm->linear(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows, ldx);
         } else {
-          multiply(p);
+          gemm->linear_blocks(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows, ldx);
         }
       }
       return;
@@ -165,9 +163,9 @@ void CudaInferEngine::Impl::product(Linear& lin, Y* y, const Op* in, int64_t row
   const Op* w = weight_of<Op>(lin);
   mark(label);
   if constexpr (std::is_same_v<Y, float>) {
-    gemm->linear(y, in, w, rows, lin.in, lin.out, beta);
+    gemm->linear(y, in, w, rows, lin.in, lin.out, beta, ldx);
   } else {
-    gemm->linear(y, in, w, rows, lin.in, lin.out);
+    gemm->linear(y, in, w, rows, lin.in, lin.out, ldx);
   }
 }
 
@@ -186,9 +184,10 @@ void CudaInferEngine::Impl::reserve(int64_t n) {
   x.reserve(T * E);
   partials.reserve(T * E * InferGemm::kMaxSplits);
   logits.reserve(T * static_cast<size_t>(c.vocab_size));
+  const auto pitch = static_cast<size_t>(hidden_pitch);
   auto size = [&](auto& o) {
-    o.xn.reserve(T * E);
-    o.shifted.reserve(T * E);
+    o.xn.reserve(T * pitch);
+    o.shifted.reserve(T * pitch);
     o.qkv.reserve(T * (qd + 2 * kvd));
     o.q.reserve(T * qd);
     o.k.reserve(T * kvd);
@@ -196,7 +195,7 @@ void CudaInferEngine::Impl::reserve(int64_t n) {
     o.att.reserve(T * qd);
     o.gate_up.reserve(T * 2 * F);
     o.h.reserve(T * F);
-    o.head_in.reserve(T * E);
+    o.head_in.reserve(T * pitch);
   };
   with_operands(size);
   capacity = n;
@@ -211,6 +210,7 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
   const int64_t ctx = c.context_length;
   const int64_t L = T / S, E = c.n_embd, F = c.n_ff, D = c.head_dim;
   const int64_t H = c.n_head, Hkv = c.n_head_kv;
+  const int64_t pitch = hidden_pitch;
   check_cuda(cudaMemcpyAsync(tokens.data(), host_tokens.data(), static_cast<size_t>(T) * 4,
                              cudaMemcpyHostToDevice, stream),
              "cudaMemcpyAsync");
@@ -265,7 +265,7 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
   auto norm = [&](const float* weight) {
     mark("rmsnorm");
     residual_rmsnorm_rows(o.xn.data(), x.data(), partials.data(), pending, weight, T, E, c.rms_eps,
-                          stream);
+                          stream, pitch);
     pending = 0;
   };
 
@@ -274,7 +274,7 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
     Op* k_dst = pass.use_cache ? o.cache_k[il].data() : o.k.data();
     Op* v_dst = pass.use_cache ? o.cache_v[il].data() : o.v.data();
     norm(lw.attn_norm.data());
-    product(lw.qkv, o.qkv.data(), o.xn.data(), T, 0.0f, "gemm qkv");
+    product(lw.qkv, o.qkv.data(), o.xn.data(), T, 0.0f, "gemm qkv", pitch);
     mark("qkv split+rope");
     split_qkv_heads(o.q.data(), k_dst, v_dst, o.qkv.data(),
                     lw.qkv_bias.capacity() ? lw.qkv_bias.data() : nullptr,
@@ -286,7 +286,7 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
     pending = into_residual(o.att.data(), lw.wo, o_splits, "gemm wo");
 
     norm(lw.ffn_norm.data());
-    product(lw.gate_up, o.gate_up.data(), o.xn.data(), T, 0.0f, "gemm gate_up");
+    product(lw.gate_up, o.gate_up.data(), o.xn.data(), T, 0.0f, "gemm gate_up", pitch);
     mark("swiglu");
     swiglu_rows(o.h.data(), o.gate_up.data(), T, F, stream);
     pending = into_residual(o.h.data(), lw.down, down_splits, "gemm down");
@@ -295,25 +295,26 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
   norm(output_norm.data());
   const Op* head_in = o.xn.data();
   const size_t row = static_cast<size_t>(E) * sizeof(Op);
+  const size_t row_pitch = static_cast<size_t>(pitch) * sizeof(Op);
   if (c.shift_logits) {
     // Row i scores position i from the hidden state of i − 1; each sequence's first row keeps
     // its own, or after a cache takes the last cached position's (as Model::forward does).
     for (int64_t s = 0; s < S; ++s) {
-      Op* dst = o.shifted.data() + s * L * E;
-      const Op* src = o.xn.data() + s * L * E;
+      Op* dst = o.shifted.data() + s * L * pitch;
+      const Op* src = o.xn.data() + s * L * pitch;
       const Op* first = pass.use_cache && past > 0 ? o.cache_last_hidden.data() : src;
       check_cuda(cudaMemcpyAsync(dst, first, row, cudaMemcpyDeviceToDevice, stream),
                  "cudaMemcpyAsync");
       if (L > 1) {
-        check_cuda(cudaMemcpyAsync(dst + E, src, static_cast<size_t>(L - 1) * row,
-                                   cudaMemcpyDeviceToDevice, stream),
-                   "cudaMemcpyAsync");
+        check_cuda(cudaMemcpy2DAsync(dst + pitch, row_pitch, src, row_pitch, row,
+                                     static_cast<size_t>(L - 1), cudaMemcpyDeviceToDevice, stream),
+                   "cudaMemcpy2DAsync");
       }
     }
     head_in = o.shifted.data();
   }
   if (pass.append) {
-    check_cuda(cudaMemcpyAsync(o.cache_last_hidden.data(), o.xn.data() + (T - 1) * E, row,
+    check_cuda(cudaMemcpyAsync(o.cache_last_hidden.data(), o.xn.data() + (T - 1) * pitch, row,
                                cudaMemcpyDeviceToDevice, stream),
                "cudaMemcpyAsync");
   }
@@ -325,10 +326,10 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
                         static_cast<size_t>(head_in_rows) * 4, cudaMemcpyHostToDevice, stream),
         "cudaMemcpyAsync");
     mark("gather (head rows)");
-    gather_rows(o.head_in.data(), head_in, head_ids.data(), head_in_rows, E, stream);
+    gather_rows(o.head_in.data(), head_in, head_ids.data(), head_in_rows, E, stream, pitch, pitch);
     head_in = o.head_in.data();
   }
-  product(head, logits.data(), head_in, head_in_rows, 0.0f, "gemm (head)");
+  product(head, logits.data(), head_in, head_in_rows, 0.0f, "gemm (head)", pitch);
   mark("end");
 }
 

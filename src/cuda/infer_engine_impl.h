@@ -129,6 +129,13 @@ struct CudaInferEngine::Impl {
 
   // Activations, sized for `capacity` tokens.
   int64_t capacity = 0;
+  // Values between the rows of the normed hidden states (Operands::xn, shifted, head_in): the
+  // width plus RUVDLLM_CUDA_ROW_PAD (default 0), an experiment knob. WgmmaGemm's copies of x's
+  // tiles at 32 rows run 15% slower with some buffer layouts than with others (an 8B Q4_K
+  // 32-position pass: 6.9 or 8.0 ms, same build and card, decided by how many rows the buffers
+  // were sized for); padding the rows changes which layouts are slow but measured no pad that is
+  // fast in all of them (docs/PERFORMANCE.md), so rows stay packed by default.
+  int64_t hidden_pitch = 0;
   DeviceArray<int32_t> tokens;
   PinnedArray<int32_t> host_tokens;
   // Rows of the head's input (over all sequences) when a pass computes listed rows only, and
@@ -229,10 +236,10 @@ struct CudaInferEngine::Impl {
   // product with RUVDLLM_CUDA_GEMM=wgmma).
   template <typename Op>
   bool on_wgmma(const Linear& lin, int64_t rows) const;
-  // y = in · linᵀ: bf16 y, or f32 y = product + beta·y.
+  // y = in · linᵀ: bf16 y, or f32 y = product + beta·y. Row r of in at in + r·ldx (0: lin.in).
   template <typename Op, typename Y>
   void product(Linear& lin, Y* y, const Op* in, int64_t rows, float beta = 0.0f,
-               const char* label = "gemm");
+               const char* label = "gemm", int64_t ldx = 0);
   void reserve(int64_t n);
   void encode_pass(const PassShape& pass) {
     with_operands([&](auto& o) { encode<typename std::decay_t<decltype(o)>::Element>(pass); });

@@ -53,6 +53,18 @@ int64_t fused_rows_setting() {
   fail("RUVDLLM_CUDA_QUANT_GEMM must be auto, fused or dequantize, not '{}'", way);
 }
 
+// RUVDLLM_CUDA_ROW_PAD: values added to each normed hidden row (Impl::hidden_pitch says why).
+int64_t hidden_row_pad() {
+  const char* set = std::getenv("RUVDLLM_CUDA_ROW_PAD");
+  if (!set) return 0;
+  char* end = nullptr;
+  const long pad = std::strtol(set, &end, 10);
+  if (end == set || *end != '\0' || pad < 0 || pad > 4096 || pad % 8 != 0) {
+    fail("RUVDLLM_CUDA_ROW_PAD must be a multiple of 8 from 0 to 4096, not '{}'", set);
+  }
+  return pad;
+}
+
 }  // namespace
 
 void CudaInferEngine::Impl::upload_linear(Linear* lin,
@@ -154,6 +166,7 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
   m.config = config;
   m.options = options;
   m.fused_rows = fused_rows_setting();
+  m.hidden_pitch = config.n_embd + hidden_row_pad();
   if (config.is_moe()) {
     fail("the CUDA backend does not run mixture-of-experts models yet ({}); use --device cpu",
          arch_name(config.arch));

@@ -47,10 +47,13 @@ InferGemm::~InferGemm() {
 // `splits` products over consecutive slices of `in` when splits > 1.
 void InferGemm::run(void* y, cudaDataType y_type, const void* x, const void* w,
                     cudaDataType operand_type, int64_t n, int64_t in, int64_t out, float beta,
-                    int splits) {
+                    int splits, int64_t ldx) {
   const float alpha = 1.0f;
   const int rows = cublas_int(n, "rows"), inner = cublas_int(in, "in"),
             outputs = cublas_int(out, "out");
+  if (ldx == 0) ldx = in;
+  if (ldx < in) throw_error("InferGemm: ldx " + std::to_string(ldx) + " is below in");
+  const int x_stride = cublas_int(ldx, "ldx");
   // f32 operands must mean f32 arithmetic, never TF32, whatever the environment says.
   const cublasComputeType_t compute =
       operand_type == CUDA_R_32F ? CUBLAS_COMPUTE_32F_PEDANTIC : CUBLAS_COMPUTE_32F;
@@ -58,15 +61,15 @@ void InferGemm::run(void* y, cudaDataType y_type, const void* x, const void* w,
     const auto* xb = static_cast<const __nv_bfloat16*>(x);
     const auto* wb = static_cast<const __nv_bfloat16*>(w);
     if (y_type == CUDA_R_16BF) {
-      own_->linear(static_cast<__nv_bfloat16*>(y), out, xb, wb, n, in, out);
+      own_->linear(static_cast<__nv_bfloat16*>(y), out, xb, wb, n, in, out, ldx);
     } else {
-      own_->linear(static_cast<float*>(y), out, xb, wb, n, in, out, beta);
+      own_->linear(static_cast<float*>(y), out, xb, wb, n, in, out, beta, ldx);
     }
     return;
   }
   if (splits == 1) {
     check_cublas(cublasGemmEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, outputs, rows, inner, &alpha, w,
-                              operand_type, inner, x, operand_type, inner, &beta, y, y_type,
+                              operand_type, inner, x, operand_type, x_stride, &beta, y, y_type,
                               outputs, compute, CUBLAS_GEMM_DEFAULT),
                  "cublasGemmEx");
     return;
@@ -79,34 +82,34 @@ void InferGemm::run(void* y, cudaDataType y_type, const void* x, const void* w,
   const int64_t slice = in / splits;
   check_cublas(cublasGemmStridedBatchedEx(handle_, CUBLAS_OP_T, CUBLAS_OP_N, outputs, rows,
                                           static_cast<int>(slice), &alpha, w, operand_type, inner,
-                                          slice, x, operand_type, inner, slice, &beta, y, y_type,
+                                          slice, x, operand_type, x_stride, slice, &beta, y, y_type,
                                           outputs, n * out, splits, compute, CUBLAS_GEMM_DEFAULT),
                "cublasGemmStridedBatchedEx (split-K)");
 }
 
 void InferGemm::linear(float* y, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
-                       int64_t in, int64_t out, float beta) {
-  run(y, CUDA_R_32F, x, w, CUDA_R_16BF, n, in, out, beta, 1);
+                       int64_t in, int64_t out, float beta, int64_t ldx) {
+  run(y, CUDA_R_32F, x, w, CUDA_R_16BF, n, in, out, beta, 1, ldx);
 }
 
 void InferGemm::linear(__nv_bfloat16* y, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
-                       int64_t in, int64_t out) {
-  run(y, CUDA_R_16BF, x, w, CUDA_R_16BF, n, in, out, 0.0f, 1);
+                       int64_t in, int64_t out, int64_t ldx) {
+  run(y, CUDA_R_16BF, x, w, CUDA_R_16BF, n, in, out, 0.0f, 1, ldx);
 }
 
 void InferGemm::linear(float* y, const float* x, const float* w, int64_t n, int64_t in, int64_t out,
-                       float beta) {
-  run(y, CUDA_R_32F, x, w, CUDA_R_32F, n, in, out, beta, 1);
+                       float beta, int64_t ldx) {
+  run(y, CUDA_R_32F, x, w, CUDA_R_32F, n, in, out, beta, 1, ldx);
 }
 
 void InferGemm::linear_split(float* partials, const __nv_bfloat16* x, const __nv_bfloat16* w,
-                             int64_t n, int64_t in, int64_t out, int splits) {
-  run(partials, CUDA_R_32F, x, w, CUDA_R_16BF, n, in, out, 0.0f, splits);
+                             int64_t n, int64_t in, int64_t out, int splits, int64_t ldx) {
+  run(partials, CUDA_R_32F, x, w, CUDA_R_16BF, n, in, out, 0.0f, splits, ldx);
 }
 
 void InferGemm::linear_split(float* partials, const float* x, const float* w, int64_t n, int64_t in,
-                             int64_t out, int splits) {
-  run(partials, CUDA_R_32F, x, w, CUDA_R_32F, n, in, out, 0.0f, splits);
+                             int64_t out, int splits, int64_t ldx) {
+  run(partials, CUDA_R_32F, x, w, CUDA_R_32F, n, in, out, 0.0f, splits, ldx);
 }
 
 bool InferGemm::uses_own(int64_t n, int64_t in, int64_t out) const {
@@ -146,15 +149,16 @@ int64_t InferGemm::blocks_min_rows(TensorType type) {
 }
 
 void InferGemm::linear_blocks(float* y, int64_t ldy, const __nv_bfloat16* x, const void* w,
-                              TensorType type, int64_t n, int64_t in, int64_t out, float beta) {
+                              TensorType type, int64_t n, int64_t in, int64_t out, float beta,
+                              int64_t ldx) {
   if (!own_) throw_error("InferGemm::linear_blocks: WgmmaGemm is not available here");
-  own_->linear_blocks(y, ldy, x, w, type, n, in, out, beta);
+  own_->linear_blocks(y, ldy, x, w, type, n, in, out, beta, ldx);
 }
 
 void InferGemm::linear_blocks(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const void* w,
-                              TensorType type, int64_t n, int64_t in, int64_t out) {
+                              TensorType type, int64_t n, int64_t in, int64_t out, int64_t ldx) {
   if (!own_) throw_error("InferGemm::linear_blocks: WgmmaGemm is not available here");
-  own_->linear_blocks(y, ldy, x, w, type, n, in, out);
+  own_->linear_blocks(y, ldy, x, w, type, n, in, out, ldx);
 }
 
 int InferGemm::split_for(int64_t n, int64_t in, int64_t out) const {

@@ -52,18 +52,19 @@ class InferGemm {
 
   static constexpr int kMaxSplits = 2;
 
+  // Every product reads row r of x at x + r·ldx (ldx 0: in, the rows packed).
   void linear(float* y, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n, int64_t in,
-              int64_t out, float beta = 0.0f);
+              int64_t out, float beta = 0.0f, int64_t ldx = 0);
   void linear(__nv_bfloat16* y, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
-              int64_t in, int64_t out);
+              int64_t in, int64_t out, int64_t ldx = 0);
   // f32 operands in f32 arithmetic (the exact-precision mode; TF32 is never used).
   void linear(float* y, const float* x, const float* w, int64_t n, int64_t in, int64_t out,
-              float beta = 0.0f);
+              float beta = 0.0f, int64_t ldx = 0);
   // Partial s (of `splits`) of y at partials + s·n·out: x[:, slice s] · w[:, slice s]ᵀ.
   void linear_split(float* partials, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
-                    int64_t in, int64_t out, int splits);
+                    int64_t in, int64_t out, int splits, int64_t ldx = 0);
   void linear_split(float* partials, const float* x, const float* w, int64_t n, int64_t in,
-                    int64_t out, int splits);
+                    int64_t out, int splits, int64_t ldx = 0);
   // 2 when the product's output tiles would fill at most half the GPU and `in` splits evenly,
   // else 1 (on an H100/H200 this splits the 4096-output products at 256 rows, not at 512).
   int split_for(int64_t n, int64_t in, int64_t out) const;
@@ -79,15 +80,15 @@ class InferGemm {
   bool takes_blocks(TensorType type, const void* w, int64_t n, int64_t in, int64_t out) const;
   // y[r·ldy + c] = x[r] · row c of w (blocks of `type`): bf16 y, or f32 y = product + beta·y.
   void linear_blocks(float* y, int64_t ldy, const __nv_bfloat16* x, const void* w, TensorType type,
-                     int64_t n, int64_t in, int64_t out, float beta);
+                     int64_t n, int64_t in, int64_t out, float beta, int64_t ldx = 0);
   void linear_blocks(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const void* w,
-                     TensorType type, int64_t n, int64_t in, int64_t out);
+                     TensorType type, int64_t n, int64_t in, int64_t out, int64_t ldx = 0);
   // Whether a bf16 product of this shape runs on WgmmaGemm (RUVDLLM_CUDA_GEMM=wgmma only).
   bool uses_own(int64_t n, int64_t in, int64_t out) const;
 
  private:
   void run(void* y, cudaDataType y_type, const void* x, const void* w, cudaDataType operand_type,
-           int64_t n, int64_t in, int64_t out, float beta, int splits);
+           int64_t n, int64_t in, int64_t out, float beta, int splits, int64_t ldx);
 
   cublasHandle_t handle_ = nullptr;
   int multiprocessors_ = 0;

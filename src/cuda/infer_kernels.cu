@@ -71,13 +71,13 @@ __device__ inline void store4(float* dst, float a, float b, float c, float d) {
 // its split-K partial products (partial s of row r at partials + s·stride + r·d) into x.
 template <bool kVector, typename Out>
 __global__ void __launch_bounds__(kNormThreads)
-    rmsnorm_rows_kernel(Out* y, float* x, const float* partials, int n_partials, int64_t stride,
-                        const float* w, int64_t d, float eps) {
+    rmsnorm_rows_kernel(Out* y, int64_t ldy, float* x, const float* partials, int n_partials,
+                        int64_t stride, const float* w, int64_t d, float eps) {
   __shared__ float warp_sums[kNormWarps];
   wait_for_prior_grid();
   float* xr = x + static_cast<int64_t>(blockIdx.x) * d;
   const float* pr = partials ? partials + static_cast<int64_t>(blockIdx.x) * d : nullptr;
-  Out* yr = y + static_cast<int64_t>(blockIdx.x) * d;
+  Out* yr = y + static_cast<int64_t>(blockIdx.x) * ldy;
   float ss = 0.0f;
   if constexpr (kVector) {
     for (int64_t i = threadIdx.x; i < d / 4; i += kNormThreads) {
@@ -399,22 +399,24 @@ __global__ void f32_to_bf16_kernel(bf16* out, const float* in, int64_t n) {
 namespace {
 
 template <typename Out>
-void launch_rmsnorm(Out* y, float* x, const float* partials, int n_partials, const float* w,
-                    int64_t rows, int64_t d, float eps, cudaStream_t stream, const char* name) {
-  if (rows < 0 || d <= 0 || n_partials < 0 || (n_partials > 0 && !partials)) {
+void launch_rmsnorm(Out* y, int64_t ldy, float* x, const float* partials, int n_partials,
+                    const float* w, int64_t rows, int64_t d, float eps, cudaStream_t stream,
+                    const char* name) {
+  if (ldy == 0) ldy = d;
+  if (rows < 0 || d <= 0 || ldy < d || n_partials < 0 || (n_partials > 0 && !partials)) {
     throw_error(std::string(name) + ": bad shape " + std::to_string(rows) + " rows of " +
                 std::to_string(d) + " with " + std::to_string(n_partials) + " partials");
   }
   if (rows == 0) return;
   const unsigned grid = blocks_for(rows, 1, name);
   const int64_t stride = rows * d;
-  if (d % 4 == 0 && aligned(x, 16) && aligned(w, 16) && aligned(partials, 16) &&
+  if (d % 4 == 0 && ldy % 4 == 0 && aligned(x, 16) && aligned(w, 16) && aligned(partials, 16) &&
       aligned(y, 4 * sizeof(Out))) {
-    launch_after_prior(name, rmsnorm_rows_kernel<true, Out>, grid, kNormThreads, 0, stream, y, x,
-                       partials, n_partials, stride, w, d, eps);
+    launch_after_prior(name, rmsnorm_rows_kernel<true, Out>, grid, kNormThreads, 0, stream, y, ldy,
+                       x, partials, n_partials, stride, w, d, eps);
   } else {
-    launch_after_prior(name, rmsnorm_rows_kernel<false, Out>, grid, kNormThreads, 0, stream, y, x,
-                       partials, n_partials, stride, w, d, eps);
+    launch_after_prior(name, rmsnorm_rows_kernel<false, Out>, grid, kNormThreads, 0, stream, y, ldy,
+                       x, partials, n_partials, stride, w, d, eps);
   }
 }
 
@@ -490,21 +492,21 @@ void launch_swiglu(Out* h, const In* gate_up, int64_t rows, int64_t width, cudaS
 // Without partials the kernel never writes x.
 void rmsnorm_rows(bf16* y, const float* x, const float* w, int64_t rows, int64_t d, float eps,
                   cudaStream_t stream) {
-  launch_rmsnorm(y, const_cast<float*>(x), nullptr, 0, w, rows, d, eps, stream, "rmsnorm_rows");
+  launch_rmsnorm(y, 0, const_cast<float*>(x), nullptr, 0, w, rows, d, eps, stream, "rmsnorm_rows");
 }
 void rmsnorm_rows(float* y, const float* x, const float* w, int64_t rows, int64_t d, float eps,
                   cudaStream_t stream) {
-  launch_rmsnorm(y, const_cast<float*>(x), nullptr, 0, w, rows, d, eps, stream, "rmsnorm_rows");
+  launch_rmsnorm(y, 0, const_cast<float*>(x), nullptr, 0, w, rows, d, eps, stream, "rmsnorm_rows");
 }
 
 void residual_rmsnorm_rows(bf16* y, float* x, const float* partials, int n_partials, const float* w,
-                           int64_t rows, int64_t d, float eps, cudaStream_t stream) {
-  launch_rmsnorm(y, x, partials, n_partials, w, rows, d, eps, stream, "residual_rmsnorm_rows");
+                           int64_t rows, int64_t d, float eps, cudaStream_t stream, int64_t ldy) {
+  launch_rmsnorm(y, ldy, x, partials, n_partials, w, rows, d, eps, stream, "residual_rmsnorm_rows");
 }
 void residual_rmsnorm_rows(float* y, float* x, const float* partials, int n_partials,
-                           const float* w, int64_t rows, int64_t d, float eps,
-                           cudaStream_t stream) {
-  launch_rmsnorm(y, x, partials, n_partials, w, rows, d, eps, stream, "residual_rmsnorm_rows");
+                           const float* w, int64_t rows, int64_t d, float eps, cudaStream_t stream,
+                           int64_t ldy) {
+  launch_rmsnorm(y, ldy, x, partials, n_partials, w, rows, d, eps, stream, "residual_rmsnorm_rows");
 }
 
 void split_qkv_heads(bf16* q, bf16* k, bf16* v, const float* qkv, const float* bias,
@@ -537,12 +539,12 @@ namespace {
 
 // One block per row; 16-byte moves where the row allows them (bf16 rows of 4096 are).
 template <typename T>
-__global__ void gather_rows_kernel(T* dst, const T* src, const int32_t* ids, int64_t width,
-                                   bool vector) {
+__global__ void gather_rows_kernel(T* dst, int64_t dst_ld, const T* src, int64_t src_ld,
+                                   const int32_t* ids, int64_t width, bool vector) {
   wait_for_prior_grid();
   const int64_t row = blockIdx.x;
-  const T* from = src + static_cast<int64_t>(ids[row]) * width;
-  T* to = dst + row * width;
+  const T* from = src + static_cast<int64_t>(ids[row]) * src_ld;
+  T* to = dst + row * dst_ld;
   if (vector) {
     constexpr int64_t kPer = 16 / sizeof(T);
     for (int64_t i = threadIdx.x; i < width / kPer; i += blockDim.x) {
@@ -555,27 +557,30 @@ __global__ void gather_rows_kernel(T* dst, const T* src, const int32_t* ids, int
 
 template <typename T>
 void gather_rows_impl(T* dst, const T* src, const int32_t* ids, int64_t rows, int64_t width,
-                      cudaStream_t stream) {
-  if (rows < 0 || width < 0) {
+                      cudaStream_t stream, int64_t src_ld, int64_t dst_ld) {
+  if (src_ld == 0) src_ld = width;
+  if (dst_ld == 0) dst_ld = width;
+  if (rows < 0 || width < 0 || src_ld < width || dst_ld < width) {
     throw_error("gather_rows: bad shape " + std::to_string(rows) + " x " + std::to_string(width));
   }
   if (rows == 0 || width == 0) return;
-  const bool vector =
-      (width * static_cast<int64_t>(sizeof(T))) % 16 == 0 && aligned(dst, 16) && aligned(src, 16);
+  const auto bytes = [](int64_t n) { return n * static_cast<int64_t>(sizeof(T)); };
+  const bool vector = bytes(width) % 16 == 0 && bytes(src_ld) % 16 == 0 &&
+                      bytes(dst_ld) % 16 == 0 && aligned(dst, 16) && aligned(src, 16);
   launch_after_prior("gather_rows", gather_rows_kernel<T>, blocks_for(rows, 1, "gather_rows"), 256,
-                     0, stream, dst, src, ids, width, vector);
+                     0, stream, dst, dst_ld, src, src_ld, ids, width, vector);
 }
 
 }  // namespace
 
 void gather_rows(bf16* dst, const bf16* src, const int32_t* ids, int64_t rows, int64_t width,
-                 cudaStream_t stream) {
-  gather_rows_impl(dst, src, ids, rows, width, stream);
+                 cudaStream_t stream, int64_t src_ld, int64_t dst_ld) {
+  gather_rows_impl(dst, src, ids, rows, width, stream, src_ld, dst_ld);
 }
 
 void gather_rows(float* dst, const float* src, const int32_t* ids, int64_t rows, int64_t width,
-                 cudaStream_t stream) {
-  gather_rows_impl(dst, src, ids, rows, width, stream);
+                 cudaStream_t stream, int64_t src_ld, int64_t dst_ld) {
+  gather_rows_impl(dst, src, ids, rows, width, stream, src_ld, dst_ld);
 }
 
 void f32_to_bf16(bf16* out, const float* in, int64_t n, cudaStream_t stream) {

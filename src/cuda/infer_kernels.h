@@ -40,11 +40,14 @@ void rmsnorm_rows(float* y, const float* x, const float* w, int64_t rows, int64_
 
 // The same after adding a split-K product into the residual stream: x += Σ_s partials[s]
 // (n_partials f32 matrices of rows × d, one after another, summed in order s = 0, 1, …), then
-// y = rmsnorm(x) · w. This is where a product computed as InferGemm::linear_split lands.
+// y = rmsnorm(x) · w. This is where a product computed as InferGemm::linear_split lands. Row r
+// of y goes to y + r·ldy (ldy 0: d).
 void residual_rmsnorm_rows(bf16* y, float* x, const float* partials, int n_partials, const float* w,
-                           int64_t rows, int64_t d, float eps, cudaStream_t stream);
+                           int64_t rows, int64_t d, float eps, cudaStream_t stream,
+                           int64_t ldy = 0);
 void residual_rmsnorm_rows(float* y, float* x, const float* partials, int n_partials,
-                           const float* w, int64_t rows, int64_t d, float eps, cudaStream_t stream);
+                           const float* w, int64_t rows, int64_t d, float eps, cudaStream_t stream,
+                           int64_t ldy = 0);
 
 // What split_qkv_heads does to each token row.
 struct QkvLayout {
@@ -88,11 +91,12 @@ void swiglu_rows(bf16* h, const bf16* gate_up, int64_t rows, int64_t width, cuda
 void swiglu_rows(float* h, const float* gate_up, int64_t rows, int64_t width, cudaStream_t stream);
 
 // dst row i = src row ids[i], rows × width values: the output head's input for the rows a
-// step samples, and in training the embedding lookup and the scored rows' head input.
+// step samples, and in training the embedding lookup and the scored rows' head input. Rows
+// of src and dst are src_ld and dst_ld values apart (0: width).
 void gather_rows(bf16* dst, const bf16* src, const int32_t* ids, int64_t rows, int64_t width,
-                 cudaStream_t stream);
+                 cudaStream_t stream, int64_t src_ld = 0, int64_t dst_ld = 0);
 void gather_rows(float* dst, const float* src, const int32_t* ids, int64_t rows, int64_t width,
-                 cudaStream_t stream);
+                 cudaStream_t stream, int64_t src_ld = 0, int64_t dst_ld = 0);
 
 // f32 → bf16, round to nearest even (for tests and for weights already in f32).
 void f32_to_bf16(bf16* out, const float* in, int64_t n, cudaStream_t stream);

@@ -109,8 +109,9 @@ constexpr int min_ctas_per_sm(int rows) {
 // into the bf16 tile while x's tile arrives by cp.async, then the warps multiply.
 template <class Format, int kUnit, int kRows, typename Y>
 __global__ void __launch_bounds__(kThreads, min_ctas_per_sm<Format>(kRows))
-    quant_gemm_kernel(Y* y, int64_t ldy, float* partials, const bf16* x, const uint8_t* w,
-                      int64_t row_bytes, int n, int in, int out, float beta, int stages) {
+    quant_gemm_kernel(Y* y, int64_t ldy, float* partials, const bf16* x, int64_t ldx,
+                      const uint8_t* w, int64_t row_bytes, int n, int in, int out, float beta,
+                      int stages) {
   using Grid = WarpGrid<kRows>;
   using Unit = typename CopyUnit<kUnit>::Type;
   constexpr int kStageBytes = StageBytes<Format>::kBytes, kPitch = StageBytes<Format>::kPitch;
@@ -151,7 +152,7 @@ __global__ void __launch_bounds__(kThreads, min_ctas_per_sm<Format>(kRows))
     for (int i = tid; i < kRows * kChunks; i += kThreads) {
       const int r = i / kChunks, c = i % kChunks;
       const bool valid = row0 + r < n;
-      const bf16* src = valid ? x + static_cast<int64_t>(row0 + r) * in + k0 + c * kGroup : x;
+      const bf16* src = valid ? x + static_cast<int64_t>(row0 + r) * ldx + k0 + c * kGroup : x;
       cp_async_16(&xs[swizzled(r, c)], src, valid ? 16 : 0);
     }
     cp_async_commit();
@@ -260,39 +261,40 @@ __global__ void sum_partials_kernel(Y* y, int64_t ldy, const float* partials, in
 int rows_per_cta(int64_t n) { return n <= 32 ? 32 : n <= 64 ? 64 : 128; }
 
 template <class Format, int kUnit, int kRows, typename Y>
-void launch(Y* y, int64_t ldy, float* partials, const bf16* x, const uint8_t* w, int64_t row_bytes,
-            int64_t n, int64_t in, int64_t out, float beta, int splits, cudaStream_t stream) {
+void launch(Y* y, int64_t ldy, float* partials, const bf16* x, int64_t ldx, const uint8_t* w,
+            int64_t row_bytes, int64_t n, int64_t in, int64_t out, float beta, int splits,
+            cudaStream_t stream) {
   const dim3 grid(blocks_for(out, kOutputsPerCta, "quant_gemm"), blocks_for(n, kRows, "quant_gemm"),
                   static_cast<unsigned>(splits));
   if (grid.y > 65535) throw_error("quant_gemm: " + std::to_string(n) + " rows are too many");
   constexpr int kShared = shared_bytes<kRows, Format>();
   constexpr auto kernel = quant_gemm_kernel<Format, kUnit, kRows, Y>;
   allow_shared_memory<kernel>(kShared, "cudaFuncSetAttribute (quant_gemm shared memory)");
-  launch_after_prior("quant_gemm", kernel, grid, kThreads, kShared, stream, y, ldy, partials, x, w,
-                     row_bytes, static_cast<int>(n), static_cast<int>(in), static_cast<int>(out),
-                     beta, static_cast<int>(in / kStage / splits));
+  launch_after_prior("quant_gemm", kernel, grid, kThreads, kShared, stream, y, ldy, partials, x,
+                     ldx, w, row_bytes, static_cast<int>(n), static_cast<int>(in),
+                     static_cast<int>(out), beta, static_cast<int>(in / kStage / splits));
 }
 
 template <class Format, int kUnit, typename Y>
-void launch_rows(Y* y, int64_t ldy, float* partials, const bf16* x, const uint8_t* w,
+void launch_rows(Y* y, int64_t ldy, float* partials, const bf16* x, int64_t ldx, const uint8_t* w,
                  int64_t row_bytes, int64_t n, int64_t in, int64_t out, float beta, int splits,
                  cudaStream_t stream) {
   switch (rows_per_cta(n)) {
     case 32:
-      return launch<Format, kUnit, 32>(y, ldy, partials, x, w, row_bytes, n, in, out, beta, splits,
-                                       stream);
+      return launch<Format, kUnit, 32>(y, ldy, partials, x, ldx, w, row_bytes, n, in, out, beta,
+                                       splits, stream);
     case 64:
-      return launch<Format, kUnit, 64>(y, ldy, partials, x, w, row_bytes, n, in, out, beta, splits,
-                                       stream);
+      return launch<Format, kUnit, 64>(y, ldy, partials, x, ldx, w, row_bytes, n, in, out, beta,
+                                       splits, stream);
     default:
-      return launch<Format, kUnit, 128>(y, ldy, partials, x, w, row_bytes, n, in, out, beta, splits,
-                                        stream);
+      return launch<Format, kUnit, 128>(y, ldy, partials, x, ldx, w, row_bytes, n, in, out, beta,
+                                        splits, stream);
   }
 }
 
 template <class Format, typename Y>
-void launch_format(Y* y, int64_t ldy, float* partials, const bf16* x, const void* weights,
-                   int64_t n, int64_t in, int64_t out, float beta, int splits,
+void launch_format(Y* y, int64_t ldy, float* partials, const bf16* x, int64_t ldx,
+                   const void* weights, int64_t n, int64_t in, int64_t out, float beta, int splits,
                    cudaStream_t stream) {
   const int64_t row_bytes = in / Format::kBlockValues * Format::kBlockBytes;
   const auto* w = static_cast<const uint8_t*>(weights);
@@ -301,11 +303,14 @@ void launch_format(Y* y, int64_t ldy, float* partials, const bf16* x, const void
            StageBytes<Format>::kBytes % unit == 0;
   };
   if (divides(16)) {
-    launch_rows<Format, 16>(y, ldy, partials, x, w, row_bytes, n, in, out, beta, splits, stream);
+    launch_rows<Format, 16>(y, ldy, partials, x, ldx, w, row_bytes, n, in, out, beta, splits,
+                            stream);
   } else if (divides(2)) {
-    launch_rows<Format, 2>(y, ldy, partials, x, w, row_bytes, n, in, out, beta, splits, stream);
+    launch_rows<Format, 2>(y, ldy, partials, x, ldx, w, row_bytes, n, in, out, beta, splits,
+                           stream);
   } else {
-    launch_rows<Format, 1>(y, ldy, partials, x, w, row_bytes, n, in, out, beta, splits, stream);
+    launch_rows<Format, 1>(y, ldy, partials, x, ldx, w, row_bytes, n, in, out, beta, splits,
+                           stream);
   }
 }
 
@@ -356,7 +361,7 @@ int QuantGemm::splits_for(int64_t n, int64_t in, int64_t out) const {
 
 template <typename Y>
 void QuantGemm::run(Y* y, int64_t ldy, const bf16* x, const void* w, TensorType type, int64_t n,
-                    int64_t in, int64_t out, float beta) {
+                    int64_t in, int64_t out, float beta, int64_t ldx) {
   if (!supports(type, in)) {
     throw_error("QuantGemm: weights of type " + std::string(type_name(type)) + " with rows of " +
                 std::to_string(in) + " values are not supported (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K; " +
@@ -367,6 +372,11 @@ void QuantGemm::run(Y* y, int64_t ldy, const bf16* x, const void* w, TensorType 
     throw_error("QuantGemm: bad shape " + std::to_string(n) + " x " + std::to_string(in) + " x " +
                 std::to_string(out) + " (ldy " + std::to_string(ldy) + ")");
   }
+  if (ldx == 0) ldx = in;
+  if (ldx < in || ldx % 8 != 0) {
+    throw_error("QuantGemm: ldx " + std::to_string(ldx) + " must be at least in (" +
+                std::to_string(in) + ") and a multiple of 8");
+  }
   if (n == 0 || out == 0) return;
   if (!aligned(x, 16))
     throw_error("QuantGemm: x must be 16-byte aligned (rows are copied by cp.async)");
@@ -374,7 +384,7 @@ void QuantGemm::run(Y* y, int64_t ldy, const bf16* x, const void* w, TensorType 
   float* partials = splits > 1 ? partials_.data() : nullptr;
   // supports() above admitted only the block types visit_format knows.
   visit_format(type, [&](auto format) {
-    launch_format<decltype(format)>(y, ldy, partials, x, w, n, in, out, beta, splits, stream_);
+    launch_format<decltype(format)>(y, ldy, partials, x, ldx, w, n, in, out, beta, splits, stream_);
   });
   if (splits > 1) {
     constexpr int kSumThreads = 256;
@@ -386,13 +396,13 @@ void QuantGemm::run(Y* y, int64_t ldy, const bf16* x, const void* w, TensorType 
 }
 
 void QuantGemm::linear(bf16* y, int64_t ldy, const bf16* x, const void* w, TensorType type,
-                       int64_t n, int64_t in, int64_t out) {
-  run(y, ldy, x, w, type, n, in, out, 0.0f);
+                       int64_t n, int64_t in, int64_t out, int64_t ldx) {
+  run(y, ldy, x, w, type, n, in, out, 0.0f, ldx);
 }
 
 void QuantGemm::linear(float* y, int64_t ldy, const bf16* x, const void* w, TensorType type,
-                       int64_t n, int64_t in, int64_t out, float beta) {
-  run(y, ldy, x, w, type, n, in, out, beta);
+                       int64_t n, int64_t in, int64_t out, float beta, int64_t ldx) {
+  run(y, ldy, x, w, type, n, in, out, beta, ldx);
 }
 
 }  // namespace ruvdllm::cuda

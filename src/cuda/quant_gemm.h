@@ -32,14 +32,14 @@ class QuantGemm {
   // Q4_0, Q8_0, Q4_K, Q5_K or Q6_K weights with rows of `in` values, in a multiple of 256.
   static bool supports(TensorType type, int64_t in);
 
-  // For r < n, c < out: y[r·ldy + c] = Σ_i x[r·in + i] · w[c][i], w being `out` rows of `in`
-  // values in type's blocks (row stride: row_bytes(type, in)). bf16 output, or f32 output
+  // For r < n, c < out: y[r·ldy + c] = Σ_i x[r·ldx + i] · w[c][i] (ldx 0: in), w being `out` rows
+  // of `in` values in type's blocks (row stride: row_bytes(type, in)). bf16 output, or f32 output
   // y = product + beta·y. Error for an unsupported type or shape, or an x that is not 16-byte
   // aligned.
   void linear(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const void* w, TensorType type,
-              int64_t n, int64_t in, int64_t out);
+              int64_t n, int64_t in, int64_t out, int64_t ldx = 0);
   void linear(float* y, int64_t ldy, const __nv_bfloat16* x, const void* w, TensorType type,
-              int64_t n, int64_t in, int64_t out, float beta = 0.0f);
+              int64_t n, int64_t in, int64_t out, float beta = 0.0f, int64_t ldx = 0);
 
   // Slices of `in` the product runs in (1, 2, 4 or 8).
   int splits_for(int64_t n, int64_t in, int64_t out) const;
@@ -49,7 +49,7 @@ class QuantGemm {
  private:
   template <typename Y>
   void run(Y* y, int64_t ldy, const __nv_bfloat16* x, const void* w, TensorType type, int64_t n,
-           int64_t in, int64_t out, float beta);
+           int64_t in, int64_t out, float beta, int64_t ldx);
 
   cudaStream_t stream_;
   int multiprocessors_ = 0;

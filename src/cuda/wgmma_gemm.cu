@@ -496,10 +496,10 @@ PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
 // boxes of box_cols × box_rows; rows past the end read as zeros. Swizzled: the 128-byte
 // pattern wgmma's descriptors expect (bf16 tiles); raw blocks are copied as they lie.
 CUtensorMap tile_map(const void* base, CUtensorMapDataType type, int elem_bytes, int64_t rows,
-                     int64_t cols, int box_cols, int box_rows, bool swizzled) {
+                     int64_t cols, int box_cols, int box_rows, bool swizzled, int64_t ld = 0) {
   CUtensorMap map{};
   const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(cols) * elem_bytes};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ld > 0 ? ld : cols) * elem_bytes};
   const cuuint32_t box[2] = {static_cast<cuuint32_t>(box_cols), static_cast<cuuint32_t>(box_rows)};
   const cuuint32_t element_strides[2] = {1, 1};
   const CUresult status =
@@ -515,8 +515,10 @@ CUtensorMap tile_map(const void* base, CUtensorMapDataType type, int elem_bytes,
   return map;
 }
 
-CUtensorMap bf16_tile_map(const bf16* base, int64_t rows, int64_t cols, int box_rows) {
-  return tile_map(base, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, rows, cols, kSliceK, box_rows, true);
+CUtensorMap bf16_tile_map(const bf16* base, int64_t rows, int64_t cols, int box_rows,
+                          int64_t ld = 0) {
+  return tile_map(base, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, rows, cols, kSliceK, box_rows, true,
+                  ld);
 }
 
 template <int TileRows, bool Bf16Out>
@@ -631,27 +633,27 @@ WgmmaGemm::WgmmaGemm(cudaStream_t stream) : stream_(stream) {
 }
 
 void WgmmaGemm::linear(float* y, int64_t ldy, const bf16* x, const bf16* w, int64_t n, int64_t in,
-                       int64_t out, float beta) {
-  run(y, false, ldy, x, w, TensorType::BF16, n, in, out, beta);
+                       int64_t out, float beta, int64_t ldx) {
+  run(y, false, ldy, x, w, TensorType::BF16, n, in, out, beta, ldx);
 }
 
 void WgmmaGemm::linear(bf16* y, int64_t ldy, const bf16* x, const bf16* w, int64_t n, int64_t in,
-                       int64_t out) {
-  run(y, true, ldy, x, w, TensorType::BF16, n, in, out, 0.0f);
+                       int64_t out, int64_t ldx) {
+  run(y, true, ldy, x, w, TensorType::BF16, n, in, out, 0.0f, ldx);
 }
 
 void WgmmaGemm::linear_blocks(float* y, int64_t ldy, const bf16* x, const void* w, TensorType type,
-                              int64_t n, int64_t in, int64_t out, float beta) {
-  run(y, false, ldy, x, w, type, n, in, out, beta);
+                              int64_t n, int64_t in, int64_t out, float beta, int64_t ldx) {
+  run(y, false, ldy, x, w, type, n, in, out, beta, ldx);
 }
 
 void WgmmaGemm::linear_blocks(bf16* y, int64_t ldy, const bf16* x, const void* w, TensorType type,
-                              int64_t n, int64_t in, int64_t out) {
-  run(y, true, ldy, x, w, type, n, in, out, 0.0f);
+                              int64_t n, int64_t in, int64_t out, int64_t ldx) {
+  run(y, true, ldy, x, w, type, n, in, out, 0.0f, ldx);
 }
 
 void WgmmaGemm::run(void* y, bool bf16_out, int64_t ldy, const bf16* x, const void* w,
-                    TensorType type, int64_t n, int64_t in, int64_t out, float beta) {
+                    TensorType type, int64_t n, int64_t in, int64_t out, float beta, int64_t ldx) {
   const bool blocks = type != TensorType::BF16;
   if (blocks ? !fits_blocks(type, n, in, out) : !fits(n, in, out)) {
     throw_error("WgmmaGemm: cannot multiply " + std::to_string(n) + " × " + std::to_string(in) +
@@ -661,6 +663,11 @@ void WgmmaGemm::run(void* y, bool bf16_out, int64_t ldy, const bf16* x, const vo
                         : " (outputs must be a multiple of 128, inputs of 64)"));
   }
   if (ldy < out) throw_error("WgmmaGemm: ldy " + std::to_string(ldy) + " < out");
+  if (ldx == 0) ldx = in;
+  if (ldx < in || ldx % 8 != 0) {  // the copy engine's row strides are multiples of 16 bytes
+    throw_error("WgmmaGemm: ldx " + std::to_string(ldx) +
+                " must be at least in and a multiple of 8");
+  }
   if (!aligned(x, 16) || !aligned(w, 16)) {
     throw_error("WgmmaGemm: operands must be 16-byte aligned");
   }
@@ -671,7 +678,7 @@ void WgmmaGemm::run(void* y, bool bf16_out, int64_t ldy, const bf16* x, const vo
   work.beta = beta;
   work.partials = partials_.data();
   work.ready = ready_.data();
-  const CUtensorMap row_map = bf16_tile_map(x, n, in, tile_rows);
+  const CUtensorMap row_map = bf16_tile_map(x, n, in, tile_rows, ldx);
   if (blocks) {
     if (tile_rows == 256) {
       bf16_out ? launch_blocks<256, true>(type, w, out, in, row_map, work, stream_)

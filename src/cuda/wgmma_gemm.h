@@ -50,25 +50,25 @@ class WgmmaGemm {
   WgmmaGemm(const WgmmaGemm&) = delete;
   WgmmaGemm& operator=(const WgmmaGemm&) = delete;
 
-  // For r < n, c < out: y[r·ldy + c] = Σ_i x[r·in + i] · w[c·in + i]; bf16 output, or f32
-  // output y = product + beta·y. Error for a shape fits() refuses, or operands that are not
-  // 16-byte aligned.
+  // For r < n, c < out: y[r·ldy + c] = Σ_i x[r·ldx + i] · w[c·in + i] (ldx 0: in, else a
+  // multiple of 8); bf16 output, or f32 output y = product + beta·y. Error for a shape fits()
+  // refuses, or operands that are not 16-byte aligned.
   void linear(float* y, int64_t ldy, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n,
-              int64_t in, int64_t out, float beta = 0.0f);
+              int64_t in, int64_t out, float beta = 0.0f, int64_t ldx = 0);
   void linear(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const __nv_bfloat16* w,
-              int64_t n, int64_t in, int64_t out);
+              int64_t n, int64_t in, int64_t out, int64_t ldx = 0);
   // The same with w as `out` rows of `in` values in type's blocks (row stride row_bytes(type,
   // in)); each weight decodes to the bf16 value dequantize_to_bf16 writes (for Q4_K/Q5_K a zero may
   // carry the other sign, which no product sees).
   void linear_blocks(float* y, int64_t ldy, const __nv_bfloat16* x, const void* w, TensorType type,
-                     int64_t n, int64_t in, int64_t out, float beta = 0.0f);
+                     int64_t n, int64_t in, int64_t out, float beta = 0.0f, int64_t ldx = 0);
   void linear_blocks(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const void* w,
-                     TensorType type, int64_t n, int64_t in, int64_t out);
+                     TensorType type, int64_t n, int64_t in, int64_t out, int64_t ldx = 0);
 
  private:
   // type BF16: w is bf16.
   void run(void* y, bool bf16_out, int64_t ldy, const __nv_bfloat16* x, const void* w,
-           TensorType type, int64_t n, int64_t in, int64_t out, float beta);
+           TensorType type, int64_t n, int64_t in, int64_t out, float beta, int64_t ldx);
 
   cudaStream_t stream_;
   int multiprocessors_ = 0;

@@ -4,6 +4,7 @@
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -78,6 +79,19 @@ inline void reference_product(const std::vector<float>& x, const std::vector<flo
 // A product over weights in GGUF blocks: random x (seed) rounded to bf16, random weights
 // (seed + 1) quantized to `type` by the CPU reference, and the f64 reference product of x with
 // the weights those blocks dequantize to, rounded to bf16 (the values every GPU way decodes).
+// bf16 rows of `in` values copied ldx values apart, the gaps filled with large random values,
+// so a product that read a row at the wrong pitch would be far off.
+inline std::vector<uint16_t> with_row_pitch(const std::vector<uint16_t>& rows, int64_t n,
+                                            int64_t in, int64_t ldx, uint64_t seed) {
+  const auto filler = random_floats(static_cast<size_t>(n * ldx), seed, 100.0f, 1000.0f);
+  std::vector<uint16_t> out(filler.size());
+  for (size_t i = 0; i < out.size(); ++i) out[i] = f32_to_bf16(filler[i]);
+  for (int64_t r = 0; r < n; ++r) {
+    std::copy(rows.begin() + r * in, rows.begin() + (r + 1) * in, out.begin() + r * ldx);
+  }
+  return out;
+}
+
 struct BlockProduct {
   std::vector<uint16_t> x_bits;
   std::vector<uint8_t> blocks;

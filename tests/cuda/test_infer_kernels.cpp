@@ -17,6 +17,7 @@
 #include <span>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "cuda/cuda_check.h"
@@ -664,6 +665,88 @@ TEST_F(InferKernels, ResidualRmsnormAddsPartialsFirst) {
       const std::vector<double> want(ref.begin(), ref.end());
       EXPECT_EQ(count_outside(to_host(y, n), want, 1e-5, std::vector<double>(n, 0.0), label), 0u);
     }
+  }
+}
+
+// The engine pads its normed hidden rows: the norm writes row r at y + r·ldy and the head's
+// row gather reads and writes at pitches, with the same bits as packed rows and the gaps
+// untouched (0xFFFF as poisoned() left them).
+TEST_F(InferKernels, NormAndGatherKeepRowsAtAPitch) {
+  uint64_t seed = 1700;
+  for (const int64_t d : {int64_t{7}, int64_t{4096}}) {
+    const int64_t rows = 6, ld = d + (d % 4 == 0 ? 64 : 3);
+    const auto x = random_floats(static_cast<size_t>(rows * d), ++seed, -3.0f, 3.0f);
+    const auto w = random_floats(static_cast<size_t>(d), ++seed, 0.5f, 1.5f);
+    const auto dw = to_device(w);
+    auto norm = [&](int64_t ldy) {
+      auto dx = to_device(x);
+      auto y = poisoned<uint16_t>(static_cast<size_t>(rows * ldy));
+      cuda::residual_rmsnorm_rows(as_bf16(y.data()), dx.data(), nullptr, 0, dw.data(), rows, d,
+                                  1e-5f, nullptr, ldy == d ? 0 : ldy);
+      return std::pair(to_host(y, static_cast<size_t>(rows * ldy)), std::move(y));
+    };
+    const auto packed = norm(d).first;
+    auto [pitched, pitched_device] = norm(ld);
+    size_t differ = 0, touched = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t i = 0; i < ld; ++i) {
+        const uint16_t got = pitched[static_cast<size_t>(r * ld + i)];
+        if (i < d) {
+          differ += got != packed[static_cast<size_t>(r * d + i)];
+        } else {
+          touched += got != 0xFFFF;
+        }
+      }
+    }
+    EXPECT_EQ(differ, 0u) << "norm d=" << d;
+    EXPECT_EQ(touched, 0u) << "norm d=" << d << " wrote into the gaps";
+
+    const std::vector<int32_t> ids = {4, 0, 4, 2};
+    const auto dids = to_device(ids);
+    const auto n_ids = static_cast<int64_t>(ids.size());
+    auto gathered = poisoned<uint16_t>(static_cast<size_t>(n_ids * ld));
+    cuda::gather_rows(as_bf16(gathered.data()), as_bf16(pitched_device.data()), dids.data(), n_ids,
+                      d, nullptr, ld, ld);
+    const auto got = to_host(gathered, static_cast<size_t>(n_ids * ld));
+    size_t wrong = 0;
+    for (int64_t r = 0; r < n_ids; ++r) {
+      for (int64_t i = 0; i < ld; ++i) {
+        const uint16_t want =
+            i < d ? packed[static_cast<size_t>(ids[static_cast<size_t>(r)] * d + i)] : 0xFFFF;
+        wrong += got[static_cast<size_t>(r * ld + i)] != want;
+      }
+    }
+    EXPECT_EQ(wrong, 0u) << "gather d=" << d;
+  }
+}
+
+// cuBLAS reads x's rows at a pitch too: the same bits as packed rows, whole and split-K.
+TEST_F(InferKernels, InferGemmReadsRowsOfXAtAPitch) {
+  cuda::InferGemm gemm(nullptr, cuda::InferGemm::Engines::Cublas);
+  const int64_t n = 9, in = 512, out = 64, ldx = in + 64;
+  std::vector<uint16_t> x(static_cast<size_t>(n * in)), w(static_cast<size_t>(out * in));
+  const auto xf = random_floats(x.size(), 1801, -1.0f, 1.0f);
+  const auto wf = random_floats(w.size(), 1802, -1.0f, 1.0f);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = f32_to_bf16(xf[i]);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = f32_to_bf16(wf[i]);
+  auto dw = to_device(w);
+  const auto cells = static_cast<size_t>(2 * n * out);
+  auto run = [&](const std::vector<uint16_t>& x_bits, int64_t pitch, int splits) {
+    auto dx = to_device(x_bits);
+    auto y = poisoned<float>(cells);
+    if (splits == 1) {
+      gemm.linear(y.data(), as_bf16(dx.data()), as_bf16(dw.data()), n, in, out, 0.0f, pitch);
+    } else {
+      gemm.linear_split(y.data(), as_bf16(dx.data()), as_bf16(dw.data()), n, in, out, splits,
+                        pitch);
+    }
+    return to_host(y, cells);
+  };
+  for (const int splits : {1, 2}) {
+    const auto packed = run(x, 0, splits);
+    const auto pitched = run(testing::with_row_pitch(x, n, in, ldx, 1803), ldx, splits);
+    EXPECT_EQ(std::memcmp(packed.data(), pitched.data(), cells * sizeof(float)), 0)
+        << "splits " << splits;
   }
 }
 

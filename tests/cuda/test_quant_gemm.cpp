@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,40 @@ TEST_F(QuantGemm, MatchesTheDequantizedProduct) {
     }
   }
   gemm.force_splits(0);
+}
+
+// x's rows ldx values apart (the engine pads its normed hidden rows) give the same bits as
+// packed rows, split or not.
+TEST_F(QuantGemm, ReadsRowsOfXAtAnyPitch) {
+  cuda::QuantGemm gemm(nullptr);
+  const int64_t n = 33, in = 1024, out = 96, ldx = in + 64;
+  const auto cells = static_cast<size_t>(n * out);
+  for (const TensorType type : kBlockTypes) {
+    const testing::BlockProduct p = testing::make_block_product(type, n, in, out, 4400);
+    const auto dw = to_device(p.blocks);
+    for (const int splits : {1, 2}) {
+      gemm.force_splits(splits);
+      auto run = [&](const std::vector<uint16_t>& x_bits, int64_t pitch) {
+        const auto dx = to_device(x_bits);
+        auto y = poisoned<float>(cells);
+        gemm.linear(y.data(), out, reinterpret_cast<const __nv_bfloat16*>(dx.data()), dw.data(),
+                    type, n, in, out, 0.0f, pitch);
+        return to_host(y, cells);
+      };
+      const auto packed = run(p.x_bits, 0);
+      const auto pitched = run(testing::with_row_pitch(p.x_bits, n, in, ldx, 4402), ldx);
+      EXPECT_EQ(std::memcmp(packed.data(), pitched.data(), cells * sizeof(float)), 0)
+          << type_name(type) << " splits " << splits;
+    }
+  }
+  gemm.force_splits(0);
+  auto y = poisoned<float>(8);
+  auto x = poisoned<uint16_t>(2048);
+  const auto* xb = reinterpret_cast<const __nv_bfloat16*>(x.data());
+  EXPECT_THROW(gemm.linear(y.data(), 8, xb, nullptr, TensorType::Q8_0, 1, 256, 8, 0.0f, 248),
+               Error);
+  EXPECT_THROW(gemm.linear(y.data(), 8, xb, nullptr, TensorType::Q8_0, 1, 256, 8, 0.0f, 260),
+               Error);
 }
 
 // Weights that start at an odd address (a part of a stacked matrix can) decode byte by byte.

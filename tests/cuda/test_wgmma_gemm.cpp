@@ -176,6 +176,47 @@ TEST_F(WgmmaGemm, DecodesBlocksInsideTheTiles) {
   EXPECT_FALSE(cuda::WgmmaGemm::fits_blocks(TensorType::BF16, 256, 4096, 4096));
 }
 
+// x's rows ldx values apart (the engine pads its normed hidden rows) give the same bits as
+// packed rows, with bf16 weights and with weights in blocks.
+TEST_F(WgmmaGemm, ReadsRowsOfXAtAnyPitch) {
+  cuda::WgmmaGemm gemm(nullptr);
+  const Shape sh{40, 1024, 256, 0};
+  const int64_t ldx = sh.in + 64;
+  const testing::BlockProduct p =
+      testing::make_block_product(TensorType::Q4_K, sh.n, sh.in, sh.out, 5700);
+  const Product dense = make_product(sh, 5702);
+  const auto cells = static_cast<size_t>(sh.n * sh.out);
+  auto run = [&](const std::vector<uint16_t>& x_bits, int64_t pitch, bool blocks) {
+    const auto dx = to_device(x_bits);
+    auto y = poisoned<float>(cells);
+    if (blocks) {
+      const auto dw = to_device(p.blocks);
+      gemm.linear_blocks(y.data(), sh.out, as_bf16(dx), dw.data(), TensorType::Q4_K, sh.n, sh.in,
+                         sh.out, 0.0f, pitch);
+    } else {
+      const auto dw = to_device(dense.w_bits);
+      gemm.linear(y.data(), sh.out, as_bf16(dx), as_bf16(dw), sh.n, sh.in, sh.out, 0.0f, pitch);
+    }
+    return to_host(y, cells);
+  };
+  for (const bool blocks : {false, true}) {
+    const auto& x = blocks ? p.x_bits : dense.x_bits;
+    const auto packed = run(x, 0, blocks);
+    const auto pitched = run(testing::with_row_pitch(x, sh.n, sh.in, ldx, 5704), ldx, blocks);
+    EXPECT_EQ(std::memcmp(packed.data(), pitched.data(), cells * sizeof(float)), 0)
+        << (blocks ? "Q4_K" : "bf16");
+  }
+  auto y = poisoned<float>(cells);
+  const auto dx = to_device(dense.x_bits);
+  const auto dw = to_device(dense.w_bits);
+  EXPECT_THROW(
+      gemm.linear(y.data(), sh.out, as_bf16(dx), as_bf16(dw), sh.n, sh.in, sh.out, 0.0f, sh.in - 8),
+      Error);
+  EXPECT_THROW(
+      gemm.linear(y.data(), sh.out, as_bf16(dx), as_bf16(dw), sh.n, sh.in, sh.out, 0.0f, sh.in + 4),
+      Error);
+}
+
 TEST_F(WgmmaGemm, RejectsShapesAndAddressesItCannotTake) {
   cuda::WgmmaGemm gemm(nullptr);
   cuda::DeviceArray<uint16_t> x(4096), w(4096);
