@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -115,6 +116,24 @@ void expect_clean_failure(const std::string& args, const std::string& needle, in
   EXPECT_EQ(count_lines(out), 1) << args << "\n" << out;
 }
 
+// `bench generate` on the CPU, plain and with the KV cache: one line of step times (median and
+// mean, which a cached generation's extending passes pull apart) and a positive tokens/s.
+TEST_F(CliTest, BenchGenerateReportsStepTimesAndTokensPerSecond) {
+  for (const std::string extra : {"", " --cache-blocks"}) {
+    std::string out;
+    ASSERT_EQ(run_command(kCli + " bench generate -m " + model() +
+                              " -n 16 -s 4 -b 8 --prompt-len 8 -t 1" + extra,
+                          &out),
+              0)
+        << out;
+    EXPECT_NE(out.find("step ms: median "), std::string::npos) << out;
+    EXPECT_NE(out.find(" mean "), std::string::npos) << out;
+    const size_t at = out.find("tokens/s: ");
+    ASSERT_NE(at, std::string::npos) << out;
+    EXPECT_GT(std::atof(out.c_str() + at + 10), 0.0) << out;
+  }
+}
+
 TEST_F(CliTest, BadInputGivesOneLineErrors) {
   expect_clean_failure("info " + path("missing.gguf"), "missing.gguf");
   {
@@ -134,6 +153,7 @@ TEST_F(CliTest, BadInputGivesOneLineErrors) {
   expect_clean_failure("init --arch llada --shape 3b " + path("o.gguf"), "3b");
   expect_clean_failure("frobnicate", "frobnicate", 2);
   expect_clean_failure("logits " + model() + " --tokens 1 -o " + path("o.bin") + " --threads -4", "threads", 2);
+  expect_clean_failure("bench gpu-step " + model() + " --cached -5", "cached", 2);
   EXPECT_FALSE(std::filesystem::exists(path("o.bin")));
   EXPECT_FALSE(std::filesystem::exists(path("o.gguf")));
 }
