@@ -142,19 +142,21 @@ void CudaInferEngine::Impl::product(Linear& lin, Y* y, const Op* in, int64_t row
     if (way != BlocksWay::Dequantize) {
       const bool small = way == BlocksWay::QuantGemm;
       mark(label);
-      for (const Linear::Part& p : lin.quantized) {
-        if constexpr (std::is_same_v<Y, float>) {  // a bf16 y takes no beta
-          if (small) {
-            quant_gemm->linear(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows,
-                               beta, ldx);
-          } else {
-            gemm->linear_blocks(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows,
-                                beta, ldx);
-          }
-        } else if (small) {
-          quant_gemm->linear(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows, ldx);
+      // A bf16 y takes no beta; both products take the same arguments otherwise.
+      auto multiply = [&](const Linear::Part& p, auto... beta_if_f32_and_ldx) {
+        if (small) {
+          quant_gemm->linear(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows,
+                             beta_if_f32_and_ldx...);
         } else {
-          gemm->linear_blocks(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows, ldx);
+          gemm->linear_blocks(y + p.row0, lin.out, in, p.blocks, p.type, rows, lin.in, p.rows,
+                              beta_if_f32_and_ldx...);
+        }
+      };
+      for (const Linear::Part& p : lin.quantized) {
+        if constexpr (std::is_same_v<Y, float>) {
+          multiply(p, beta, ldx);
+        } else {
+          multiply(p, ldx);
         }
       }
       return;
