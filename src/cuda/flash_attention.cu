@@ -73,7 +73,7 @@ struct Params {
   const __nv_bfloat16* q;
   const __nv_bfloat16* k;
   const __nv_bfloat16* v;
-  int64_t n_q, n_kv, kv_rows, n_head, n_head_kv, group, head_dim;
+  int64_t n_q, q_rows, n_kv, kv_rows, n_head, n_head_kv, group, head_dim;
   int n_q_tiles;
   float scale_log2;  // scale · log2(e): the softmax runs on exp2
   int mask;          // MaskMode's value
@@ -154,7 +154,7 @@ __global__ void __launch_bounds__(kThreads* KS) flash_attention_kernel(const Par
   const int64_t i0 = static_cast<int64_t>(p.n_q_tiles - 1 - static_cast<int>(blockIdx.y)) * BM;
   const int64_t rows = min(static_cast<int64_t>(BM), p.n_q - i0);
   const int64_t kv_head = seq * p.n_head_kv + head / p.group;
-  const __nv_bfloat16* q = p.q + (head_seq * p.n_q + i0) * p.head_dim;
+  const __nv_bfloat16* q = p.q + (head_seq * p.q_rows + i0) * p.head_dim;
   const __nv_bfloat16* k = p.k + kv_head * p.kv_rows * p.head_dim;
   const __nv_bfloat16* v = p.v + kv_head * p.kv_rows * p.head_dim;
 
@@ -493,6 +493,9 @@ void check_dims(const FlashAttentionDims& d) {
     bad("scale " + std::to_string(d.scale) + " must be positive and finite");
   }
   if (d.q_pos0 < 0) bad("q_pos0 " + str(d.q_pos0) + " is negative");
+  if (d.q_rows < 0 || (d.q_rows > 0 && d.q_rows < d.n_q)) {
+    bad("q_rows " + str(d.q_rows) + " is below n_q " + str(d.n_q));
+  }
   if (d.kv_rows < 0 || (d.kv_rows > 0 && d.kv_rows < d.n_kv)) {
     bad("kv_rows " + str(d.kv_rows) + " is below n_kv " + str(d.n_kv));
   }
@@ -528,6 +531,7 @@ bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 Params params_of(const FlashAttentionDims& dims) {
   Params p{};
   p.n_q = dims.n_q;
+  p.q_rows = dims.q_rows > 0 ? dims.q_rows : dims.n_q;
   p.n_kv = dims.n_kv;
   p.kv_rows = dims.kv_rows > 0 ? dims.kv_rows : dims.n_kv;
   p.n_head = dims.n_head;
@@ -602,7 +606,7 @@ __global__ void __launch_bounds__(kExactThreads)
   const int lane = threadIdx.x % 32;
   const int64_t i = item % p.n_q, h = (item / p.n_q) % p.n_head, s = item / (p.n_q * p.n_head);
   const int64_t D = p.head_dim, hkv = h / p.group;
-  const float* qr = q + ((s * p.n_head + h) * p.n_q + i) * D;
+  const float* qr = q + ((s * p.n_head + h) * p.q_rows + i) * D;
   const float* kh = k + (s * p.n_head_kv + hkv) * p.kv_rows * D;
   const float* vh = v + (s * p.n_head_kv + hkv) * p.kv_rows * D;
   float qv[kExactPerLane], acc[kExactPerLane];

@@ -27,11 +27,15 @@ struct FlashAttentionDims {
   // Rows k and v hold per (sequence, kv head), at least n_kv (a KV cache sized for the whole
   // context holds more than this pass reads); 0: n_kv.
   int64_t kv_rows = 0;
+  // Rows q holds per (sequence, head), at least n_q (queries that are a later part of a pass's
+  // rows, q pointing at the first of them); 0: n_q.
+  int64_t q_rows = 0;
 };
 
-// Head-major inputs: q [n_seq][n_head][n_q][head_dim], k and v [n_seq][n_head_kv][kv_rows]
-// [head_dim], of which the first n_kv rows are read. Output token-major, ready for the output
-// projection: out [n_seq][n_q] [n_head·head_dim] in bf16. A query that sees no key (impossible with
+// Head-major inputs: q [n_seq][n_head][q_rows][head_dim], of which the first n_q rows are read,
+// and k and v [n_seq][n_head_kv][kv_rows][head_dim], of which the first n_kv rows are read.
+// Output token-major, ready for the output projection: out [n_seq][n_q][n_head·head_dim] in
+// bf16. A query that sees no key (impossible with
 // the masks above when q_pos0 + i < n_kv) gets zeros. Error (ruvdllm::Error) for an unsupported
 // head_dim or inconsistent dimensions.
 void flash_attention(__nv_bfloat16* out, const __nv_bfloat16* q, const __nv_bfloat16* k,

@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -86,7 +88,7 @@ void CudaInferEngine::Impl::prepare_cache(KVCache& cache, const ForwardOptions& 
   };
   with_operands(allocate);
   pass->use_cache = true;
-  pass->append = o.append_to_cache;
+  pass->kept = o.append_to_cache ? T : o.extend_rows;
   pass->past = cached;
 }
 
@@ -284,7 +286,22 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
                     lw.k_norm.capacity() ? lw.k_norm.data() : nullptr, cos_sin.data(), layout,
                     stream);
     mark("attention");
-    attend(o.att.data(), o.q.data(), k_dst, v_dst, dims, stream);
+    if (pass.kept > 0 && pass.kept < L) {
+      // Two spans of queries (n_seq is 1 with a cache): the rows that extend the cache see it
+      // and themselves, the rest everything.
+      FlashAttentionDims kept_rows = dims, rest = dims;
+      kept_rows.n_q = pass.kept;
+      kept_rows.n_kv = past + pass.kept;
+      rest.n_q = L - pass.kept;
+      rest.q_pos0 = past + pass.kept;
+      // q is head-major (L rows per head), the output token-major.
+      kept_rows.q_rows = rest.q_rows = L;
+      attend(o.att.data(), o.q.data(), k_dst, v_dst, kept_rows, stream);
+      attend(o.att.data() + pass.kept * H * D, o.q.data() + pass.kept * D, k_dst, v_dst, rest,
+             stream);
+    } else {
+      attend(o.att.data(), o.q.data(), k_dst, v_dst, dims, stream);
+    }
     pending = into_residual(o.att.data(), lw.wo, o_splits, "gemm wo");
 
     norm(lw.ffn_norm.data());
@@ -315,9 +332,9 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
     }
     head_in = o.shifted.data();
   }
-  if (pass.append) {
-    check_cuda(cudaMemcpyAsync(o.cache_last_hidden.data(), o.xn.data() + (T - 1) * pitch, row,
-                               cudaMemcpyDeviceToDevice, stream),
+  if (pass.kept > 0) {
+    check_cuda(cudaMemcpyAsync(o.cache_last_hidden.data(), o.xn.data() + (pass.kept - 1) * pitch,
+                               row, cudaMemcpyDeviceToDevice, stream),
                "cudaMemcpyAsync");
   }
   int64_t head_in_rows = T;
@@ -373,6 +390,7 @@ void CudaInferEngine::forward(std::span<const int32_t> tokens, const ForwardOpti
            c.vocab_size);
     }
   }
+  check_extend_rows(o, T, "cuda");
   check_cuda(cudaSetDevice(m.options.device), "cudaSetDevice");
   PassShape pass;
   pass.tokens = T;
@@ -410,11 +428,17 @@ void CudaInferEngine::forward(std::span<const int32_t> tokens, const ForwardOpti
     }
   }
   const PassKey key = pass.key();
+  const auto start = std::chrono::steady_clock::now();
+  const char* way = "eager";
+  const bool capturable = m.graph_policy == GraphPolicy::All ||
+                          (m.graph_policy == GraphPolicy::Uncached && !pass.use_cache);
 
   auto it = m.graphs.find(key);
   if (it != m.graphs.end()) {
+    way = "replay";
     check_cuda(cudaGraphLaunch(it->second, m.stream), "cudaGraphLaunch");
-  } else if (m.options.cuda_graph && m.seen[key] > 0) {
+  } else if (capturable && m.seen[key] > 0) {
+    way = "capture";
     // Second pass of this shape: every kernel has been loaded and cuBLAS has chosen its
     // algorithms, so the pass can be captured once and replayed from now on.
     cudaGraph_t graph = nullptr;
@@ -436,15 +460,22 @@ void CudaInferEngine::forward(std::span<const int32_t> tokens, const ForwardOpti
     check_cuda(cudaGraphLaunch(exec, m.stream), "cudaGraphLaunch");
   } else {
     m.encode_pass(pass);
-    ++m.seen[key];
+    if (capturable) ++m.seen[key];
   }
   check_cuda(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize (forward pass)");
+  if (m.trace) {
+    const std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
+    std::fprintf(stderr, "cuda pass: %lld tokens, %lld cached%s, head rows %lld, %s, %.3f ms\n",
+                 static_cast<long long>(T), static_cast<long long>(pass.past),
+                 pass.kept > 0 ? " (extended)" : "", static_cast<long long>(pass.head_rows), way,
+                 took.count());
+  }
   m.n_tokens = T;
   m.n_seq = o.n_seq;
   m.head_rows = pass.head_rows;
   m.logit_row_of = std::move(row_of);
-  if (pass.append) {
-    m.cached = pass.past + T;
+  if (pass.kept > 0) {
+    m.cached = pass.past + pass.kept;
     o.cache->n_tokens = m.cached;
   }
 }

@@ -81,22 +81,34 @@ struct PassShape {
   MaskMode mask = MaskMode::Full;
   int64_t block_len = 0;
   // With the KV cache (n_seq = 1): the pass's tokens follow `past` cached ones, its keys and
-  // values go to cache rows [past, past + tokens), and with `append` they stay there.
-  bool use_cache = false, append = false;
+  // values go to cache rows [past, past + tokens), and those of the first `kept` rows stay
+  // there (ForwardOptions::append_to_cache: all, extend_rows: that many). With 0 < kept <
+  // tokens, the kept rows attend to the cache and each other only.
+  bool use_cache = false;
+  int64_t kept = 0;
   int64_t past = 0;
   // Logit rows per sequence when the head runs for listed rows only (ForwardOptions::
   // logit_rows, padded to a multiple of kHeadRowStep so few shapes get graphs), 0 for all.
   int64_t head_rows = 0;
   auto key() const {
-    return std::tuple(tokens, n_seq, static_cast<int>(mask), block_len, use_cache, append, past,
+    return std::tuple(tokens, n_seq, static_cast<int>(mask), block_len, use_cache, kept, past,
                       head_rows);
   }
 };
 using PassKey = decltype(PassShape{}.key());
 
+// Which passes are captured as graphs once their shape has run eagerly: every one, those
+// without a KV cache, or none. A cached pass's shape includes the cache's length, so it recurs
+// only within one block (5–7 times with 8 steps per block), and capturing a pass (3 ms at the
+// 8B shape on an H200) cost more than its replays saved (0.17 ms each against eager launches):
+// Uncached, the default, measured 4–5% more tokens/s with --cache-blocks (docs/PERFORMANCE.md).
+// It also keeps the number of graphs bounded by the uncached shapes a process runs.
+enum class GraphPolicy { Uncached, All, Off };
+
 }  // namespace infer_detail
 
 using infer_detail::DeviceLayer;
+using infer_detail::GraphPolicy;
 using infer_detail::Linear;
 using infer_detail::Operands;
 using infer_detail::PassKey;
@@ -173,6 +185,8 @@ struct CudaInferEngine::Impl {
   uint64_t fill = 0;
   int64_t cached = 0;
 
+  GraphPolicy graph_policy = GraphPolicy::Uncached;
+  bool trace = false;  // RUVDLLM_CUDA_TRACE: one line per pass on stderr (shape, way, host ms)
   std::map<PassKey, cudaGraphExec_t> graphs;
   std::map<PassKey, int> seen;  // passes run eagerly so far per shape (the first warms up)
 

@@ -53,6 +53,16 @@ int64_t fused_rows_setting() {
   fail("RUVDLLM_CUDA_QUANT_GEMM must be auto, fused or dequantize, not '{}'", way);
 }
 
+// RUVDLLM_CUDA_GRAPHS=uncached|all|off: which pass shapes are captured (GraphPolicy).
+GraphPolicy graph_policy_setting() {
+  const char* set = std::getenv("RUVDLLM_CUDA_GRAPHS");
+  const std::string policy = set ? set : "uncached";
+  if (policy == "all") return GraphPolicy::All;
+  if (policy == "uncached") return GraphPolicy::Uncached;
+  if (policy == "off") return GraphPolicy::Off;
+  fail("RUVDLLM_CUDA_GRAPHS must be uncached, all or off, not '{}'", policy);
+}
+
 // RUVDLLM_CUDA_ROW_PAD: values added to each normed hidden row (Impl::hidden_pitch says why).
 int64_t hidden_row_pad() {
   const char* set = std::getenv("RUVDLLM_CUDA_ROW_PAD");
@@ -167,6 +177,8 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
   m.options = options;
   m.fused_rows = fused_rows_setting();
   m.hidden_pitch = config.n_embd + hidden_row_pad();
+  m.graph_policy = options.cuda_graph ? graph_policy_setting() : GraphPolicy::Off;
+  m.trace = std::getenv("RUVDLLM_CUDA_TRACE") != nullptr;
   if (config.is_moe()) {
     fail("the CUDA backend does not run mixture-of-experts models yet ({}); use --device cpu",
          arch_name(config.arch));

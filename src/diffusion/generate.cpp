@@ -144,26 +144,20 @@ GenerationResult Generator::run(std::span<const int32_t> prompt, const Generatio
       int64_t first_row = 0;
       forward_options.logit_rows = candidates;  // uncached passes: rows are canvas positions
       if (o.cache_blocks) {
-        if (cache.n_tokens < block.begin) {  // the prompt, or blocks finished since
-          ForwardOptions extend;
-          extend.cache = &cache;
-          extend.append_to_cache = true;
-          extend.logit_rows = std::span<const int64_t>{};  // nothing is sampled from it
-          denoiser_.forward(std::span<const int32_t>(canvas).subspan(
-                                static_cast<size_t>(cache.n_tokens),
-                                static_cast<size_t>(block.begin - cache.n_tokens)),
-                            extend);
-        }
+        // The prompt, or the block finished since the last pass, goes into the cache in the
+        // same pass as this block's step (ForwardOptions::extend_rows): one pass of both
+        // costs about one of the block alone on a GPU, whose passes are bound by weights.
+        first_row = cache.n_tokens;
         ForwardOptions current;
         current.cache = &cache;
+        current.extend_rows = block.begin - first_row;
         block_rows.clear();
-        for (const int64_t p : candidates) block_rows.push_back(p - block.begin);
+        for (const int64_t p : candidates) block_rows.push_back(p - first_row);
         current.logit_rows = block_rows;
         denoiser_.forward(
-            std::span<const int32_t>(canvas).subspan(static_cast<size_t>(block.begin),
-                                                     static_cast<size_t>(block.end - block.begin)),
+            std::span<const int32_t>(canvas).subspan(static_cast<size_t>(first_row),
+                                                     static_cast<size_t>(block.end - first_row)),
             current);
-        first_row = block.begin;
       } else if (guided) {
         std::copy(canvas.begin(), canvas.end(), tokens_.begin());
         std::copy(canvas.begin() + result.prompt_len, canvas.end(),

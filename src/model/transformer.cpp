@@ -20,24 +20,23 @@ namespace {
 // Rows per chunk below which splitting element-wise work over threads costs more than it saves.
 constexpr int64_t kMinRowsPerChunk = 8;
 
-// A cache grown for this pass's keys and values; shrinks back unless the pass commits, so an
-// error (or append_to_cache == false) leaves the caller's cache as it was.
+// A cache grown for this pass's keys and values; shrinks back to what it held unless the pass
+// keeps some of them, so an error (or a pass that appends nothing) leaves it as it was.
 class CacheGrowth {
  public:
   CacheGrowth(KVCache* cache, size_t keep_floats) : cache_(cache), keep_(keep_floats) {}
   ~CacheGrowth() {
-    if (!cache_ || committed_) return;
+    if (!cache_) return;
     for (auto& k : cache_->k) k.resize(keep_);
     for (auto& v : cache_->v) v.resize(keep_);
   }
   CacheGrowth(const CacheGrowth&) = delete;
   CacheGrowth& operator=(const CacheGrowth&) = delete;
-  void commit() { committed_ = true; }
+  void keep(size_t floats) { keep_ = floats; }
 
  private:
   KVCache* cache_;
   size_t keep_;
-  bool committed_ = false;
 };
 
 class Transformer final : public Model {
@@ -116,6 +115,7 @@ void Transformer::check_request(std::span<const int32_t> tokens, const ForwardOp
            cache.last_hidden.size(), c.n_embd);
     }
   }
+  check_extend_rows(o, n, m_.path);
   const int64_t length = n / o.n_seq;
   if (o.logit_rows) {
     int64_t previous = -1;
@@ -206,6 +206,7 @@ void Transformer::forward(std::span<const int32_t> tokens, const ForwardOptions&
     cache->v.assign(static_cast<size_t>(c.n_layer), {});
   }
   CacheGrowth growth(cache, static_cast<size_t>(past * kv_dim));
+  const int64_t extend = !cache ? 0 : o.append_to_cache ? T : o.extend_rows;
 
   float* x = s_.x.get(static_cast<size_t>(T * E));
   float* xn = s_.xn.get(static_cast<size_t>(T * E));
@@ -266,10 +267,25 @@ void Transformer::forward(std::span<const int32_t> tokens, const ForwardOptions&
     shape.mask = o.mask;
     shape.block_len = o.block_len;
     shape.q_pos0 = past;
-    for (int64_t s = 0; s < S; ++s) {
-      const float* ks = cache ? cache->k[static_cast<size_t>(il)].data() : k + s * L * kv_dim;
-      const float* vs = cache ? cache->v[static_cast<size_t>(il)].data() : v + s * L * kv_dim;
-      attention(shape, q + s * L * q_dim, ks, vs, att + s * L * q_dim, pool);
+    if (extend > 0 && extend < L) {
+      // Two spans of queries (n_seq is 1 with a cache): the rows that extend the cache see it
+      // and themselves, the rest everything.
+      const float* ks = cache->k[static_cast<size_t>(il)].data();
+      const float* vs = cache->v[static_cast<size_t>(il)].data();
+      AttentionShape head_span = shape;
+      head_span.n_q = extend;
+      head_span.n_kv = past + extend;
+      attention(head_span, q, ks, vs, att, pool);
+      AttentionShape rest = shape;
+      rest.n_q = L - extend;
+      rest.q_pos0 = past + extend;
+      attention(rest, q + extend * q_dim, ks, vs, att + extend * q_dim, pool);
+    } else {
+      for (int64_t s = 0; s < S; ++s) {
+        const float* ks = cache ? cache->k[static_cast<size_t>(il)].data() : k + s * L * kv_dim;
+        const float* vs = cache ? cache->v[static_cast<size_t>(il)].data() : v + s * L * kv_dim;
+        attention(shape, q + s * L * q_dim, ks, vs, att + s * L * q_dim, pool);
+      }
     }
     matmul(lw.wo, att, T, tmp, pool);
     add_inplace(x, tmp, T * E);
@@ -312,10 +328,10 @@ void Transformer::forward(std::span<const int32_t> tokens, const ForwardOptions&
     matmul(w.output, head_in, T, logits, pool);
   }
 
-  if (cache && o.append_to_cache) {
-    cache->n_tokens = past + T;
-    cache->last_hidden.assign(xn + (T - 1) * E, xn + T * E);
-    growth.commit();
+  if (cache && extend > 0) {
+    cache->n_tokens = past + extend;
+    cache->last_hidden.assign(xn + (extend - 1) * E, xn + extend * E);
+    growth.keep(static_cast<size_t>((past + extend) * kv_dim));
   }
 }
 
@@ -348,6 +364,18 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     return model_detail::make_transformer(model_detail::load_hf(path));
   }
   return model_detail::make_transformer(model_detail::load_gguf(path));
+}
+
+void check_extend_rows(const ForwardOptions& o, int64_t n_tokens, const std::string& who) {
+  if (o.extend_rows == 0) return;
+  if (o.extend_rows < 0 || o.extend_rows > n_tokens) {
+    fail("{}: forward: extend_rows {} is outside 0..{} (the pass's tokens)", who, o.extend_rows,
+         n_tokens);
+  }
+  if (!o.cache) fail("{}: forward: extend_rows needs a KV cache", who);
+  if (o.append_to_cache) {
+    fail("{}: forward: extend_rows and append_to_cache both say what to append; set one", who);
+  }
 }
 
 void KVCache::clear() {

@@ -65,8 +65,9 @@ std::vector<float> gpu_logits(cuda::CudaInferEngine& engine, std::span<const int
 }
 
 // A cached prefix, then a block after it (twice: the second pass replays the captured graph),
-// as block diffusion runs them, on the CPU and the GPU: the relative error of the prefix pass
-// and of each block pass. The GPU's cache must hold the prefix afterwards.
+// then that block appended in the same pass as a next one, and the next one alone, as block
+// diffusion runs them, on the CPU and the GPU: the relative error of each pass. The GPU's cache
+// must hold the prefix, then the prefix and the block.
 std::vector<double> cached_pass_errors(Model& model, cuda::CudaInferEngine& engine,
                                        size_t prefix_len) {
   const auto prefix = random_tokens(model.config(), prefix_len, 8);
@@ -90,6 +91,24 @@ std::vector<double> cached_pass_errors(Model& model, cuda::CudaInferEngine& engi
     errors.push_back(rel_error(gpu_logits(engine, block, current), cpu_block));
   }
   EXPECT_EQ(gpu_cache.n_tokens, static_cast<int64_t>(prefix_len));
+  // The block goes into the cache in the same pass as the next one (extend_rows, as a
+  // generation's first step of a block runs), then the next block runs over the grown cache.
+  const auto next = random_tokens(model.config(), 16, 10);
+  std::vector<int32_t> both = block;
+  both.insert(both.end(), next.begin(), next.end());
+  ForwardOptions grow;
+  grow.extend_rows = static_cast<int64_t>(block.size());
+  std::vector<float> cpu_both(both.size() * vocab), cpu_next(next.size() * vocab);
+  grow.cache = &cpu_cache;
+  model.forward(both, grow, cpu_both.data(), pool);
+  grow.cache = &gpu_cache;
+  errors.push_back(rel_error(gpu_logits(engine, both, grow), cpu_both));
+  EXPECT_EQ(gpu_cache.n_tokens, static_cast<int64_t>(prefix_len + block.size()));
+  ForwardOptions after;
+  after.cache = &cpu_cache;
+  model.forward(next, after, cpu_next.data(), pool);
+  after.cache = &gpu_cache;
+  errors.push_back(rel_error(gpu_logits(engine, next, after), cpu_next));
   ForwardOptions foreign;
   foreign.cache = &cpu_cache;  // filled by the CPU
   EXPECT_THROW(engine.forward(block, foreign), Error);
@@ -204,6 +223,18 @@ TEST_F(CudaInfer, DreamLogitsMatchCpu) {
   EXPECT_LT(rel_error(gpu_logits(engine, tokens, o), cpu_logits(*model, tokens, o)), kLogitBound);
 }
 
+// Sets an environment variable for one scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
+  ~ScopedEnv() { unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+};
+
 // The first pass of a shape runs eagerly, the second is captured, later ones replay the graph:
 // all must compute the same thing, for new tokens too.
 TEST_F(CudaInfer, GraphReplayEqualsEagerLaunches) {
@@ -237,17 +268,40 @@ TEST_F(CudaInfer, GraphReplayEqualsEagerLaunches) {
             cuda::WeightMode::Dense);
 }
 
-// Sets an environment variable for one scope.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
-  ~ScopedEnv() { unsetenv(name_); }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-};
+// Passes over a KV cache run eagerly by default (GraphPolicy::Uncached); RUVDLLM_CUDA_GRAPHS=all
+// captures them too, with the same results.
+TEST_F(CudaInfer, CachedPassesAreCapturedOnlyWhenAsked) {
+  TempDir dir;
+  auto model = random_model(dir, Arch::LLaDA, TensorType::Q8_0, "graph-cache");
+  cuda::InferOptions eager_options;
+  eager_options.cuda_graph = false;
+  cuda::CudaInferEngine eager(model->config(), model->weights(), eager_options);
+  const auto prefix = random_tokens(model->config(), 24, 3);
+  const auto block = random_tokens(model->config(), 16, 4);
+  auto cached_passes = [&](cuda::CudaInferEngine& engine) {
+    KVCache cache;
+    ForwardOptions fill;
+    fill.cache = &cache;
+    fill.append_to_cache = true;
+    std::vector<std::vector<float>> logits{gpu_logits(engine, prefix, fill)};
+    ForwardOptions use;
+    use.cache = &cache;
+    for (int pass = 0; pass < 4; ++pass) logits.push_back(gpu_logits(engine, block, use));
+    return logits;
+  };
+  const auto want = cached_passes(eager);
+  cuda::CudaInferEngine by_default(model->config(), model->weights());
+  EXPECT_EQ(cached_passes(by_default), want);
+  EXPECT_EQ(by_default.graphs_captured(), 0);
+  {
+    ScopedEnv all("RUVDLLM_CUDA_GRAPHS", "all");
+    cuda::CudaInferEngine every(model->config(), model->weights());
+    EXPECT_EQ(cached_passes(every), want);
+    EXPECT_EQ(every.graphs_captured(), 1);  // the block's shape; the prefix ran once
+  }
+  ScopedEnv bad("RUVDLLM_CUDA_GRAPHS", "sometimes");
+  EXPECT_THROW(cuda::CudaInferEngine(model->config(), model->weights()), Error);
+}
 
 // Quantized weights multiplied in their blocks (QuantGemm) against the dequantized copy +
 // cuBLAS: both see the very same bf16 weight values, so the logits differ only by f32 summation

@@ -84,9 +84,10 @@ FlashAttentionDims make_dims(int64_t n_seq, int64_t n_q, int64_t n_kv, int64_t n
 // q_amp sets how peaked the softmax is (scores grow with it).
 void expect_matches_reference(const FlashAttentionDims& d, uint64_t seed, float q_amp = 1.0f) {
   const int64_t hd = d.head_dim;
-  const size_t q_size = static_cast<size_t>(d.n_seq * d.n_head * d.n_q * hd);
+  const int64_t q_rows = d.q_rows > 0 ? d.q_rows : d.n_q;  // rows past n_q are never read
+  const size_t q_size = static_cast<size_t>(d.n_seq * d.n_head * q_rows * hd);
   const size_t kv_size = static_cast<size_t>(d.n_seq * d.n_head_kv * d.n_kv * hd);
-  const size_t out_size = q_size;
+  const size_t out_size = static_cast<size_t>(d.n_seq * d.n_head * d.n_q * hd);
   const Bf16Data q = random_bf16(q_size, seed, q_amp);
   const Bf16Data k = random_bf16(kv_size, seed + 1, 1.0f);
   const Bf16Data v = random_bf16(kv_size, seed + 2, 1.0f);
@@ -111,7 +112,7 @@ void expect_matches_reference(const FlashAttentionDims& d, uint64_t seed, float 
       for (int64_t i = 0; i < d.n_q; ++i) {
         for (int64_t e = 0; e < hd; ++e) {
           qt[static_cast<size_t>((i * d.n_head + h) * hd + e)] =
-              q.values[static_cast<size_t>(((seq * d.n_head + h) * d.n_q + i) * hd + e)];
+              q.values[static_cast<size_t>(((seq * d.n_head + h) * q_rows + i) * hd + e)];
         }
       }
     }
@@ -203,6 +204,17 @@ TEST_F(FlashAttentionTest, CachedPrefix) {
   }
   // Fewer queries than the cache, not ending at the last key.
   expect_matches_reference(make_dims(1, 20, 300, 2, 2, 64, MaskMode::Causal, 0, 130), 53);
+}
+
+// Queries that are the later rows of a pass (q_rows rows per head): the span of a pass that
+// follows the rows extending a KV cache (ForwardOptions::extend_rows).
+TEST_F(FlashAttentionTest, QueriesAtARowPitch) {
+  auto d = make_dims(1, 32, 96, 4, 2, 128, MaskMode::Full, 0, 64);
+  d.q_rows = 64;
+  expect_matches_reference(d, 55);
+  d = make_dims(2, 45, 150, 4, 2, 64, MaskMode::Causal, 0, 105);
+  d.q_rows = 77;
+  expect_matches_reference(d, 56);
 }
 
 TEST_F(FlashAttentionTest, PaddedHeadDims) {
@@ -297,6 +309,9 @@ TEST(FlashAttentionErrors, BadDimensionsThrow) {
   bad.mask = MaskMode::BlockCausal;
   bad.block_len = 0;
   expect_error(bad, "block_len");
+  bad = d;
+  bad.q_rows = 7;
+  expect_error(bad, "q_rows 7 is below n_q 8");
   bad = d;
   bad.mask = static_cast<MaskMode>(7);
   expect_error(bad, "mask mode");

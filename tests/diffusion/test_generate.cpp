@@ -49,13 +49,17 @@ class FakeModel final : public Model {
       std::vector<int32_t> visible = cached_;
       visible.insert(visible.end(), tokens.begin(), tokens.end());
       const auto offset = static_cast<int64_t>(cached_.size());
-      for (int64_t i = 0; i < static_cast<int64_t>(tokens.size()); ++i) {
-        fn_(visible, offset + i, logits + i * config_.vocab_size);
+      const auto n = static_cast<int64_t>(tokens.size());
+      const int64_t kept = options.append_to_cache ? n : options.extend_rows;
+      // Rows that extend the cache see it and each other only.
+      const std::span<const int32_t> extension =
+          std::span<const int32_t>(visible).first(static_cast<size_t>(offset + kept));
+      for (int64_t i = 0; i < n; ++i) {
+        fn_(i < kept ? extension : std::span<const int32_t>(visible), offset + i,
+            logits + i * config_.vocab_size);
       }
-      if (options.append_to_cache) {
-        cached_ = visible;
-        options.cache->n_tokens = static_cast<int64_t>(cached_.size());
-      }
+      cached_.assign(extension.begin(), extension.end());
+      options.cache->n_tokens = static_cast<int64_t>(cached_.size());
       return;
     }
     const auto length = static_cast<int64_t>(tokens.size()) / options.n_seq;
@@ -409,14 +413,17 @@ TEST(Generate, CachedBlocksMatchAnUncachedRunOfABlockCausalModel) {
     const auto cached = generate(model, kPrompt, o, pool);
     EXPECT_EQ(cached.tokens, full.tokens) << unmasking_name(rule);
     EXPECT_EQ(std::count(cached.tokens.begin(), cached.tokens.end(), 63), 0);
-    // Passes: the prompt into the cache, then only block-sized passes (a finished block is
-    // appended to the cache by a pass of its own length before the next block's first step).
-    ASSERT_FALSE(model.forward_lengths.empty());
-    EXPECT_EQ(model.forward_lengths.front(), prompt_len);
+    // One pass per step: a block's first step also carries what goes into the cache before it
+    // (the prompt, then the block finished before), the others the block alone.
+    ASSERT_EQ(static_cast<int64_t>(model.forward_lengths.size()), cached.steps_run);
+    EXPECT_EQ(model.forward_lengths.front(), prompt_len + 8);
+    int64_t block_firsts = 0;
     for (size_t i = 1; i < model.forward_lengths.size(); ++i) {
-      EXPECT_TRUE(model.forward_lengths[i] == 8 || model.forward_lengths[i] == 4)
-          << model.forward_lengths[i];
+      const int64_t n = model.forward_lengths[i];
+      EXPECT_TRUE(n == 8 || n == 4 || n == 16 || n == 12) << n;
+      block_firsts += n > 8;
     }
+    EXPECT_EQ(block_firsts, 2) << "blocks of 8, 8, 4: two start after a finished block";
   }
   GenerationOptions bad;
   bad.cache_blocks = true;

@@ -347,6 +347,116 @@ TEST(Forward, CachedPrefixGivesTheFullPassSuffixRows) {
   }
 }
 
+// A pass whose first rows extend the cache (extend_rows) gives what two passes give: those rows
+// appended on their own, then the rest over the grown cache. Logits, keys, values and the last
+// hidden state agree (exactly with quantized weights, whose products sum each row alone).
+TEST(Forward, ExtendRowsMatchAnAppendingPassThenTheRest) {
+  for (Variant v : {Variant::LLaDA, Variant::Dream, Variant::MoE}) {
+    for (TensorType type : {TensorType::F32, TensorType::Q8_0}) {
+      auto model = Model::load(model_path(v, type));
+      const int64_t V = model->config().vocab_size;
+      const auto tokens = random_tokens(20, V, 5);
+      const std::vector<int32_t> prefix(tokens.begin(), tokens.begin() + 6);
+      const std::vector<int32_t> extension(tokens.begin() + 6, tokens.begin() + 14);
+      const std::vector<int32_t> block(tokens.begin() + 14, tokens.end());
+      const std::vector<int32_t> both(tokens.begin() + 6, tokens.end());
+      const float bound = type_traits(type).quantized ? 0.0f : 1e-5f;
+      for (MaskMode mask : {MaskMode::Full, MaskMode::Causal}) {
+        const std::string what = std::string(variant_name(v)) + " " + type_name(type) + " mask " +
+                                 std::to_string(static_cast<int>(mask));
+        ForwardOptions options;
+        options.mask = mask;
+        auto cache_of_prefix = [&](KVCache* cache) {
+          ForwardOptions fill = options;
+          fill.cache = cache;
+          fill.append_to_cache = true;
+          run(*model, prefix, fill);
+        };
+        KVCache two_passes, one_pass;
+        cache_of_prefix(&two_passes);
+        cache_of_prefix(&one_pass);
+
+        ForwardOptions append = options;
+        append.cache = &two_passes;
+        append.append_to_cache = true;
+        std::vector<float> want = run(*model, extension, append);
+        ForwardOptions use = options;
+        use.cache = &two_passes;
+        const auto rest = run(*model, block, use);
+        want.insert(want.end(), rest.begin(), rest.end());
+
+        ForwardOptions extend = options;
+        extend.cache = &one_pass;
+        extend.extend_rows = static_cast<int64_t>(extension.size());
+        const auto got = run(*model, both, extend);
+        ASSERT_EQ(got.size(), want.size());
+        EXPECT_LE(testing::compare(got.data(), want.data(), got.size()).max_abs, bound) << what;
+        ASSERT_EQ(one_pass.n_tokens, 14) << what;
+        for (size_t il = 0; il < one_pass.k.size(); ++il) {
+          ASSERT_EQ(one_pass.k[il].size(), two_passes.k[il].size()) << what;
+          EXPECT_LE(testing::compare(one_pass.k[il].data(), two_passes.k[il].data(),
+                                     one_pass.k[il].size())
+                        .max_abs,
+                    bound)
+              << what << " layer " << il;
+          EXPECT_LE(testing::compare(one_pass.v[il].data(), two_passes.v[il].data(),
+                                     one_pass.v[il].size())
+                        .max_abs,
+                    bound)
+              << what << " layer " << il;
+        }
+        ASSERT_EQ(one_pass.last_hidden.size(), two_passes.last_hidden.size());
+        EXPECT_LE(testing::compare(one_pass.last_hidden.data(), two_passes.last_hidden.data(),
+                                   one_pass.last_hidden.size())
+                      .max_abs,
+                  bound)
+            << what;
+
+        // Extending by every row is appending them all.
+        KVCache all_rows;
+        cache_of_prefix(&all_rows);
+        extend.cache = &all_rows;
+        extend.extend_rows = static_cast<int64_t>(both.size());
+        run(*model, both, extend);
+        EXPECT_EQ(all_rows.n_tokens, 20) << what;
+      }
+    }
+  }
+}
+
+TEST(Forward, BadExtendRowsThrowAndLeaveTheCache) {
+  auto model = Model::load(model_path(Variant::LLaDA, TensorType::F32));
+  const auto tokens = random_tokens(8, model->config().vocab_size, 9);
+  KVCache cache;
+  ForwardOptions fill;
+  fill.cache = &cache;
+  fill.append_to_cache = true;
+  run(*model, tokens, fill);
+  const std::vector<float> k_before = cache.k[0];
+  auto expect_error = [&](ForwardOptions o, const std::string& fragment) {
+    try {
+      run(*model, tokens, o);
+      ADD_FAILURE() << "no error; expected one mentioning '" << fragment << "'";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(cache.n_tokens, 8);
+    EXPECT_EQ(cache.k[0], k_before);
+  };
+  ForwardOptions o;
+  o.cache = &cache;
+  o.extend_rows = 9;
+  expect_error(o, "extend_rows 9 is outside 0..8");
+  o.extend_rows = -1;
+  expect_error(o, "extend_rows -1 is outside");
+  o.extend_rows = 2;
+  o.append_to_cache = true;
+  expect_error(o, "set one");
+  o.append_to_cache = false;
+  o.cache = nullptr;
+  expect_error(o, "needs a KV cache");
+}
+
 // Asking for some rows' logits gives those rows of the full pass, for plain, shifted (Dream),
 // two-sequence and cached passes: bit for bit with quantized weights (the matmul quantizes and
 // sums each activation row alone), within f32 rounding with float weights (OpenBLAS may pick

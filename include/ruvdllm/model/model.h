@@ -38,6 +38,12 @@ struct ForwardOptions {
   // K/V are appended afterwards.
   KVCache* cache = nullptr;
   bool append_to_cache = false;
+  // With a cache, instead of append_to_cache: the first extend_rows tokens (at most all of
+  // them) extend it. They attend to the cached tokens and to each other only, so their keys,
+  // values and logits are those a pass of their own with append_to_cache gives, and they are
+  // appended; the remaining tokens attend to all of them and are not kept. A generation's
+  // first step of a block appends the finished block before it this way, in the same pass.
+  int64_t extend_rows = 0;
   // The rows of each sequence (ascending, relative to this pass) whose logits the caller will
   // read; unset: all. Only these go through the output head (a generation step samples the
   // masked rows of one block, not the whole canvas); the other rows of `logits` hold
@@ -46,6 +52,10 @@ struct ForwardOptions {
   // has fewer rows (OpenBLAS picks its kernels by size): within f32 rounding of the full pass.
   std::optional<std::span<const int64_t>> logit_rows;
 };
+
+// Throws Error("WHO: forward: ...") unless o.extend_rows fits a pass of n_tokens: 0, or 1 to
+// n_tokens with a cache and without append_to_cache.
+void check_extend_rows(const ForwardOptions& o, int64_t n_tokens, const std::string& who);
 
 // The per-layer tensors of a transformer. Absent optional tensors have data == nullptr.
 struct LayerWeights {
