@@ -433,10 +433,12 @@ void CudaInferEngine::forward(std::span<const int32_t> tokens, const ForwardOpti
   const bool capturable = m.graph_policy == GraphPolicy::All ||
                           (m.graph_policy == GraphPolicy::Uncached && !pass.use_cache);
 
+  ++m.passes_run;
   auto it = m.graphs.find(key);
   if (it != m.graphs.end()) {
+    it->second.last_use = m.passes_run;
     way = "replay";
-    check_cuda(cudaGraphLaunch(it->second, m.stream), "cudaGraphLaunch");
+    check_cuda(cudaGraphLaunch(it->second.exec, m.stream), "cudaGraphLaunch");
   } else if (capturable && m.seen[key] > 0) {
     way = "capture";
     // Second pass of this shape: every kernel has been loaded and cuBLAS has chosen its
@@ -456,11 +458,11 @@ void CudaInferEngine::forward(std::span<const int32_t> tokens, const ForwardOpti
     const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
     cudaGraphDestroy(graph);
     check_cuda(status, "cudaGraphInstantiate");
-    m.graphs[key] = exec;
+    m.keep_graph(key, exec);
     check_cuda(cudaGraphLaunch(exec, m.stream), "cudaGraphLaunch");
   } else {
     m.encode_pass(pass);
-    if (capturable) ++m.seen[key];
+    if (capturable) m.count_eager_pass(key);
   }
   check_cuda(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize (forward pass)");
   if (m.trace) {

@@ -4,6 +4,7 @@
 // model's weights). Private to those two files.
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <string>
@@ -102,7 +103,8 @@ using PassKey = decltype(PassShape{}.key());
 // only within one block (5–7 times with 8 steps per block), and capturing a pass (3 ms at the
 // 8B shape on an H200) cost more than its replays saved (0.17 ms each against eager launches):
 // Uncached, the default, measured 4–5% more tokens/s with --cache-blocks (docs/PERFORMANCE.md).
-// It also keeps the number of graphs bounded by the uncached shapes a process runs.
+// Graphs are kept for the kMaxGraphs shapes used last (a server sees a canvas length per
+// request), so their number stays bounded however many shapes a process runs.
 enum class GraphPolicy { Uncached, All, Off };
 
 }  // namespace infer_detail
@@ -187,15 +189,38 @@ struct CudaInferEngine::Impl {
 
   GraphPolicy graph_policy = GraphPolicy::Uncached;
   bool trace = false;  // RUVDLLM_CUDA_TRACE: one line per pass on stderr (shape, way, host ms)
-  std::map<PassKey, cudaGraphExec_t> graphs;
-  std::map<PassKey, int> seen;  // passes run eagerly so far per shape (the first warms up)
+  static constexpr size_t kMaxGraphs = 16;
+  struct CapturedPass {
+    cudaGraphExec_t exec = nullptr;
+    uint64_t last_use = 0;
+  };
+  std::map<PassKey, CapturedPass> graphs;
+  uint64_t passes_run = 0;
+  // Passes run eagerly so far per shape (the first warms up); forgotten past kMaxGraphs × 64
+  // shapes, after which a shape runs eagerly twice again before it is captured.
+  std::map<PassKey, int> seen;
+  // Adds a graph, first destroying the least recently replayed one when kMaxGraphs are kept.
+  void keep_graph(const PassKey& key, cudaGraphExec_t exec) {
+    if (graphs.size() >= kMaxGraphs) {
+      auto oldest = std::min_element(
+          graphs.begin(), graphs.end(),
+          [](const auto& a, const auto& b) { return a.second.last_use < b.second.last_use; });
+      cudaGraphExecDestroy(oldest->second.exec);
+      graphs.erase(oldest);
+    }
+    graphs[key] = CapturedPass{exec, passes_run};
+  }
+  void count_eager_pass(const PassKey& key) {
+    if (seen.size() >= kMaxGraphs * 64) seen.clear();
+    ++seen[key];
+  }
 
   ~Impl() {
     drop_graphs();
     if (stream) cudaStreamDestroy(stream);
   }
   void drop_graphs() {
-    for (auto& [key, exec] : graphs) cudaGraphExecDestroy(exec);
+    for (auto& [key, graph] : graphs) cudaGraphExecDestroy(graph.exec);
     graphs.clear();
   }
 

@@ -268,6 +268,31 @@ TEST_F(CudaInfer, GraphReplayEqualsEagerLaunches) {
             cuda::WeightMode::Dense);
 }
 
+// A process that runs many pass shapes (a server: a canvas length per request) keeps graphs for
+// the 16 shapes used last; an evicted shape runs eagerly again, with the same results.
+TEST_F(CudaInfer, KeepsGraphsForTheShapesUsedLast) {
+  TempDir dir;
+  auto model = random_model(dir, Arch::LLaDA, TensorType::Q8_0, "graph-lru");
+  cuda::InferOptions eager_options;
+  eager_options.cuda_graph = false;
+  cuda::CudaInferEngine eager(model->config(), model->weights(), eager_options);
+  cuda::CudaInferEngine graphed(model->config(), model->weights());
+  ForwardOptions o;
+  auto same = [&](size_t length, uint32_t seed) {
+    const auto tokens = random_tokens(model->config(), length, seed);
+    return gpu_logits(graphed, tokens, o) == gpu_logits(eager, tokens, o);
+  };
+  for (size_t length = 8; length < 8 + 20; ++length) {
+    for (uint32_t pass = 0; pass < 3; ++pass) {  // eager, captured, replayed
+      EXPECT_TRUE(same(length, static_cast<uint32_t>(length) * 4 + pass)) << length;
+    }
+  }
+  EXPECT_EQ(graphed.graphs_captured(), 16);
+  // The first lengths were evicted; they run (and are captured) again.
+  for (uint32_t pass = 0; pass < 3; ++pass) EXPECT_TRUE(same(8, 900 + pass));
+  EXPECT_EQ(graphed.graphs_captured(), 16);
+}
+
 // Passes over a KV cache run eagerly by default (GraphPolicy::Uncached); RUVDLLM_CUDA_GRAPHS=all
 // captures them too, with the same results.
 TEST_F(CudaInfer, CachedPassesAreCapturedOnlyWhenAsked) {

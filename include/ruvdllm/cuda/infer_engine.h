@@ -82,7 +82,7 @@ class CudaInferEngine {
   std::vector<std::pair<std::string, double>> profile(std::span<const int32_t> tokens,
                                                       const ForwardOptions& options);
 
-  // Forward passes captured as CUDA graphs so far (one per distinct shape).
+  // CUDA graphs kept for replay: one per distinct pass shape, at most the 16 used last.
   int64_t graphs_captured() const;
 
   // One throw-away pass of min(256, context) positions, so that the kernels it needs (cuBLAS
