@@ -78,7 +78,17 @@ struct Params {
   float scale_log2;  // scale · log2(e): the softmax runs on exp2
   int mask;          // MaskMode's value
   int64_t block_len, q_pos0;
+  const int32_t* past;  // FlashAttentionDims::past
 };
+
+// Adds the cache length held on the device (a replayed pass's) to the keys and positions.
+__device__ inline void add_past(Params& p) {
+  if (p.past) {
+    const int64_t past = *p.past;
+    p.n_kv += past;
+    p.q_pos0 += past;
+  }
+}
 
 // One past the last key position that a query at q_pos sees (src/kernels/attention.cpp).
 __device__ inline int64_t visible_key_end(int mask, int64_t block_len, int64_t q_pos) {
@@ -131,7 +141,7 @@ __device__ inline void group_barrier(int group) {
 }
 
 template <int D, int MT, int KS>
-__global__ void __launch_bounds__(kThreads* KS) flash_attention_kernel(const Params p) {
+__global__ void __launch_bounds__(kThreads* KS) flash_attention_kernel(Params p) {
   using T = Tile<D, MT, KS>;
   constexpr int BM = T::kBlockM, BN = T::kBlockN, S = T::kStride;
   constexpr int kWarpRows = 16 * MT;
@@ -139,6 +149,7 @@ __global__ void __launch_bounds__(kThreads* KS) flash_attention_kernel(const Par
   constexpr int kKeyTiles8 = BN / 8;
   extern __shared__ __align__(16) unsigned char smem[];
   wait_for_prior_grid();
+  add_past(p);
   // Group g takes key tiles g, g + KS, g + 2·KS, … through its own double buffers.
   const int group = threadIdx.x / kThreads, tid = threadIdx.x % kThreads;
   __nv_bfloat16* q_s = reinterpret_cast<__nv_bfloat16*>(smem);  // [BM][S], shared
@@ -496,6 +507,9 @@ void check_dims(const FlashAttentionDims& d) {
   if (d.q_rows < 0 || (d.q_rows > 0 && d.q_rows < d.n_q)) {
     bad("q_rows " + str(d.q_rows) + " is below n_q " + str(d.n_q));
   }
+  if (d.past && d.kv_rows == 0) {
+    bad("kv_rows must be given with past (the keys read are past + n_kv, known when it runs)");
+  }
   if (d.kv_rows < 0 || (d.kv_rows > 0 && d.kv_rows < d.n_kv)) {
     bad("kv_rows " + str(d.kv_rows) + " is below n_kv " + str(d.n_kv));
   }
@@ -542,6 +556,7 @@ Params params_of(const FlashAttentionDims& dims) {
   p.mask = static_cast<int>(dims.mask);
   p.block_len = dims.block_len;
   p.q_pos0 = dims.q_pos0;
+  p.past = dims.past;
   return p;
 }
 
@@ -601,6 +616,7 @@ constexpr int kExactPerLane = 256 / 32;  // head_dim ≤ 256
 __global__ void __launch_bounds__(kExactThreads)
     exact_attention_kernel(float* out, const float* q, const float* k, const float* v, Params p,
                            int64_t n_seq) {
+  add_past(p);
   const int64_t item = static_cast<int64_t>(blockIdx.x) * kExactWarps + threadIdx.x / 32;
   if (item >= n_seq * p.n_head * p.n_q) return;  // whole warps leave together
   const int lane = threadIdx.x % 32;

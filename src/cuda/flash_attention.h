@@ -30,6 +30,10 @@ struct FlashAttentionDims {
   // Rows q holds per (sequence, head), at least n_q (queries that are a later part of a pass's
   // rows, q pointing at the first of them); 0: n_q.
   int64_t q_rows = 0;
+  // Device memory (null: none) holding a count read when the kernel runs and added to n_kv and
+  // q_pos0: the KV cache's length, so that one captured pass replays after any length. The
+  // caller sets kv_rows and keeps n_kv + *past within it.
+  const int32_t* past = nullptr;
 };
 
 // Head-major inputs: q [n_seq][n_head][q_rows][head_dim], of which the first n_q rows are read,

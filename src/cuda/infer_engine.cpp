@@ -174,6 +174,8 @@ void CudaInferEngine::Impl::product(Linear& lin, Y* y, const Op* in, int64_t row
 }
 
 void CudaInferEngine::Impl::reserve(int64_t n) {
+  past_on_device.reserve(1);
+  past_on_host.reserve(1);
   if (n <= capacity) return;
   const ModelConfig& c = config;
   const auto T = static_cast<size_t>(n);
@@ -218,6 +220,15 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
   check_cuda(cudaMemcpyAsync(tokens.data(), host_tokens.data(), static_cast<size_t>(T) * 4,
                              cudaMemcpyHostToDevice, stream),
              "cudaMemcpyAsync");
+  // The cache's length reaches the kernels through device memory (PassShape::past): positions
+  // and key counts below are relative to it.
+  const int32_t* device_past = nullptr;
+  if (pass.use_cache) {
+    check_cuda(cudaMemcpyAsync(past_on_device.data(), past_on_host.data(), sizeof(int32_t),
+                               cudaMemcpyHostToDevice, stream),
+               "cudaMemcpyAsync");
+    device_past = past_on_device.data();
+  }
   mark("embed");
   embed_rows(x.data(), embd_blocks.data(), embd_type, tokens.data(), T, E, stream);
 
@@ -228,15 +239,14 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
   layout.n_head_kv = Hkv;
   layout.head_dim = D;
   layout.kv_rows = pass.use_cache ? ctx : L;
-  layout.kv_row0 = past;
-  layout.pos0 = past;
+  layout.past = device_past;
   layout.order = c.rope_order;
   layout.eps = c.rms_eps;
   FlashAttentionDims dims;
   dims.n_seq = S;
   dims.n_q = L;
-  dims.n_kv = past + L;
-  dims.q_pos0 = past;
+  dims.n_kv = L;
+  dims.past = device_past;
   dims.kv_rows = pass.use_cache ? ctx : 0;
   dims.n_head = H;
   dims.n_head_kv = Hkv;
@@ -291,9 +301,9 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
       // and themselves, the rest everything.
       FlashAttentionDims kept_rows = dims, rest = dims;
       kept_rows.n_q = pass.kept;
-      kept_rows.n_kv = past + pass.kept;
+      kept_rows.n_kv = pass.kept;
       rest.n_q = L - pass.kept;
-      rest.q_pos0 = past + pass.kept;
+      rest.q_pos0 = pass.kept;
       // q is head-major (L rows per head), the output token-major.
       kept_rows.q_rows = rest.q_rows = L;
       attend(o.att.data(), o.q.data(), k_dst, v_dst, kept_rows, stream);
@@ -399,6 +409,7 @@ void CudaInferEngine::forward(std::span<const int32_t> tokens, const ForwardOpti
   pass.block_len = o.mask == MaskMode::BlockCausal ? o.block_len : 0;
   if (o.cache) m.prepare_cache(*o.cache, o, T, &pass);
   m.reserve(T);
+  m.past_on_host.data()[0] = static_cast<int32_t>(pass.past);
   std::copy(tokens.begin(), tokens.end(), m.host_tokens.data());
   const int64_t L = T / o.n_seq;
   std::vector<int32_t> row_of;  // becomes logit_row_of once the pass has run

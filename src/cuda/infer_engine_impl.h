@@ -84,7 +84,9 @@ struct PassShape {
   // With the KV cache (n_seq = 1): the pass's tokens follow `past` cached ones, its keys and
   // values go to cache rows [past, past + tokens), and those of the first `kept` rows stay
   // there (ForwardOptions::append_to_cache: all, extend_rows: that many). With 0 < kept <
-  // tokens, the kept rows attend to the cache and each other only.
+  // tokens, the kept rows attend to the cache and each other only. `past` reaches the kernels
+  // through device memory (Impl::past_on_device), so a graph depends only on whether it is 0
+  // (Dream's shift takes the cached last hidden state after a non-empty cache).
   bool use_cache = false;
   int64_t kept = 0;
   int64_t past = 0;
@@ -92,20 +94,21 @@ struct PassShape {
   // logit_rows, padded to a multiple of kHeadRowStep so few shapes get graphs), 0 for all.
   int64_t head_rows = 0;
   auto key() const {
-    return std::tuple(tokens, n_seq, static_cast<int>(mask), block_len, use_cache, kept, past,
+    return std::tuple(tokens, n_seq, static_cast<int>(mask), block_len, use_cache, kept, past > 0,
                       head_rows);
   }
 };
 using PassKey = decltype(PassShape{}.key());
 
-// Which passes are captured as graphs once their shape has run eagerly: every one, those
-// without a KV cache, or none. A cached pass's shape includes the cache's length, so it recurs
-// only within one block (5–7 times with 8 steps per block), and capturing a pass (3 ms at the
-// 8B shape on an H200) cost more than its replays saved (0.17 ms each against eager launches):
-// Uncached, the default, measured 4–5% more tokens/s with --cache-blocks (docs/PERFORMANCE.md).
-// Graphs are kept for the kMaxGraphs shapes used last (a server sees a canvas length per
-// request), so their number stays bounded however many shapes a process runs.
-enum class GraphPolicy { Uncached, All, Off };
+// Which passes are captured as graphs once their shape has run eagerly: every one (the
+// default), those without a KV cache, or none (RUVDLLM_CUDA_GRAPHS=all|uncached|off, for
+// measuring). A cached pass reads the cache's length from device memory, so its graph replays
+// in every block; while the length was part of the shape, a graph replayed only within one
+// block, and a capture (3 ms at the 8B shape on an H200) cost more than the replays saved
+// (0.17 ms each against eager launches; docs/PERFORMANCE.md). Graphs are kept for the
+// kMaxGraphs shapes used last (a server sees a canvas length per request), so their number
+// stays bounded however many shapes a process runs.
+enum class GraphPolicy { All, Uncached, Off };
 
 }  // namespace infer_detail
 
@@ -152,6 +155,10 @@ struct CudaInferEngine::Impl {
   int64_t hidden_pitch = 0;
   DeviceArray<int32_t> tokens;
   PinnedArray<int32_t> host_tokens;
+  // The KV cache's length before the pass, copied to the device at its start: the kernels add
+  // it to positions and key counts when they run, so one captured graph serves every length.
+  DeviceArray<int32_t> past_on_device;
+  PinnedArray<int32_t> past_on_host;
   // Rows of the head's input (over all sequences) when a pass computes listed rows only, and
   // per position of the last pass its logit row (-1: none computed).
   DeviceArray<int32_t> head_ids;
@@ -187,7 +194,7 @@ struct CudaInferEngine::Impl {
   uint64_t fill = 0;
   int64_t cached = 0;
 
-  GraphPolicy graph_policy = GraphPolicy::Uncached;
+  GraphPolicy graph_policy = GraphPolicy::All;
   bool trace = false;  // RUVDLLM_CUDA_TRACE: one line per pass on stderr (shape, way, host ms)
   static constexpr size_t kMaxGraphs = 16;
   struct CapturedPass {

@@ -53,14 +53,14 @@ int64_t fused_rows_setting() {
   fail("RUVDLLM_CUDA_QUANT_GEMM must be auto, fused or dequantize, not '{}'", way);
 }
 
-// RUVDLLM_CUDA_GRAPHS=uncached|all|off: which pass shapes are captured (GraphPolicy).
+// RUVDLLM_CUDA_GRAPHS=all|uncached|off: which pass shapes are captured (GraphPolicy).
 GraphPolicy graph_policy_setting() {
   const char* set = std::getenv("RUVDLLM_CUDA_GRAPHS");
-  const std::string policy = set ? set : "uncached";
+  const std::string policy = set ? set : "all";
   if (policy == "all") return GraphPolicy::All;
   if (policy == "uncached") return GraphPolicy::Uncached;
   if (policy == "off") return GraphPolicy::Off;
-  fail("RUVDLLM_CUDA_GRAPHS must be uncached, all or off, not '{}'", policy);
+  fail("RUVDLLM_CUDA_GRAPHS must be all, uncached or off, not '{}'", policy);
 }
 
 // RUVDLLM_CUDA_ROW_PAD: values added to each normed hidden row (Impl::hidden_pitch says why).

@@ -129,7 +129,17 @@ struct QkvParams {
   int64_t seq_len, n_head, n_head_kv, head_dim, pos0, kv_rows, kv_row0;
   bool neox;
   float eps;
+  const int32_t* past;  // QkvLayout::past
 };
+
+// Adds the cache length held on the device (a replayed pass's) to the positions and rows.
+__device__ inline void add_past(QkvParams& p) {
+  if (p.past) {
+    const int64_t past = *p.past;
+    p.pos0 += past;
+    p.kv_row0 += past;
+  }
+}
 
 // Where head slot `slot` of the token at (seq, pos) is written, and what is done to it on the
 // way: q heads are normed by q_norm and rotated, k heads by k_norm and rotated, v heads neither.
@@ -164,6 +174,7 @@ __global__ void __launch_bounds__(kHeadThreads)
                            const float* q_norm, const float* k_norm, const float2* cos_sin,
                            QkvParams p, int64_t total) {
   wait_for_prior_grid();
+  add_past(p);
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kHeadsPerBlock + threadIdx.x / kWarp;
   if (row >= total) return;  // whole warps leave together, so the shuffles below stay full
   const int lane = threadIdx.x % kWarp;
@@ -261,6 +272,7 @@ __global__ void __launch_bounds__(kFlatThreads)
                                const float* q_norm, const float* k_norm, const float2* cos_sin,
                                QkvParams p, int lanes_per_head) {
   wait_for_prior_grid();
+  add_past(p);
   const int64_t token = blockIdx.x;
   const int64_t slots = p.n_head + 2 * p.n_head_kv;
   const int idx = blockIdx.y * kFlatThreads + threadIdx.x;
@@ -438,7 +450,7 @@ void launch_split_qkv(Out* q, Out* k, Out* v, const In* qkv, const float* bias, 
   if (total == 0) return;
   const QkvParams params{l.seq_len, l.n_head,  l.n_head_kv, l.head_dim,
                          l.pos0,    l.kv_rows, l.kv_row0,   l.order == RopeOrder::NeoX,
-                         l.eps};
+                         l.eps,     l.past};
   const int64_t lanes_per_head = l.head_dim / 8;
   const int64_t tokens = l.n_seq * l.seq_len;
   const int64_t row_threads = (l.n_head + 2 * l.n_head_kv) * lanes_per_head;

@@ -63,6 +63,10 @@ struct QkvLayout {
   // cached prefix can sit before them. kv_rows = seq_len, kv_row0 = 0 without a cache.
   int64_t kv_rows = 0;
   int64_t kv_row0 = 0;
+  // Device memory (null: none) holding a count read when the kernel runs and added to pos0 and
+  // kv_row0: the KV cache's length, so that one captured pass replays after any length. The
+  // caller keeps pos0 + *past and kv_row0 + *past + seq_len within the table and kv_rows.
+  const int32_t* past = nullptr;
   RopeOrder order = RopeOrder::Normal;
   float eps = 1e-5f;  // of the per-head q/k RMSNorm
 };

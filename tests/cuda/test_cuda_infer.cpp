@@ -282,20 +282,22 @@ TEST_F(CudaInfer, KeepsGraphsForTheShapesUsedLast) {
     const auto tokens = random_tokens(model->config(), length, seed);
     return gpu_logits(graphed, tokens, o) == gpu_logits(eager, tokens, o);
   };
-  for (size_t length = 8; length < 8 + 20; ++length) {
+  // Longest first: a longer pass would resize the buffers, which drops every graph.
+  for (size_t length = 27; length >= 8; --length) {
     for (uint32_t pass = 0; pass < 3; ++pass) {  // eager, captured, replayed
       EXPECT_TRUE(same(length, static_cast<uint32_t>(length) * 4 + pass)) << length;
     }
   }
   EXPECT_EQ(graphed.graphs_captured(), 16);
   // The first lengths were evicted; they run (and are captured) again.
-  for (uint32_t pass = 0; pass < 3; ++pass) EXPECT_TRUE(same(8, 900 + pass));
+  for (uint32_t pass = 0; pass < 3; ++pass) EXPECT_TRUE(same(27, 900 + pass));
   EXPECT_EQ(graphed.graphs_captured(), 16);
 }
 
-// Passes over a KV cache run eagerly by default (GraphPolicy::Uncached); RUVDLLM_CUDA_GRAPHS=all
-// captures them too, with the same results.
-TEST_F(CudaInfer, CachedPassesAreCapturedOnlyWhenAsked) {
+// Passes over a KV cache are captured too: the cache's length reaches the kernels through device
+// memory, so a block's graph replays after the next block has grown the cache, with the bits of
+// eager launches. RUVDLLM_CUDA_GRAPHS=uncached leaves them eager.
+TEST_F(CudaInfer, CachedPassGraphsReplayAfterTheCacheGrows) {
   TempDir dir;
   auto model = random_model(dir, Arch::LLaDA, TensorType::Q8_0, "graph-cache");
   cuda::InferOptions eager_options;
@@ -303,6 +305,9 @@ TEST_F(CudaInfer, CachedPassesAreCapturedOnlyWhenAsked) {
   cuda::CudaInferEngine eager(model->config(), model->weights(), eager_options);
   const auto prefix = random_tokens(model->config(), 24, 3);
   const auto block = random_tokens(model->config(), 16, 4);
+  const auto next = random_tokens(model->config(), 16, 5);
+  std::vector<int32_t> both = block;
+  both.insert(both.end(), next.begin(), next.end());
   auto cached_passes = [&](cuda::CudaInferEngine& engine) {
     KVCache cache;
     ForwardOptions fill;
@@ -311,18 +316,25 @@ TEST_F(CudaInfer, CachedPassesAreCapturedOnlyWhenAsked) {
     std::vector<std::vector<float>> logits{gpu_logits(engine, prefix, fill)};
     ForwardOptions use;
     use.cache = &cache;
-    for (int pass = 0; pass < 4; ++pass) logits.push_back(gpu_logits(engine, block, use));
+    // Eager, captured, replayed after 24 cached positions; then the block goes into the cache
+    // with the next one's first step, and the next block's passes replay after 40.
+    for (int pass = 0; pass < 3; ++pass) logits.push_back(gpu_logits(engine, block, use));
+    ForwardOptions grow = use;
+    grow.extend_rows = static_cast<int64_t>(block.size());
+    logits.push_back(gpu_logits(engine, both, grow));
+    for (int pass = 0; pass < 3; ++pass) logits.push_back(gpu_logits(engine, next, use));
+    EXPECT_EQ(cache.n_tokens, 40);
     return logits;
   };
   const auto want = cached_passes(eager);
   cuda::CudaInferEngine by_default(model->config(), model->weights());
   EXPECT_EQ(cached_passes(by_default), want);
-  EXPECT_EQ(by_default.graphs_captured(), 0);
+  EXPECT_EQ(by_default.graphs_captured(), 1);  // the 16-row shape; the others ran once
   {
-    ScopedEnv all("RUVDLLM_CUDA_GRAPHS", "all");
-    cuda::CudaInferEngine every(model->config(), model->weights());
-    EXPECT_EQ(cached_passes(every), want);
-    EXPECT_EQ(every.graphs_captured(), 1);  // the block's shape; the prefix ran once
+    ScopedEnv uncached("RUVDLLM_CUDA_GRAPHS", "uncached");
+    cuda::CudaInferEngine eager_cached(model->config(), model->weights());
+    EXPECT_EQ(cached_passes(eager_cached), want);
+    EXPECT_EQ(eager_cached.graphs_captured(), 0);
   }
   ScopedEnv bad("RUVDLLM_CUDA_GRAPHS", "sometimes");
   EXPECT_THROW(cuda::CudaInferEngine(model->config(), model->weights()), Error);

@@ -131,6 +131,16 @@ void expect_matches_reference(const FlashAttentionDims& d, uint64_t seed, float 
   }
 
   auto q_d = to_device(q.bits), k_d = to_device(k.bits), v_d = to_device(v.bits);
+  // The same dims with the query positions' offset (and as many keys) passed as a count in
+  // device memory (FlashAttentionDims::past, as a replayed cached pass gets it): the same bits.
+  const int32_t past = static_cast<int32_t>(d.q_pos0);
+  const auto past_d = to_device(std::vector<int32_t>{past});
+  FlashAttentionDims relative = d;
+  relative.q_pos0 = 0;
+  relative.n_kv -= past;
+  relative.kv_rows = d.kv_rows > 0 ? d.kv_rows : d.n_kv;
+  relative.past = past_d.data();
+  std::vector<uint16_t> public_bits;
   // Every kernel variant (16 and 32 query rows per warp, then 16 with the keys split between
   // two warp groups), then the public entry point.
   for (int variant : {1, 2, 3, 0}) {
@@ -143,6 +153,7 @@ void expect_matches_reference(const FlashAttentionDims& d, uint64_t seed, float 
                                             variant, nullptr);
     }
     const std::vector<uint16_t> out_bits = to_host(out_d, out_size);
+    if (variant == 0) public_bits = out_bits;
     std::vector<float> got(out_size);
     for (size_t i = 0; i < out_size; ++i) got[i] = bf16_to_f32(out_bits[i]);
 
@@ -160,12 +171,24 @@ void expect_matches_reference(const FlashAttentionDims& d, uint64_t seed, float 
     EXPECT_LT(diff.max_abs, kAbsBound) << "variant " << variant;
   }
 
+  if (past > 0) {
+    auto out_d = poisoned<uint16_t>(out_size);
+    cuda::flash_attention(reinterpret_cast<__nv_bfloat16*>(out_d.data()), bf16_ptr(q_d),
+                          bf16_ptr(k_d), bf16_ptr(v_d), relative, nullptr);
+    EXPECT_EQ(to_host(out_d, out_size), public_bits) << "past " << past << " on the device";
+  }
+
   // The exact-precision attention on the same values in f32: only f32 rounding apart from the
   // reference (exp and the running sums in another order), measured below 1e-6 relative.
   auto qf = to_device(q.values), kf = to_device(k.values), vf = to_device(v.values);
   auto out_f = poisoned<float>(out_size);
   cuda::exact_attention(out_f.data(), qf.data(), kf.data(), vf.data(), d, nullptr);
   const std::vector<float> got = to_host(out_f, out_size);
+  if (past > 0) {
+    auto out_r = poisoned<float>(out_size);
+    cuda::exact_attention(out_r.data(), qf.data(), kf.data(), vf.data(), relative, nullptr);
+    EXPECT_EQ(to_host(out_r, out_size), got) << "exact, past " << past << " on the device";
+  }
   for (float x : got) ASSERT_TRUE(std::isfinite(x)) << "exact: unwritten or non-finite output";
   const double rel = rel_error(got, want);
   std::printf("    exact f32: rel %.1e\n", rel);
@@ -312,6 +335,10 @@ TEST(FlashAttentionErrors, BadDimensionsThrow) {
   bad = d;
   bad.q_rows = 7;
   expect_error(bad, "q_rows 7 is below n_q 8");
+  bad = d;
+  static const int32_t never_read = 0;
+  bad.past = &never_read;
+  expect_error(bad, "kv_rows must be given with past");
   bad = d;
   bad.mask = static_cast<MaskMode>(7);
   expect_error(bad, "mask mode");

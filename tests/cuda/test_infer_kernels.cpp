@@ -484,8 +484,9 @@ struct QkvCase {
 };
 
 // bf16_input: the q|k|v rows come as bf16 (the engine's GEMM output); the reference then
-// starts from the same rounded values.
-void check_split_qkv(const QkvCase& c, uint64_t seed, bool bf16_input) {
+// starts from the same rounded values. device_past: part of pos0 and kv_row0 (as much as both
+// hold) is passed as a count in device memory (QkvLayout::past), as a replayed pass gets it.
+void check_split_qkv(const QkvCase& c, uint64_t seed, bool bf16_input, bool device_past) {
   const int64_t T = c.n_seq * c.seq_len, D = c.head_dim, half = D / 2;
   const int64_t slots = c.n_head + 2 * c.n_head_kv, width = slots * D;
   const float base = 10000.0f, eps = 1e-6f;
@@ -556,14 +557,17 @@ void check_split_qkv(const QkvCase& c, uint64_t seed, bool bf16_input) {
   const auto d_table = to_device(table);
   auto q = poisoned<uint16_t>(q_size), k = poisoned<uint16_t>(kv_size),
        v = poisoned<uint16_t>(kv_size);
+  const int32_t past = device_past ? static_cast<int32_t>(std::min(c.pos0, c.kv_row0)) : 0;
+  const auto d_past = to_device(std::vector<int32_t>{past});
   const cuda::QkvLayout layout{.n_seq = c.n_seq,
                                .seq_len = c.seq_len,
                                .n_head = c.n_head,
                                .n_head_kv = c.n_head_kv,
                                .head_dim = D,
-                               .pos0 = c.pos0,
+                               .pos0 = c.pos0 - past,
                                .kv_rows = c.kv_rows,
-                               .kv_row0 = c.kv_row0,
+                               .kv_row0 = c.kv_row0 - past,
+                               .past = device_past ? d_past.data() : nullptr,
                                .order = c.order,
                                .eps = eps};
   const float* bias_arg = c.bias ? d_bias.data() : nullptr;
@@ -578,12 +582,13 @@ void check_split_qkv(const QkvCase& c, uint64_t seed, bool bf16_input) {
     cuda::split_qkv_heads(as_bf16(q.data()), as_bf16(k.data()), as_bf16(v.data()), d_qkv.data(),
                           bias_arg, qn_arg, kn_arg, table_arg, layout, nullptr);
   }
-  const std::string label = std::string(bf16_input ? "bf16 " : "") + "split_qkv " +
-                            std::to_string(c.n_seq) + "x" + std::to_string(c.seq_len) + " heads " +
-                            std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + "x" +
-                            std::to_string(D) + (c.order == RopeOrder::NeoX ? " neox" : " normal") +
-                            (c.bias ? " bias" : "") + (c.norm ? " norm" : "") +
-                            (c.rope ? " rope" : " no-rope");
+  const std::string label =
+      std::string(bf16_input ? "bf16 " : "") +
+      (device_past ? "past " + std::to_string(past) + " on device " : "") + "split_qkv " +
+      std::to_string(c.n_seq) + "x" + std::to_string(c.seq_len) + " heads " +
+      std::to_string(c.n_head) + "/" + std::to_string(c.n_head_kv) + "x" + std::to_string(D) +
+      (c.order == RopeOrder::NeoX ? " neox" : " normal") + (c.bias ? " bias" : "") +
+      (c.norm ? " norm" : "") + (c.rope ? " rope" : " no-rope");
   const auto got_q = to_host(q, q_size), got_k = to_host(k, kv_size), got_v = to_host(v, kv_size);
   EXPECT_EQ(count_outside(got_q, want_q, 0, slack_q, label + " q"), 0u);
   // Rows outside this pass's range must keep their poison bits.
@@ -619,7 +624,9 @@ TEST_F(InferKernels, SplitQkvHeadsMatchesF64Reference) {
   };
   uint64_t seed = 1300;
   for (const bool bf16_input : {false, true}) {
-    for (const QkvCase& c : cases) check_split_qkv(c, seed += 10, bf16_input);
+    for (const bool device_past : {false, true}) {
+      for (const QkvCase& c : cases) check_split_qkv(c, seed += 10, bf16_input, device_past);
+    }
   }
 }
 
