@@ -62,22 +62,10 @@ __device__ inline float load_f16(const uint8_t* p) {
 }
 
 // The 6-bit scale and min of sub-block j of a Q4_K / Q5_K super-block (see k_scale_min in
-// quant_reference_k.cpp for the packing).
-__device__ inline void k_scale_min(const uint8_t* packed, int j, int* scale, int* min) {
-  if (j < 4) {
-    *scale = packed[j] & 63;
-    *min = packed[j + 4] & 63;
-  } else {
-    *scale = (packed[j + 4] & 0xF) | ((packed[j - 4] >> 6) << 4);
-    *min = (packed[j + 4] >> 4) | ((packed[j] >> 6) << 4);
-  }
-}
-
-// k_scale_min with the 12 packed bytes in three little-endian words (w0: bytes 0–3, ...).
-__device__ inline void k_scale_min_words(uint32_t w0, uint32_t w1, uint32_t w2, int j, int* scale,
+// quant_reference_k.cpp for the packing), from the three of its 12 packed bytes that hold them:
+// b0 = packed[j % 4], b1 = packed[4 + j % 4], b2 = packed[8 + j % 4].
+__device__ inline void k_scale_min_bytes(uint32_t b0, uint32_t b1, uint32_t b2, int j, int* scale,
                                          int* min) {
-  const int shift = 8 * (j & 3);
-  const uint32_t b0 = (w0 >> shift) & 0xFF, b1 = (w1 >> shift) & 0xFF, b2 = (w2 >> shift) & 0xFF;
   if (j < 4) {  // packed[j] & 63, packed[j + 4] & 63
     *scale = static_cast<int>(b0 & 63);
     *min = static_cast<int>(b1 & 63);
@@ -85,6 +73,23 @@ __device__ inline void k_scale_min_words(uint32_t w0, uint32_t w1, uint32_t w2, 
     *scale = static_cast<int>((b2 & 0xF) | ((b0 >> 6) << 4));
     *min = static_cast<int>((b2 >> 4) | ((b1 >> 6) << 4));
   }
+}
+
+// From the packed bytes in memory (any alignment); sub-blocks 0–3 need only two of them.
+__device__ inline void k_scale_min(const uint8_t* packed, int j, int* scale, int* min) {
+  if (j < 4) {
+    k_scale_min_bytes(packed[j], packed[j + 4], 0, j, scale, min);
+  } else {
+    k_scale_min_bytes(packed[j - 4], packed[j], packed[j + 4], j, scale, min);
+  }
+}
+
+// From the 12 packed bytes in three little-endian words (w0: bytes 0–3, ...).
+__device__ inline void k_scale_min_words(uint32_t w0, uint32_t w1, uint32_t w2, int j, int* scale,
+                                         int* min) {
+  const int shift = 8 * (j & 3);
+  k_scale_min_bytes((w0 >> shift) & 0xFF, (w1 >> shift) & 0xFF, (w2 >> shift) & 0xFF, j, scale,
+                    min);
 }
 
 // float(u) − kBias for 0 ≤ u < 2²³, exactly, without the int → float converter (a quarter-rate
