@@ -134,7 +134,10 @@ int64_t InferGemm::blocks_min_rows(TensorType type) {
   // against 294 in QuantGemm for Q4_K, 207 against 302 for Q5_K and 252 against 271 for Q8_0;
   // Q4_0's were a tie (250 / 255), and QuantGemm keeps them to 64 rows (fused_rows_measured).
   // At 32 rows the K-quants' products tie per layer, but the 8B Q4_K step with them all here
-  // took 7.15 against 8.04 ms. Q6_K blocks (210 bytes) are not decoded here.
+  // took 7.15 against 8.04 ms. Q6_K is decoded here too (RUVDLLM_CUDA_GEMM=wgmma), but the 8B
+  // Q6_K step with it measured slower than dequantizing: 12.31 against 11.04 ms at 32
+  // positions, 14.10 against 13.31 at 256 (H200); its 210-byte chunks land 2-byte aligned in
+  // the copied slots, so the decoder reads pairs of bytes.
   switch (type) {
     case TensorType::Q4_K:
     case TensorType::Q5_K:

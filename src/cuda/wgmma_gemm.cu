@@ -88,6 +88,28 @@ constexpr int raw_elem_bytes() {
   return RawRowBytes <= 256 ? 1 : 2;
 }
 
+// One GGUF block type's chunk: its bytes per row per 256 values.
+template <class Format>
+constexpr int chunk_bytes() {
+  return Format::kBlockBytes * (kChunkValues / Format::kBlockValues);
+}
+
+// Whether a chunk starts 16-byte aligned in its row: then it is copied as it lies. Q6_K's
+// 210-byte chunks are not (copies must start on 16 bytes and span a multiple of them).
+template <class Format>
+constexpr bool aligned_chunks() {
+  return chunk_bytes<Format>() % 16 == 0;
+}
+
+// A row's slot for one chunk in shared memory, and the copy box's width. An unaligned chunk is
+// copied from the 16-byte boundary at or before its start, as 240 bytes, and decoded from its
+// place in the slot (the bytes around it are the neighbouring chunks', or zeros past the row).
+template <class Format>
+constexpr int slot_bytes() {
+  return aligned_chunks<Format>() ? chunk_bytes<Format>()
+                                  : (chunk_bytes<Format>() + 15) / 16 * 16 + 16;
+}
+
 struct Work {
   void* y;
   int64_t ldy;
@@ -292,11 +314,14 @@ __device__ inline uint8_t* shared_tiles(uint8_t* shared_raw) {
 }
 
 // Values [64·slice, +64) of one weight row's 256-value chunk of blocks, decoded to bf16 and
-// stored as the row of a swizzled weight tile (16-byte chunk c at c ^ swizzle).
-template <class Format>
+// stored as the row of a swizzled weight tile (16-byte chunk c at c ^ swizzle). The chunk lies in
+// a 16-byte aligned slot of RawRowBytes, at its start when chunks are aligned (aligned_chunks).
+template <class Format, int RawRowBytes>
 __device__ inline void decode_slice(const uint8_t* chunk, int slice, uint32_t row_address,
                                     int swizzle) {
-  constexpr int kAlign = quant::alignment_of(Format::kBlockBytes);
+  constexpr int kAlign = Format::kBlockValues == kChunkValues && aligned_chunks<Format>()
+                             ? quant::alignment_of(RawRowBytes)
+                             : quant::alignment_of(Format::kBlockBytes);
   // Shared-space stores: through a generic pointer each store also computed a 64-bit address.
   auto put = [&](int c, uint4 v) { hopper::store_shared(row_address + ((c ^ swizzle) << 4), v); };
   if constexpr (Format::kQuads) {
@@ -409,7 +434,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     // k_slices is a multiple of 4, so a chunk never spans two tiles.
     const int64_t chunk0 = begin / kSlicesPerChunk;
     const int64_t chunks = (end - 1) / kSlicesPerChunk - chunk0 + 1;
-    constexpr int kRawRowElems = RawRowBytes / raw_elem_bytes<RawRowBytes>();
+    constexpr int kElem = raw_elem_bytes<RawRowBytes>();
     auto copy_chunk = [&](int64_t n) {  // thread 0 only
       const int slot = static_cast<int>(n % P::kRawSlots);
       hopper::barrier_wait(&raw_free[slot], ((n / P::kRawSlots) & 1) ^ 1);
@@ -417,7 +442,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int64_t tile = g / work.k_slices;
       const int chunk_in_row = static_cast<int>(g % work.k_slices) / kSlicesPerChunk;
       hopper::barrier_arrive_expect_bytes(&raw_full[slot], P::kRawSlotBytes);
-      hopper::tensor_load_2d(raw + slot * P::kRawSlotBytes, &raw_map, chunk_in_row * kRawRowElems,
+      // From the 16-byte boundary at or before the chunk (the chunk itself when aligned).
+      const int byte0 = (chunk_in_row * chunk_bytes<Format>()) & ~15;
+      hopper::tensor_load_2d(raw + slot * P::kRawSlotBytes, &raw_map, byte0 / kElem,
                              tile_out0(work, tile), &raw_full[slot]);
     };
     if (t == 0) {
@@ -457,8 +484,11 @@ __global__ void __launch_bounds__(kThreads, 1)
         hopper::tensor_load_2d(dst + kWeightTileBytes, &row_map, k * kSliceK, row_tile * TileRows,
                                full_at + 8 * stage);
       }
-      decode_slice<Format>(raw + slot * P::kRawSlotBytes + t * RawRowBytes, in_chunk,
-                           dst + t * kSliceBytes, t & 7);
+      // Where the chunk starts in its slot (0 unless chunks are unaligned).
+      const int skip =
+          aligned_chunks<Format>() ? 0 : (k / kSlicesPerChunk * chunk_bytes<Format>()) & 15;
+      decode_slice<Format, RawRowBytes>(raw + slot * P::kRawSlotBytes + t * RawRowBytes + skip,
+                                        in_chunk, dst + t * kSliceBytes, t & 7);
       hopper::fence_shared_for_async();
       hopper::barrier_arrive(full_at + 8 * stage);
       if (in_chunk == kSlicesPerChunk - 1 || g == end - 1) {
@@ -531,19 +561,14 @@ void launch_bf16(const CUtensorMap& weight_map, const CUtensorMap& row_map, cons
                      weight_map, row_map, work);
 }
 
-// One GGUF block type's chunk: its bytes per row per 256 values.
-template <class Format>
-constexpr int chunk_bytes() {
-  return Format::kBlockBytes * (kChunkValues / Format::kBlockValues);
-}
-
 template <int TileRows, bool Bf16Out, class Format>
 void launch_blocks(const void* w, int64_t out, int64_t in, const CUtensorMap& row_map,
                    const Work& work, cudaStream_t stream) {
-  constexpr int kRaw = chunk_bytes<Format>();
+  constexpr int kRaw = slot_bytes<Format>();
   using P = Plan<TileRows, kRaw>;
   constexpr int elem = raw_elem_bytes<kRaw>();
-  const int64_t row_elems = in / kChunkValues * kRaw / elem;
+  static_assert(chunk_bytes<Format>() % elem == 0, "a chunk must start on a copy element");
+  const int64_t row_elems = in / kChunkValues * chunk_bytes<Format>() / elem;
   const CUtensorMap raw_map =
       tile_map(w, elem == 1 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_UINT16, elem,
                out, row_elems, kRaw / elem, kTileOut, false);
@@ -553,20 +578,11 @@ void launch_blocks(const void* w, int64_t out, int64_t in, const CUtensorMap& ro
                      raw_map, row_map, work);
 }
 
-// A copy box's inner edge is a multiple of 16 bytes: Q6_K's 210-byte chunks are not.
-template <class Format>
-constexpr bool copyable_in_boxes() {
-  return chunk_bytes<Format>() % 16 == 0;
-}
-
 template <int TileRows, bool Bf16Out>
 void launch_blocks(TensorType type, const void* w, int64_t out, int64_t in,
                    const CUtensorMap& row_map, const Work& work, cudaStream_t stream) {
   quant::visit_format(type, [&](auto format) {
-    using Format = decltype(format);
-    if constexpr (copyable_in_boxes<Format>()) {
-      launch_blocks<TileRows, Bf16Out, Format>(w, out, in, row_map, work, stream);
-    }
+    launch_blocks<TileRows, Bf16Out, decltype(format)>(w, out, in, row_map, work, stream);
   });
 }
 
@@ -610,10 +626,14 @@ bool WgmmaGemm::fits(int64_t n, int64_t in, int64_t out) {
 }
 
 bool WgmmaGemm::fits_blocks(TensorType type, int64_t n, int64_t in, int64_t out) {
-  bool decodable = false;
-  quant::visit_format(type,
-                      [&](auto format) { decodable = copyable_in_boxes<decltype(format)>(); });
-  return decodable && fits(n, in, out) && in % kChunkValues == 0;
+  if (!fits(n, in, out) || in % kChunkValues != 0) return false;
+  // The copies' row stride must be a multiple of 16 bytes: any width for the 16-byte-multiple
+  // chunks, multiples of 2048 values for Q6_K's 210-byte ones.
+  bool stride_ok = false;
+  quant::visit_format(type, [&](auto format) {
+    stride_ok = in / kChunkValues * chunk_bytes<decltype(format)>() % 16 == 0;
+  });
+  return stride_ok;
 }
 
 int64_t WgmmaGemm::slices_per_cta(int64_t n, int64_t in, int64_t out) const {

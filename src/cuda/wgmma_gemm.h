@@ -1,6 +1,6 @@
 #pragma once
 // Our own GEMM for Hopper (H100/H200, sm_90a): y[n × out] = x[n × in] · w[out × in]ᵀ with bf16
-// x, f32 accumulation, and w either bf16 or kept in GGUF blocks (Q4_0, Q8_0, Q4_K, Q5_K) that
+// x, f32 accumulation, and w either bf16 or kept in GGUF blocks (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K) that
 // are decoded into the shared-memory tiles the tensor cores read. The engine uses the block
 // kernel for Q4_K weights at 128–256 rows (the other way, dequantize_to_bf16 into a scratch
 // matrix then cuBLAS, writes and re-reads 2 bytes per weight per product; InferGemm::
@@ -40,7 +40,8 @@ class WgmmaGemm {
   static bool available();
   // Shapes it takes: out a multiple of 128, in a multiple of 64, n ≥ 1.
   static bool fits(int64_t n, int64_t in, int64_t out);
-  // Weights in blocks: Q4_0, Q8_0, Q4_K or Q5_K, and in a multiple of 256 besides.
+  // Weights in blocks: Q4_0, Q8_0, Q4_K or Q5_K with in a multiple of 256, or Q6_K with in a
+  // multiple of 2048 (its rows' bytes a multiple of 16, as the copies need).
   static bool fits_blocks(TensorType type, int64_t n, int64_t in, int64_t out);
   // K slices (64 values of a 128-output tile) each CTA multiplies: few leave stream-K's fill and
   // fix-up costs uncovered.

@@ -147,9 +147,16 @@ TEST_F(WgmmaGemm, DecodesBlocksInsideTheTiles) {
   cuda::WgmmaGemm gemm(nullptr);
   uint64_t seed = 5500;
   for (const TensorType type :
-       {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K}) {
-    for (const Shape sh : {Shape{5, 256, 128, 0}, Shape{130, 512, 384, 3}, Shape{300, 1024, 256, 0},
-                           Shape{64, 4096, 128, 0}}) {
+       {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
+    // Q6_K's rows must be multiples of 2048 values (16-byte row strides for its 210-byte
+    // chunks); its copies read 14 bytes past each chunk, zeros past a row's last one.
+    const std::vector<Shape> shapes =
+        type == TensorType::Q6_K
+            ? std::vector<Shape>{Shape{5, 2048, 128, 0}, Shape{130, 4096, 384, 3},
+                                 Shape{300, 2048, 256, 0}}
+            : std::vector<Shape>{Shape{5, 256, 128, 0}, Shape{130, 512, 384, 3},
+                                 Shape{300, 1024, 256, 0}, Shape{64, 4096, 128, 0}};
+    for (const Shape sh : shapes) {
       const std::string label = std::string(type_name(type)) + " " + std::to_string(sh.n) + "x" +
                                 std::to_string(sh.in) + "x" + std::to_string(sh.out);
       const testing::BlockProduct p =
@@ -170,8 +177,10 @@ TEST_F(WgmmaGemm, DecodesBlocksInsideTheTiles) {
       check.bf16(to_host(yb, cells));
     }
   }
-  // Q6_K's 210-byte blocks cannot be copied in 16-byte boxes; in must hold whole 256-value chunks.
-  EXPECT_FALSE(cuda::WgmmaGemm::fits_blocks(TensorType::Q6_K, 256, 4096, 4096));
+  // Q6_K rows of 1024 values (840 bytes) cannot be copied at their stride; in must hold whole
+  // 256-value chunks.
+  EXPECT_FALSE(cuda::WgmmaGemm::fits_blocks(TensorType::Q6_K, 256, 1024, 4096));
+  EXPECT_TRUE(cuda::WgmmaGemm::fits_blocks(TensorType::Q6_K, 256, 4096, 4096));
   EXPECT_FALSE(cuda::WgmmaGemm::fits_blocks(TensorType::Q8_0, 256, 320, 4096));
   EXPECT_FALSE(cuda::WgmmaGemm::fits_blocks(TensorType::BF16, 256, 4096, 4096));
 }
