@@ -165,8 +165,8 @@ void run_bench_generate(const BenchGenerateArgs& args) {
       static_cast<long>(args.prompt_len), static_cast<long>(args.gen_len),
       static_cast<long>(r.steps_run), static_cast<long>(args.block_len),
       unmasking_name(o.algorithm), denoiser->description().c_str(), simd_target_name());
-  // The mean as well: a KV-cached generation's first passes of each block (run eagerly, then
-  // captured as a graph) and its cache-extending passes hide from the median.
+  // The mean as well: one-off costs (a pass shape's first eager run and its graph capture, each
+  // block's longer first pass under --cache-blocks) hide from the median.
   std::printf("step ms: median %.1f (forward %.1f, sampling %.2f)  mean %.1f  min %.1f  max %.1f\n",
               median(step_ms), median(forward_ms), median(sampling_ms),
               step_ms.empty() ? 0.0 : total_ms / static_cast<double>(step_ms.size()),

@@ -39,9 +39,8 @@ struct FlashAttentionDims {
 // Head-major inputs: q [n_seq][n_head][q_rows][head_dim], of which the first n_q rows are read,
 // and k and v [n_seq][n_head_kv][kv_rows][head_dim], of which the first n_kv rows are read.
 // Output token-major, ready for the output projection: out [n_seq][n_q][n_head·head_dim] in
-// bf16. A query that sees no key (impossible with
-// the masks above when q_pos0 + i < n_kv) gets zeros. Error (ruvdllm::Error) for an unsupported
-// head_dim or inconsistent dimensions.
+// bf16. A query that sees no key (impossible with the masks above when q_pos0 + i < n_kv) gets
+// zeros. Error (ruvdllm::Error) for an unsupported head_dim or inconsistent dimensions.
 void flash_attention(__nv_bfloat16* out, const __nv_bfloat16* q, const __nv_bfloat16* k,
                      const __nv_bfloat16* v, const FlashAttentionDims& dims, cudaStream_t stream);
 

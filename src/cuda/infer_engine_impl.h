@@ -148,10 +148,10 @@ struct CudaInferEngine::Impl {
   int64_t capacity = 0;
   // Values between the rows of the normed hidden states (Operands::xn, shifted, head_in): the
   // width plus RUVDLLM_CUDA_ROW_PAD (default 0), an experiment knob. WgmmaGemm's copies of x's
-  // tiles at 32 rows run 15% slower with some buffer layouts than with others (an 8B Q4_K
-  // 32-position pass: 6.9 or 8.0 ms, same build and card, decided by how many rows the buffers
-  // were sized for); padding the rows changes which layouts are slow but measured no pad that is
-  // fast in all of them (docs/PERFORMANCE.md), so rows stay packed by default.
+  // tiles at 32 rows run 15% slower in some processes than in others (an 8B Q4_K 32-position
+  // pass: 6.9 or 8.0 ms, same build, card and command, decided by where the buffers' pages
+  // fall); padding the rows changes which layouts are slow but measured no pad that is fast in
+  // all of them (docs/PERFORMANCE.md), so rows stay packed by default.
   int64_t hidden_pitch = 0;
   DeviceArray<int32_t> tokens;
   PinnedArray<int32_t> host_tokens;

@@ -235,6 +235,12 @@ class ScopedEnv {
   const char* name_;
 };
 
+// The same options with every pass launched kernel by kernel: what graph replays must equal.
+cuda::InferOptions without_graphs(cuda::InferOptions options = {}) {
+  options.cuda_graph = false;
+  return options;
+}
+
 // The first pass of a shape runs eagerly, the second is captured, later ones replay the graph:
 // all must compute the same thing, for new tokens too.
 TEST_F(CudaInfer, GraphReplayEqualsEagerLaunches) {
@@ -245,9 +251,7 @@ TEST_F(CudaInfer, GraphReplayEqualsEagerLaunches) {
   graph_options.weights = cuda::WeightMode::Quantized;
   cuda::CudaInferEngine graphed(model->config(), model->weights(), graph_options);
   EXPECT_EQ(graphed.weight_mode(), cuda::WeightMode::Quantized);
-  cuda::InferOptions eager_options = graph_options;
-  eager_options.cuda_graph = false;
-  cuda::CudaInferEngine eager(model->config(), model->weights(), eager_options);
+  cuda::CudaInferEngine eager(model->config(), model->weights(), without_graphs(graph_options));
   ForwardOptions o;
   for (uint32_t seed = 1; seed <= 4; ++seed) {
     const auto tokens = random_tokens(model->config(), 50, seed);
@@ -273,9 +277,7 @@ TEST_F(CudaInfer, GraphReplayEqualsEagerLaunches) {
 TEST_F(CudaInfer, KeepsGraphsForTheShapesUsedLast) {
   TempDir dir;
   auto model = random_model(dir, Arch::LLaDA, TensorType::Q8_0, "graph-lru");
-  cuda::InferOptions eager_options;
-  eager_options.cuda_graph = false;
-  cuda::CudaInferEngine eager(model->config(), model->weights(), eager_options);
+  cuda::CudaInferEngine eager(model->config(), model->weights(), without_graphs());
   cuda::CudaInferEngine graphed(model->config(), model->weights());
   ForwardOptions o;
   auto same = [&](size_t length, uint32_t seed) {
@@ -300,9 +302,7 @@ TEST_F(CudaInfer, KeepsGraphsForTheShapesUsedLast) {
 TEST_F(CudaInfer, CachedPassGraphsReplayAfterTheCacheGrows) {
   TempDir dir;
   auto model = random_model(dir, Arch::LLaDA, TensorType::Q8_0, "graph-cache");
-  cuda::InferOptions eager_options;
-  eager_options.cuda_graph = false;
-  cuda::CudaInferEngine eager(model->config(), model->weights(), eager_options);
+  cuda::CudaInferEngine eager(model->config(), model->weights(), without_graphs());
   const auto prefix = random_tokens(model->config(), 24, 3);
   const auto block = random_tokens(model->config(), 16, 4);
   const auto next = random_tokens(model->config(), 16, 5);
