@@ -7,6 +7,7 @@
 // No fmt here: nvcc's host pass cannot compile fmt's headers (see train_kernels.cu).
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -16,6 +17,7 @@
 #include "cuda/dependent_launch.h"
 #include "cuda/infer_kernels.h"
 #include "cuda/launch_util.h"
+#include "ruvdllm/diffusion/rng.h"
 
 namespace ruvdllm::cuda {
 namespace {
@@ -368,19 +370,26 @@ __device__ inline float silu_times(float g, float u) {
 }
 
 // One row per blockIdx.x, columns across blockIdx.y and the threads, so no thread divides by
-// the width. kVector: width % 4 == 0, gate_up aligned to four values, h 8-byte aligned; 4 values
-// per thread.
-template <bool kVector, typename In, typename Out>
+// the width. kPer values per thread: 8 (width % 8 == 0, gate_up and h 16-byte aligned: one
+// 16-byte load of each bf16 half; 5% faster than 4 at 8B's shape), 4 (width % 4 == 0, gate_up
+// aligned to four values, h 8-byte aligned) or 1.
+template <int kPer, typename In, typename Out>
 __global__ void swiglu_rows_kernel(Out* h, const In* gate_up, int64_t width) {
   wait_for_prior_grid();
-  constexpr int kPer = kVector ? kVec : 1;
   const int64_t r = blockIdx.x;
   const int64_t c = (static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x) * kPer;
   if (c >= width) return;
   const In* gate = gate_up + 2 * r * width + c;
   const In* up = gate + width;
   Out* out = h + r * width + c;
-  if constexpr (kVector) {
+  if constexpr (kPer == 8) {
+    float g[8], u[8], y[8];
+    load8(g, gate);
+    load8(u, up);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) y[i] = silu_times<Out>(g[i], u[i]);
+    store8(out, y);
+  } else if constexpr (kPer == 4) {
     const float4 g = load4(gate);
     const float4 u = load4(up);
     store4(out, silu_times<Out>(g.x, u.x), silu_times<Out>(g.y, u.y), silu_times<Out>(g.z, u.z),
@@ -404,6 +413,16 @@ __global__ void f32_to_bf16_kernel(bf16* out, const float* in, int64_t n) {
   }
   const int64_t end = i + kPer < n ? i + kPer : n;
   for (int64_t j = i; j < end; ++j) out[j] = __float2bfloat16_rn(in[j]);
+}
+
+__global__ void fill_uniform_bf16_kernel(bf16* out, int64_t n, uint32_t seed) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += stride) {
+    const uint32_t h =
+        hash32(static_cast<uint32_t>(i) ^ hash32(seed + static_cast<uint32_t>(i >> 32)));
+    out[i] = __float2bfloat16_rn(static_cast<float>(h >> 8) * 0x1p-23f - 1.0f);
+  }
 }
 
 }  // namespace
@@ -484,19 +503,18 @@ void launch_swiglu(Out* h, const In* gate_up, int64_t rows, int64_t width, cudaS
   }
   const bool vector =
       width % kVec == 0 && aligned(gate_up, kVec * sizeof(In)) && aligned(h, kVec * sizeof(Out));
-  const int64_t per_block = int64_t{kFlatThreads} * (vector ? kVec : 1);
+  const bool wide = width % 8 == 0 && aligned(gate_up, 16) && aligned(h, 16);
+  const int per_thread = wide ? 8 : vector ? kVec : 1;
+  const int64_t per_block = int64_t{kFlatThreads} * per_thread;
   const int64_t column_blocks = (width + per_block - 1) / per_block;
   if (column_blocks > 65535) {
     throw_error("swiglu_rows: width " + std::to_string(width) + " is too large for one launch");
   }
   const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>(column_blocks));
-  if (vector) {
-    launch_after_prior("swiglu_rows", swiglu_rows_kernel<true, In, Out>, grid, kFlatThreads, 0,
-                       stream, h, gate_up, width);
-  } else {
-    launch_after_prior("swiglu_rows", swiglu_rows_kernel<false, In, Out>, grid, kFlatThreads, 0,
-                       stream, h, gate_up, width);
-  }
+  const auto kernel = per_thread == 8   ? swiglu_rows_kernel<8, In, Out>
+                      : per_thread == 4 ? swiglu_rows_kernel<4, In, Out>
+                                        : swiglu_rows_kernel<1, In, Out>;
+  launch_after_prior("swiglu_rows", kernel, grid, kFlatThreads, 0, stream, h, gate_up, width);
 }
 
 }  // namespace
@@ -607,6 +625,15 @@ void f32_to_bf16(bf16* out, const float* in, int64_t n, cudaStream_t stream) {
                        blocks_for(n, kFlatThreads, "f32_to_bf16"), kFlatThreads, 0, stream, out, in,
                        n);
   }
+}
+
+void fill_uniform_bf16(bf16* out, int64_t n, uint32_t seed, cudaStream_t stream) {
+  if (n < 0) throw_error("fill_uniform_bf16: bad length " + std::to_string(n));
+  if (n == 0) return;
+  constexpr int64_t kBlocks = 1024;
+  fill_uniform_bf16_kernel<<<static_cast<unsigned>(std::min(kBlocks, (n + 255) / 256)), 256, 0,
+                             stream>>>(out, n, seed);
+  check_cuda(cudaGetLastError(), "fill_uniform_bf16");
 }
 
 }  // namespace ruvdllm::cuda

@@ -105,4 +105,9 @@ void gather_rows(float* dst, const float* src, const int32_t* ids, int64_t rows,
 // f32 → bf16, round to nearest even (for tests and for weights already in f32).
 void f32_to_bf16(bf16* out, const float* in, int64_t n, cudaStream_t stream);
 
+// n bf16 values spread uniformly over [-1, 1] (draws in [-1, 1), rounded to bf16), a hash of
+// (seed, index): operands for measuring the GEMM peak on data whose bits change as a model's
+// do (constant or zero operands draw less power, so the card keeps a higher clock on them).
+void fill_uniform_bf16(bf16* out, int64_t n, uint32_t seed, cudaStream_t stream);
+
 }  // namespace ruvdllm::cuda

@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <chrono>
 #include <vector>
 
 #include "cuda/cuda_check.h"
@@ -13,12 +14,12 @@
 namespace ruvdllm::cuda {
 namespace {
 
+// Milliseconds of each of `repetitions` runs of work, timed by events.
 template <typename Work>
-double median_ms(cudaStream_t stream, int repetitions, Work work) {
+std::vector<float> run_times(cudaStream_t stream, int repetitions, Work work) {
   cudaEvent_t start = nullptr, stop = nullptr;
   check_cuda(cudaEventCreate(&start), "cudaEventCreate");
   check_cuda(cudaEventCreate(&stop), "cudaEventCreate");
-  work();  // warm-up
   std::vector<float> ms;
   for (int r = 0; r < repetitions; ++r) {
     check_cuda(cudaEventRecord(start, stream), "cudaEventRecord");
@@ -31,30 +32,44 @@ double median_ms(cudaStream_t stream, int repetitions, Work work) {
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
+  return ms;
+}
+
+double median(std::vector<float> ms) {
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
 }
 
+template <typename Work>
+double median_ms(cudaStream_t stream, int repetitions, Work work) {
+  work();  // warm-up
+  return median(run_times(stream, repetitions, work));
+}
+
 }  // namespace
 
-DevicePeaks measure_peaks(int device) {
+DevicePeaks measure_peaks(int device, double sustain_ms) {
   check_cuda(cudaSetDevice(device), "cudaSetDevice");
   cudaStream_t stream = nullptr;
   check_cuda(cudaStreamCreate(&stream), "cudaStreamCreate");
   DevicePeaks peaks;
   {
     constexpr int64_t n = 8192;
-    DeviceArray<float> init(static_cast<size_t>(n * n));
     DeviceArray<bf16> a(static_cast<size_t>(n * n)), b(static_cast<size_t>(n * n));
     DeviceArray<float> c(static_cast<size_t>(n * n));
-    // Non-zero operands: tensor cores draw less power on zeros, which would flatter the peak.
-    check_cuda(cudaMemset(init.data(), 0x3c, init.bytes()), "cudaMemset");
-    f32_to_bf16(a.data(), init.data(), n * n, stream);
-    f32_to_bf16(b.data(), init.data(), n * n, stream);
+    fill_uniform_bf16(a.data(), n * n, 1, stream);
+    fill_uniform_bf16(b.data(), n * n, 2, stream);
     InferGemm gemm(stream, InferGemm::Engines::Cublas);
-    const double ms =
-        median_ms(stream, 10, [&] { gemm.linear(c.data(), a.data(), b.data(), n, n, n); });
-    peaks.bf16_gemm_tflops = 2.0 * n * n * n / (ms * 1e-3) / 1e12;
+    const auto product = [&] { gemm.linear(c.data(), a.data(), b.data(), n, n, n); };
+    const auto tflops = [&](double ms) { return 2.0 * n * n * n / (ms * 1e-3) / 1e12; };
+    const auto start = std::chrono::steady_clock::now();
+    peaks.bf16_gemm_first_tflops = tflops(median_ms(stream, 10, product));
+    while (std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+               .count() < sustain_ms) {
+      run_times(stream, 10, product);
+    }
+    peaks.bf16_gemm_tflops = sustain_ms > 0 ? tflops(median(run_times(stream, 20, product)))
+                                            : peaks.bf16_gemm_first_tflops;
   }
   {
     constexpr size_t bytes = size_t{2} << 30;

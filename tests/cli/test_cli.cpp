@@ -154,6 +154,7 @@ TEST_F(CliTest, BadInputGivesOneLineErrors) {
   expect_clean_failure("frobnicate", "frobnicate", 2);
   expect_clean_failure("logits " + model() + " --tokens 1 -o " + path("o.bin") + " --threads -4", "threads", 2);
   expect_clean_failure("bench gpu-step " + model() + " --cached -5", "cached", 2);
+  expect_clean_failure("bench gpu-step " + model() + " --sustain-ms -1", "sustain-ms", 2);
   EXPECT_FALSE(std::filesystem::exists(path("o.bin")));
   EXPECT_FALSE(std::filesystem::exists(path("o.gguf")));
 }

@@ -371,8 +371,9 @@ TEST_F(InferKernels, RmsnormToBf16MatchesCpu) {
     size_t offset;  // floats: 1 reaches the scalar path
   };
   uint64_t seed = 700;
-  for (const Shape sh : {Shape{1, 7, 0}, Shape{5, 64, 0}, Shape{3, 130, 0}, Shape{17, 4096, 0},
-                         Shape{9, 64, 1}, Shape{4, 1000, 0}}) {
+  for (const Shape sh :
+       {Shape{1, 7, 0}, Shape{5, 64, 0}, Shape{3, 130, 0}, Shape{17, 4096, 0}, Shape{9, 64, 1},
+        Shape{4, 1000, 0}, Shape{3, 1500, 0}, Shape{2, 6000, 0}, Shape{2, 8196, 0}}) {
     for (const bool with_weight : {true, false}) {
       const float eps = 1e-5f;
       auto x = random_floats(static_cast<size_t>(sh.rows * sh.d) + sh.offset, ++seed, -3.0f, 3.0f);
@@ -408,11 +409,12 @@ TEST_F(InferKernels, RmsnormToBf16MatchesCpu) {
 TEST_F(InferKernels, SwigluToBf16MatchesCpu) {
   struct Shape {
     int64_t rows, width;
-    size_t offset;  // floats: 1 reaches the scalar path
+    size_t offset;  // values: 1 reaches the scalar path, 4 the four-wide one
   };
   uint64_t seed = 900;
+  // Widths that are multiples of 8 take the eight-wide path, 1004 the four-wide one.
   for (const Shape sh : {Shape{1, 5, 0}, Shape{3, 64, 0}, Shape{17, 1000, 0}, Shape{2, 11008, 0},
-                         Shape{7, 64, 1}, Shape{5, 3, 0}}) {
+                         Shape{7, 64, 1}, Shape{5, 3, 0}, Shape{3, 1004, 0}, Shape{4, 64, 4}}) {
     for (const bool bf16_input : {false, true}) {
       const size_t n = static_cast<size_t>(sh.rows * sh.width);
       // Gates up to ±12 reach silu's flat negative tail and its linear positive side.
@@ -473,6 +475,38 @@ TEST_F(InferKernels, F32ToBf16RoundsAsTheHostDoes) {
       EXPECT_EQ(count_mismatches(got, cpu_bf16(in), label), 0u) << label;
     }
   }
+}
+
+// The GEMM peak's operands (roofline.cpp): every value written, all in [-1, 1] (draws just
+// below 1 round up to it in bf16), spread like a uniform draw (mean near 0, variance 1/3), the
+// same for the same seed and different for another.
+TEST_F(InferKernels, FillUniformBf16SpreadsOverMinusOneToOne) {
+  const size_t n = 300001;
+  std::vector<std::vector<float>> draws;
+  for (const uint32_t seed : {7u, 7u, 8u}) {
+    auto out = poisoned<uint16_t>(n);
+    cuda::fill_uniform_bf16(as_bf16(out.data()), static_cast<int64_t>(n), seed, nullptr);
+    const auto bits = to_host(out, n);
+    std::vector<float> values(n);
+    for (size_t i = 0; i < n; ++i) values[i] = bf16_to_f32(bits[i]);
+    draws.push_back(values);
+  }
+  const auto& x = draws[0];
+  double sum = 0, squares = 0;
+  size_t outside = 0;
+  for (const float v : x) {
+    outside += !(v >= -1.0f && v <= 1.0f);  // a NaN (unwritten) counts as outside
+    sum += v;
+    squares += static_cast<double>(v) * v;
+  }
+  EXPECT_EQ(outside, 0u);
+  const double mean = sum / n, variance = squares / n - mean * mean;
+  EXPECT_NEAR(mean, 0.0, 0.01);
+  EXPECT_NEAR(variance, 1.0 / 3.0, 0.01);
+  EXPECT_EQ(draws[0], draws[1]);
+  size_t same = 0;
+  for (size_t i = 0; i < n; ++i) same += draws[0][i] == draws[2][i];
+  EXPECT_LT(same, n / 50) << "another seed should give other values";
 }
 
 // split_qkv_heads against a plain f64 reference: bias, RMSNorm over head_dim with the q/k
@@ -634,7 +668,8 @@ TEST_F(InferKernels, SplitQkvHeadsMatchesF64Reference) {
 // f32: within 2 ulp of the f64 sum of three terms), then normalizes it as rmsnorm_rows does.
 TEST_F(InferKernels, ResidualRmsnormAddsPartialsFirst) {
   uint64_t seed = 1500;
-  for (const int64_t d : {int64_t{7}, int64_t{64}, int64_t{4096}}) {
+  // Widths whose last round of the loop leaves threads idle (1500, 6000, 8196).
+  for (const int64_t d : {7, 64, 1500, 4096, 6000, 8196}) {
     for (const int n_partials : {0, 1, 2}) {
       const int64_t rows = 5;
       const auto n = static_cast<size_t>(rows * d);
