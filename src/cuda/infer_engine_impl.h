@@ -149,9 +149,9 @@ struct CudaInferEngine::Impl {
   // Values between the rows of the normed hidden states (Operands::xn, shifted, head_in): the
   // width plus RUVDLLM_CUDA_ROW_PAD (default 0), an experiment knob. WgmmaGemm's copies of x's
   // tiles at 32 rows run 15% slower in some processes than in others (an 8B Q4_K 32-position
-  // pass: 6.9 or 8.0 ms, same build, card and command; where the buffers' pages fall, or the
-  // card's power state, not settled); padding the rows changes which layouts are slow but
-  // measured no pad that is fast in all of them (docs/PERFORMANCE.md), so rows stay packed.
+  // pass: 6.9 or 8.0 ms, same build, card and command, decided by where the buffers' pages
+  // fall); padding the rows changes which layouts are slow but measured no pad that is fast in
+  // all of them (docs/PERFORMANCE.md), so rows stay packed by default.
   int64_t hidden_pitch = 0;
   DeviceArray<int32_t> tokens;
   PinnedArray<int32_t> host_tokens;
