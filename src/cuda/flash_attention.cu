@@ -22,6 +22,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/dependent_launch.h"
+#include "cuda/device_past.cuh"
 #include "cuda/flash_attention.h"
 #include "cuda/launch_util.h"
 #include "cuda/mma_sync.cuh"
@@ -80,15 +81,6 @@ struct Params {
   int64_t block_len, q_pos0;
   const int32_t* past;  // FlashAttentionDims::past
 };
-
-// Adds the cache length held on the device (a replayed pass's) to the keys and positions.
-__device__ inline void add_past(Params& p) {
-  if (p.past) {
-    const int64_t past = *p.past;
-    p.n_kv += past;
-    p.q_pos0 += past;
-  }
-}
 
 // One past the last key position that a query at q_pos sees (src/kernels/attention.cpp).
 __device__ inline int64_t visible_key_end(int mask, int64_t block_len, int64_t q_pos) {
@@ -149,7 +141,7 @@ __global__ void __launch_bounds__(kThreads* KS) flash_attention_kernel(Params p)
   constexpr int kKeyTiles8 = BN / 8;
   extern __shared__ __align__(16) unsigned char smem[];
   wait_for_prior_grid();
-  add_past(p);
+  add_device_past(p.past, p.n_kv, p.q_pos0);
   // Group g takes key tiles g, g + KS, g + 2·KS, … through its own double buffers.
   const int group = threadIdx.x / kThreads, tid = threadIdx.x % kThreads;
   __nv_bfloat16* q_s = reinterpret_cast<__nv_bfloat16*>(smem);  // [BM][S], shared
@@ -616,7 +608,7 @@ constexpr int kExactPerLane = 256 / 32;  // head_dim ≤ 256
 __global__ void __launch_bounds__(kExactThreads)
     exact_attention_kernel(float* out, const float* q, const float* k, const float* v, Params p,
                            int64_t n_seq) {
-  add_past(p);
+  add_device_past(p.past, p.n_kv, p.q_pos0);
   const int64_t item = static_cast<int64_t>(blockIdx.x) * kExactWarps + threadIdx.x / 32;
   if (item >= n_seq * p.n_head * p.n_q) return;  // whole warps leave together
   const int lane = threadIdx.x % 32;

@@ -88,7 +88,7 @@ void CudaInferEngine::Impl::prepare_cache(KVCache& cache, const ForwardOptions& 
   };
   with_operands(allocate);
   pass->use_cache = true;
-  pass->kept = o.append_to_cache ? T : o.extend_rows;
+  pass->kept = rows_appended(o, T);
   pass->past = cached;
 }
 
@@ -174,8 +174,6 @@ void CudaInferEngine::Impl::product(Linear& lin, Y* y, const Op* in, int64_t row
 }
 
 void CudaInferEngine::Impl::reserve(int64_t n) {
-  past_on_device.reserve(1);
-  past_on_host.reserve(1);
   if (n <= capacity) return;
   const ModelConfig& c = config;
   const auto T = static_cast<size_t>(n);

@@ -214,6 +214,8 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
     m.options.weights = dequantized <= free / 2 ? WeightMode::Dense : WeightMode::Quantized;
   }
   check_cuda(cudaStreamCreateWithFlags(&m.stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  m.past_on_device.reserve(1);
+  m.past_on_host.reserve(1);
   // Only products over blocks kept on the device (bf16 operands) use QuantGemm, or WgmmaGemm
   // unless RUVDLLM_CUDA_GEMM=wgmma; their split-K partials take tens of MB, which dense and
   // exact engines need not hold.

@@ -15,6 +15,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/dependent_launch.h"
+#include "cuda/device_past.cuh"
 #include "cuda/infer_kernels.h"
 #include "cuda/launch_util.h"
 #include "ruvdllm/diffusion/rng.h"
@@ -134,15 +135,6 @@ struct QkvParams {
   const int32_t* past;  // QkvLayout::past
 };
 
-// Adds the cache length held on the device (a replayed pass's) to the positions and rows.
-__device__ inline void add_past(QkvParams& p) {
-  if (p.past) {
-    const int64_t past = *p.past;
-    p.pos0 += past;
-    p.kv_row0 += past;
-  }
-}
-
 // Where head slot `slot` of the token at (seq, pos) is written, and what is done to it on the
 // way: q heads are normed by q_norm and rotated, k heads by k_norm and rotated, v heads neither.
 template <typename Out>
@@ -176,7 +168,7 @@ __global__ void __launch_bounds__(kHeadThreads)
                            const float* q_norm, const float* k_norm, const float2* cos_sin,
                            QkvParams p, int64_t total) {
   wait_for_prior_grid();
-  add_past(p);
+  add_device_past(p.past, p.pos0, p.kv_row0);
   const int64_t row = static_cast<int64_t>(blockIdx.x) * kHeadsPerBlock + threadIdx.x / kWarp;
   if (row >= total) return;  // whole warps leave together, so the shuffles below stay full
   const int lane = threadIdx.x % kWarp;
@@ -274,7 +266,7 @@ __global__ void __launch_bounds__(kFlatThreads)
                                const float* q_norm, const float* k_norm, const float2* cos_sin,
                                QkvParams p, int lanes_per_head) {
   wait_for_prior_grid();
-  add_past(p);
+  add_device_past(p.past, p.pos0, p.kv_row0);
   const int64_t token = blockIdx.x;
   const int64_t slots = p.n_head + 2 * p.n_head_kv;
   const int idx = blockIdx.y * kFlatThreads + threadIdx.x;

@@ -1,11 +1,12 @@
 #pragma once
 // Our own GEMM for Hopper (H100/H200, sm_90a): y[n × out] = x[n × in] · w[out × in]ᵀ with bf16
-// x, f32 accumulation, and w either bf16 or kept in GGUF blocks (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K) that
-// are decoded into the shared-memory tiles the tensor cores read. The engine uses the block
-// kernel for Q4_K weights at 128–256 rows (the other way, dequantize_to_bf16 into a scratch
+// x, f32 accumulation, and w either bf16 or kept in GGUF blocks (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K)
+// that are decoded into the shared-memory tiles the tensor cores read. The engine uses the
+// block kernel for passes of up to 256 rows: Q4_K and Q5_K at any row count, Q8_0 from 64,
+// Q4_0 from 128, Q6_K only when asked for (the other way, dequantize_to_bf16 into a scratch
 // matrix then cuBLAS, writes and re-reads 2 bytes per weight per product; InferGemm::
-// takes_blocks has the measured rule); with bf16 weights cuBLAS measured faster, so that
-// kernel runs only when asked for (RUVDLLM_CUDA_GEMM=wgmma).
+// takes_blocks and blocks_min_rows have the measured rule); with bf16 weights cuBLAS measured
+// faster, so that kernel runs only when asked for (RUVDLLM_CUDA_GEMM=wgmma).
 //
 // How it works (wgmma_gemm.cu):
 //  - A CTA computes 128 outputs × 256 rows (or 128 rows when n ≤ 128). The weight tile is

@@ -206,7 +206,7 @@ void Transformer::forward(std::span<const int32_t> tokens, const ForwardOptions&
     cache->v.assign(static_cast<size_t>(c.n_layer), {});
   }
   CacheGrowth growth(cache, static_cast<size_t>(past * kv_dim));
-  const int64_t extend = !cache ? 0 : o.append_to_cache ? T : o.extend_rows;
+  const int64_t extend = rows_appended(o, T);
 
   float* x = s_.x.get(static_cast<size_t>(T * E));
   float* xn = s_.xn.get(static_cast<size_t>(T * E));

@@ -56,6 +56,12 @@ struct ForwardOptions {
 // Throws Error("WHO: forward: ...") unless o.extend_rows fits a pass of n_tokens: 0, or 1 to
 // n_tokens with a cache and without append_to_cache.
 void check_extend_rows(const ForwardOptions& o, int64_t n_tokens, const std::string& who);
+// How many of a pass's n_tokens go into o.cache: all with append_to_cache, else extend_rows;
+// 0 without a cache.
+inline int64_t rows_appended(const ForwardOptions& o, int64_t n_tokens) {
+  if (!o.cache) return 0;
+  return o.append_to_cache ? n_tokens : o.extend_rows;
+}
 
 // The per-layer tensors of a transformer. Absent optional tensors have data == nullptr.
 struct LayerWeights {
