@@ -46,24 +46,64 @@ inline bool dependent_launch_on() {
   return on;
 }
 
+// The same in clusters of cluster_x CTAs along x (grid.x a multiple of it); 1: no clusters.
 template <typename... Params, typename... Args>
-void launch_after_prior(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
-                        size_t shared_bytes, cudaStream_t stream, Args&&... args) {
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
+void launch_clusters_after_prior(const char* name, unsigned cluster_x, void (*kernel)(Params...),
+                                 dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,
+                                 Args&&... args) {
+  cudaLaunchAttribute attributes[2] = {};
+  unsigned count = 0;
+  if (dependent_launch_on()) {
+    attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attributes[count++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (cluster_x > 1) {
+    attributes[count].id = cudaLaunchAttributeClusterDimension;
+    attributes[count++].val.clusterDim = {cluster_x, 1, 1};
+  }
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
   config.blockDim = block;
   config.dynamicSmemBytes = shared_bytes;
   config.stream = stream;
-  config.attrs = &attribute;
-  config.numAttrs = dependent_launch_on() ? 1 : 0;
+  config.attrs = attributes;
+  config.numAttrs = count;
   const cudaError_t status = cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
   if (status != cudaSuccess) {
     (void)cudaGetLastError();  // a launch error is not sticky: clear it for the next check
     check_cuda(status, name);
   }
+}
+
+template <typename... Params, typename... Args>
+void launch_after_prior(const char* name, void (*kernel)(Params...), dim3 grid, dim3 block,
+                        size_t shared_bytes, cudaStream_t stream, Args&&... args) {
+  launch_clusters_after_prior(name, 1, kernel, grid, block, shared_bytes, stream,
+                              std::forward<Args>(args)...);
+}
+
+// How many clusters of cluster_x CTAs of kKernel (block_threads threads, shared_bytes of dynamic
+// shared memory each) the device can hold at once. Asked once, of the first device that
+// launches it (a host's GPUs are one model).
+template <auto kKernel>
+int resident_clusters(unsigned cluster_x, unsigned block_threads, size_t shared_bytes) {
+  static const int clusters = [&] {
+    cudaLaunchAttribute attribute{};
+    attribute.id = cudaLaunchAttributeClusterDimension;
+    attribute.val.clusterDim = {cluster_x, 1, 1};
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(cluster_x);
+    config.blockDim = dim3(block_threads);
+    config.dynamicSmemBytes = shared_bytes;
+    config.attrs = &attribute;
+    config.numAttrs = 1;
+    int count = 0;
+    check_cuda(cudaOccupancyMaxActiveClusters(&count, kKernel, &config),
+               "cudaOccupancyMaxActiveClusters");
+    if (count < 1) throw_error("CUDA: the GPU cannot hold one cluster of the kernel's CTAs");
+    return count;
+  }();
+  return clusters;
 }
 
 }  // namespace ruvdllm::cuda

@@ -121,12 +121,21 @@ bool InferGemm::takes_blocks(TensorType type, const void* w, int64_t n, int64_t 
   if (!own_ || !WgmmaGemm::fits_blocks(type, n, in, out) || !aligned(w, 16)) return false;
   if (own_dense_) return true;
   // Measured on an 8B step (H200, against dequantizing for cuBLAS): Q4_K −36% at 128 rows, −22%
-  // at 256; Q8_0 −19% and −10% (with every product on ours; it lost 8% at 256 rows before the
-  // decoding warps shared the copying); Q5_K −32% and −17%. The 4096 × 4096 product (~16 K
-  // slices per CTA) measured slower than dequantizing at 256 rows.
+  // at 256, −6% at 512 (Q5_K −7%); Q8_0 −19% and −10% (with every product on ours; it lost 8% at
+  // 256 rows before the decoding warps shared the copying); Q5_K −32% and −17%. The 4096 × 4096
+  // product (16 slices per CTA at 256 rows, 31 at 512) measured slower than dequantizing at 256 and
+  // 512 rows for every type (512: 43–50 against 38–42 µs).
   const int64_t min_rows = blocks_min_rows(type);
-  return min_rows > 0 && n >= min_rows && n <= kBlocksMaxRows &&
-         own_->slices_per_cta(n, in, out) >= 24;
+  return min_rows > 0 && n >= min_rows && n <= blocks_max_rows(type) &&
+         own_->slices_per_cta(n, in, out) >= 32;
+}
+
+int64_t InferGemm::blocks_max_rows(TensorType type) {
+  // The three 8B products it takes at 512 rows (bench_cuda_quant_gemm, H200), µs per layer,
+  // against dequantizing: Q4_K in two 256-row tiles 419 against 447, head 1010 against 1116;
+  // Q5_K in wide tiles 442 against 472, head 1037 against 1199; Q8_0 a tie (466 / 467, head
+  // 1111 / 1188); Q4_0 slower (451 against 438), so it stays on dequantizing past 256 rows.
+  return type == TensorType::Q4_0 ? 256 : 512;
 }
 
 int64_t InferGemm::blocks_min_rows(TensorType type) {

@@ -20,7 +20,7 @@
 // 1–2% slower. So the plain call stays.)
 //
 // On an H100/H200, products over Q4_0, Q4_K, Q5_K and Q8_0 weights kept in blocks at
-// blocks_min_rows..kBlocksMaxRows rows run on our own GEMM (WgmmaGemm: blocks decoded into the
+// blocks_min_rows..blocks_max_rows rows run on our own GEMM (WgmmaGemm: blocks decoded into the
 // tiles wgmma reads, stream-K), which the engine asks for through takes_blocks/linear_blocks. Dense
 // bf16 products stay on cuBLAS, which measured faster there (bench_cuda_gemm).
 // RUVDLLM_CUDA_GEMM=cublas turns ours off; =wgmma sends every product that fits to it, dense bf16
@@ -72,10 +72,11 @@ class InferGemm {
   // The rows for which weights in blocks are decoded inside WgmmaGemm's tiles (below, QuantGemm's
   // mma.sync tiles serve; bench_cuda_quant_gemm measures both): any row count for Q4_K and
   // Q5_K, from 64 rows for Q8_0, from 128 for Q4_0.
-  // Up to kBlocksMaxRows: past one 256-row tile, each row tile decodes the weights again and
-  // dequantizing once for cuBLAS measured faster (512 rows: 5–25% per product on an H200).
+  // Up to blocks_max_rows: 512 rows (256 for Q4_0). At 512 (H200, the 8B model's products) Q4_K
+  // in two 256-row tiles measured 5% faster per layer than dequantizing for cuBLAS, 9% on the
+  // head; Q5_K and Q8_0 take WgmmaGemm's wide tiles, which decode each weight once per 512 rows.
   static int64_t blocks_min_rows(TensorType type);
-  static constexpr int64_t kBlocksMaxRows = 256;
+  static int64_t blocks_max_rows(TensorType type);
   // Whether the product over these blocks (at w) runs on WgmmaGemm.
   bool takes_blocks(TensorType type, const void* w, int64_t n, int64_t in, int64_t out) const;
   // y[r·ldy + c] = x[r] · row c of w (blocks of `type`): bf16 y, or f32 y = product + beta·y.

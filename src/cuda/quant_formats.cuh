@@ -257,26 +257,44 @@ struct AffineKFormat {
       qh[0] = *reinterpret_cast<const uint4*>(block + 16);
       qh[1] = *reinterpret_cast<const uint4*>(block + 32);
     }
+#pragma unroll
+    for (int h = 0; h < 2; ++h) sub_block(head, qs, qh, 2 * p + h, out + 4 * h);
+  }
+  // Sub-block j alone (values [32j, +32)), the same values: a wide WgmmaGemm tile decodes each
+  // slice with two threads per weight row.
+  __device__ static void decode_sub_block(const uint8_t* block, int j, uint4 out[4]) {
+    const uint4 head = *reinterpret_cast<const uint4*>(block);
+    const uint4 qs[2] = {*reinterpret_cast<const uint4*>(block + kLevels + 32 * (j >> 1)),
+                         *reinterpret_cast<const uint4*>(block + kLevels + 32 * (j >> 1) + 16)};
+    uint4 qh[2] = {};
+    if constexpr (kFifthBit) {
+      qh[0] = *reinterpret_cast<const uint4*>(block + 16);
+      qh[1] = *reinterpret_cast<const uint4*>(block + 32);
+    }
+    sub_block(head, qs, qh, j, out);
+  }
+
+ private:
+  // Sub-block j's four groups from the block's 16-byte header, its 32 quant bytes and (Q5_K)
+  // the 32 bytes of fifth bits.
+  __device__ static void sub_block(const uint4& head, const uint4 (&qs)[2], const uint4 (&qh)[2],
+                                   int j, uint4 out[4]) {
     const float d = __half2float(__ushort_as_half(static_cast<unsigned short>(head.x & 0xFFFF)));
     const float dmin = __half2float(__ushort_as_half(static_cast<unsigned short>(head.x >> 16)));
+    int sc, mn;
+    k_scale_min_words(head.y, head.z, head.w, j, &sc, &mn);
+    const float scale = __fmul_rn(d, exact_float(static_cast<uint32_t>(sc)));
+    const float offset = __fmul_rn(dmin, exact_float(static_cast<uint32_t>(mn)));
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int j = 2 * p + h;
-      int sc, mn;
-      k_scale_min_words(head.y, head.z, head.w, j, &sc, &mn);
-      const float scale = __fmul_rn(d, exact_float(static_cast<uint32_t>(sc)));
-      const float offset = __fmul_rn(dmin, exact_float(static_cast<uint32_t>(mn)));
-#pragma unroll
-      for (int q = 0; q < 4; ++q) {
-        // Group q's bytes [8q, 8q + 8): words 2q and 2q + 1 of the 32.
-        const uint4& ql = qs[q / 2];
-        const uint4& qhi = qh[q / 2];
-        const uint2 low = q % 2 == 0 ? make_uint2(ql.x, ql.y) : make_uint2(ql.z, ql.w);
-        const uint2 high = q % 2 == 0 ? make_uint2(qhi.x, qhi.y) : make_uint2(qhi.z, qhi.w);
-        float v[kGroup];
-        affine_k_values_fma<kFifthBit>(low, high, j, scale, offset, v);
-        out[4 * h + q] = pack_bf16(v);
-      }
+    for (int q = 0; q < 4; ++q) {
+      // Group q's bytes [8q, 8q + 8): words 2q and 2q + 1 of the 32.
+      const uint4& ql = qs[q / 2];
+      const uint4& qhi = qh[q / 2];
+      const uint2 low = q % 2 == 0 ? make_uint2(ql.x, ql.y) : make_uint2(ql.z, ql.w);
+      const uint2 high = q % 2 == 0 ? make_uint2(qhi.x, qhi.y) : make_uint2(qhi.z, qhi.w);
+      float v[kGroup];
+      affine_k_values_fma<kFifthBit>(low, high, j, scale, offset, v);
+      out[q] = pack_bf16(v);
     }
   }
 };

@@ -12,36 +12,49 @@
 // registers, and write the tile, after adding the partials of the CTAs that held its later
 // K slices (stream-K).
 //
+// Wide tiles (weights in blocks past 256 rows, takes_wide_tiles): 64 outputs × 512 rows, both
+// consumer warpgroups multiplying the same 64 decoded weight rows with 256 rows of x each, two
+// decoding threads per weight row, so each weight is decoded once per 512 rows. A 512-row x tile
+// is 64 KB per stage, twice the bytes per product of a 128 × 256 tile: alone, such CTAs ran slower
+// than two 256-row tiles (x's copies from L2 bound them: copying half of x, a diagnostic,
+// made them 17% faster). So they run in CTA pairs on neighbouring outputs (a cluster of 2), each
+// CTA copying half of x's tile into both (TMA multicast); stream-K then hands out pair tiles of
+// 128 outputs, and each consumer warp frees a stage in both CTAs.
+//
 // Measured (docs/PERFORMANCE.md, H200, 2026-11-29): with bf16 weights this runs 5–12% behind
 // cuBLAS on the 8B step's products, inside the step as in isolation (an earlier "39% behind
 // inside the step" was the y += product epilogue, see store_tile), so the engine keeps cuBLAS
-// there. Weights in Q4_K and Q8_0 blocks at 128–256 rows are where it is used: the other
-// way writes and re-reads a bf16 copy of every weight (an 8B Q4_K step at 128 positions: 7.2
+// there. Weights in blocks (up to 512 rows; InferGemm::takes_blocks) are where it is used: the
+// other way writes and re-reads a bf16 copy of every weight (an 8B Q4_K step at 128 positions: 7.2
 // against 11.1 ms; at 256: 10.1 against 13.2). Tried and dropped on the bf16 path (no gain or
 // slower): waiting for each slice's MMAs before issuing the next, L2 eviction hints,
 // prefetching weights into L2 ahead of the copies, three instead of four stages. Diagnostic
 // builds located the rest: without any tile copies (MMAs on stale tiles) the head product at
 // 512 rows ran at 774 TFLOP/s against 603 with them; without the output stores, 1–5% faster.
-// Also tried (2026-11-29, no gain, not kept): CTA pairs (clusters of 2) that each copy half of
-// x's tile into both CTAs' shared memory (TMA multicast), which halves the copies of x: the
-// same time as single CTAs for bf16 and Q4_K weights, so copying x is not what limits it (and a
+// Also tried (2026-11-29, no gain, not kept): CTA pairs (clusters of 2) of 128 × 256 tiles that
+// each copy half of x's tile into both CTAs' shared memory (TMA multicast), which halves the
+// copies of x: the same time as single CTAs for bf16 and Q4_K weights, so copying x is not what
+// limits those tiles (wide tiles, with twice the x bytes per product, do use pairs; and a
 // cluster-scope release on the cross-CTA "stage free" arrivals made it 40% slower); and a
 // second decoding warpgroup for blocks (512 threads), which ptxas cannot compile: it holds the
-// whole kernel to the launch's 128 registers per thread, below the consumers' 128 accumulators.
+// whole kernel to the launch's 128 registers per thread, below the consumers' 128 accumulators
+// (checked again in the eighth session: ptxas C7602, the m64n256 wgmma needs at least 154).
 // Also tried (2026-11-29, slower, not kept): the consumer warpgroups decoding part of the next
 // slice (a quarter or half of each of their rows) while their current MMAs ran: 10–15% slower
 // at 256 rows, as a warpgroup cannot issue its next MMAs before its own share is decoded.
 
 #include <cuda.h>
-#include <cudaTypedefs.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
+#include <type_traits>
 
 #include "cuda/cuda_check.h"
 #include "cuda/dependent_launch.h"
 #include "cuda/launch_util.h"
 #include "cuda/quant_formats.cuh"
+#include "cuda/tensor_map.h"
 #include "cuda/wgmma_gemm.h"
 #include "cuda/wgmma_ops.cuh"
 
@@ -50,8 +63,10 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-constexpr int kTileOut = 128;  // outputs per CTA: two consumer warpgroups × 64
-constexpr int kSliceK = 64;    // K values per stage: one 128-byte swizzle row of bf16
+constexpr int kTileOut = 128;     // outputs per CTA: two consumer warpgroups × 64 ...
+constexpr int kWideTileOut = 64;  // ... or 64, that both multiply, each with half the rows
+constexpr int kWideCluster = 2;   // wide tiles run in CTA pairs that share x's copies
+constexpr int kSliceK = 64;       // K values per stage: one 128-byte swizzle row of bf16
 constexpr int kSliceBytes = kSliceK * 2;
 constexpr int kChunkValues = 256;  // K values per raw copy of weights in blocks
 constexpr int kSlicesPerChunk = kChunkValues / kSliceK;
@@ -59,21 +74,33 @@ constexpr int kConsumerThreads = 256;
 constexpr int kConsumerWarps = kConsumerThreads / 32;
 constexpr int kDecoderWarps = 4;                  // the first warpgroup (weights in blocks)
 constexpr int kThreads = 128 + kConsumerThreads;  // a producer warpgroup, two consumers
-constexpr int kWeightTileBytes = kTileOut * kSliceBytes;
-constexpr int kMaxTileRows = 256;
+constexpr int kMaxTileCells = kTileOut * 256;     // outputs × rows of the largest tile
+constexpr int kMaxCopyRows = 256;                 // the copy engine's largest box
 
 // Shared memory of one CTA: `stages` slices of both tiles, then (weights in blocks) raw slots
-// of kTileOut rows × RawRowBytes (one row's 256-value chunk), then the barriers.
-template <int TileRows, int RawRowBytes>
+// of TileOut rows × RawRowBytes (one row's 256-value chunk), then the barriers.
+// A tile of kTileOut outputs gives each consumer warpgroup 64 of them and all TileRows rows; a
+// wide one (kWideTileOut outputs × 512 rows) gives both warpgroups the same 64 weight rows and
+// half of the rows each, so a weight decoded in blocks meets 512 rows instead of 256.
+template <int TileRows, int RawRowBytes, int TileOut = kTileOut>
 struct Plan {
+  static constexpr int kTileOut = TileOut;
   static constexpr int kTileRows = TileRows;
+  static constexpr bool kWide = TileOut == kWideTileOut;
+  static constexpr int kConsumerRows = kWide ? TileRows / 2 : TileRows;
+  static constexpr int kWeightTileBytes = TileOut * kSliceBytes;
   static constexpr int kRowTileBytes = TileRows * kSliceBytes;
   static constexpr int kStageBytes = kWeightTileBytes + kRowTileBytes;
-  static constexpr int kRawSlotBytes = kTileOut * RawRowBytes;
-  static constexpr int kStages = RawRowBytes == 0 ? 192 * 1024 / kStageBytes : 256 / TileRows + 2;
+  static constexpr int kRawSlotBytes = TileOut * RawRowBytes;
+  // A wide tile's stage is 72 KB: two fit beside the raw ring.
+  static constexpr int kStages = RawRowBytes == 0 ? 192 * 1024 / kStageBytes
+                                 : kWide          ? 2
+                                                  : 256 / TileRows + 2;
   static constexpr int kRawSlots =
       RawRowBytes == 0 ? 0 : std::min(4, (220 * 1024 - kStages * kStageBytes) / kRawSlotBytes);
-  static constexpr int kAccumulators = TileRows / 2;
+  static constexpr int kAccumulators = kConsumerRows / 2;
+  static_assert(TileOut * TileRows <= kMaxTileCells, "a tile's partials must fit their slot");
+  static_assert(kConsumerRows <= 256, "wgmma multiplies at most 256 rows");
   static constexpr int kTilesBytes = kStages * kStageBytes + kRawSlots * kRawSlotBytes;
   // + slack to align the tiles to the swizzle's 1024 bytes
   static constexpr size_t kSharedBytes = 1024 + kTilesBytes + 8 * (2 * kStages + 2 * kRawSlots);
@@ -115,11 +142,11 @@ struct Work {
   int64_t ldy;
   int n;
   int k_slices;        // in / 64
-  int row_tiles;       // tiles along the rows; tile t covers outputs (t / row_tiles)·128 ...
+  int row_tiles;       // tiles along the rows; tile t covers outputs (t / row_tiles)·TileOut ...
   int64_t iterations;  // tiles × k_slices, cut into `ctas` equal contiguous ranges
-  int ctas;
+  int ctas;            // CTAs, or clusters of CTAs that multiply one tile each per iteration
   float beta;
-  float* partials;  // kTileOut × TileRows floats per CTA
+  float* partials;  // kMaxTileCells floats per CTA
   int* ready;       // per CTA: 1 once its partial is written
 };
 
@@ -132,8 +159,9 @@ __host__ __device__ inline int64_t range_begin(const Work& work, int cta) {
 __device__ inline int cta_holding(const Work& work, int64_t g) {
   return static_cast<int>((int64_t{work.ctas} * (g + 1) - 1) / work.iterations);
 }
+template <int TileOut>
 __device__ inline int tile_out0(const Work& work, int64_t tile) {
-  return static_cast<int>(tile / work.row_tiles) * kTileOut;
+  return static_cast<int>(tile / work.row_tiles) * TileOut;
 }
 template <int TileRows>
 __device__ inline int tile_row0(const Work& work, int64_t tile) {
@@ -153,6 +181,19 @@ __device__ inline void advance(int& stage, uint32_t& phase) {
   if (++stage == Stages) {
     stage = 0;
     phase ^= 1;
+  }
+}
+
+// A consumer warp's arrival on a stage's "free" barrier: in a cluster, on that barrier in every
+// CTA, whose copies of x also write this CTA's stage.
+template <int Cluster>
+__device__ inline void free_stage(uint64_t* bar) {
+  if constexpr (Cluster == 1) {
+    hopper::barrier_arrive(bar);
+  } else {
+    const uint32_t address = hopper::smem_address(bar);
+#pragma unroll
+    for (int r = 0; r < Cluster; ++r) hopper::barrier_arrive_in_cta(address, r);
   }
 }
 
@@ -228,12 +269,18 @@ __device__ inline void store_tile(const Work& work, const float (&acc)[TileRows 
 }
 
 // The two consumer warpgroups: multiply every slice of the range, and finish each tile.
-template <class P, bool Bf16Out>
+// `cta` is the range's owner (a CTA, or a cluster of Cluster CTAs that share the copies of x:
+// CTA `rank` of it multiplies outputs [rank·TileOut, +TileOut) of the cluster's tile).
+template <class P, bool Bf16Out, int Cluster = 1>
 __device__ void consume(const Work& work, const uint8_t* tiles, uint64_t* full, uint64_t* freed,
-                        int cta, int64_t begin, int64_t end) {
+                        int cta, int rank, int64_t begin, int64_t end) {
   constexpr int TileRows = P::kTileRows;
+  constexpr int kRows = P::kConsumerRows;
   const int ct = static_cast<int>(threadIdx.x) - 128;  // 0..255
-  const int group = ct / 128;                          // which 64 of the tile's outputs
+  // Which 64 of the tile's outputs, or in a wide tile which half of its rows.
+  const int group = ct / 128;
+  const int weight_offset = P::kWide ? 0 : group * 64 * kSliceBytes;
+  const int row_offset = P::kWide ? group * kRows * kSliceBytes : 0;
   const int warp = (ct % 128) / 32, lane = ct % 32;
   float acc[P::kAccumulators];
   int stage = 0;
@@ -249,22 +296,22 @@ __device__ void consume(const Work& work, const uint8_t* tiles, uint64_t* full, 
     for (int k = k_first; k < k_end; ++k) {
       hopper::barrier_wait(&full[stage], phase);
       const uint8_t* stage_tiles = tiles + stage * P::kStageBytes;
-      multiply_slice<TileRows>(acc, stage_tiles + group * 64 * kSliceBytes,
-                               stage_tiles + kWeightTileBytes, k > k_first);
+      multiply_slice<kRows>(acc, stage_tiles + weight_offset,
+                            stage_tiles + P::kWeightTileBytes + row_offset, k > k_first);
       hopper::wgmma_wait<1>();
-      if (previous >= 0 && lane == 0) hopper::barrier_arrive(&freed[previous]);
+      if (previous >= 0 && lane == 0) free_stage<Cluster>(&freed[previous]);
       previous = stage;
       advance<P::kStages>(stage, phase);
     }
     hopper::wgmma_wait<0>();
     hopper::fence_accumulators(acc);
-    if (lane == 0) hopper::barrier_arrive(&freed[previous]);
+    if (lane == 0) free_stage<Cluster>(&freed[previous]);
     g = (tile + 1) * work.k_slices;
 
     // A CTA holding a tile's later slices leaves its sum for the CTA holding the first one.
     if (k_first > 0) {
-      float4* slot =
-          reinterpret_cast<float4*>(work.partials + static_cast<size_t>(cta) * kTileOut * TileRows);
+      float4* slot = reinterpret_cast<float4*>(
+          work.partials + static_cast<size_t>(cta * Cluster + rank) * kMaxTileCells);
 #pragma unroll
       for (int i = 0; i < P::kAccumulators / 4; ++i) {
         slot[i * kConsumerThreads + ct] =
@@ -272,7 +319,7 @@ __device__ void consume(const Work& work, const uint8_t* tiles, uint64_t* full, 
       }
       __threadfence();
       consumers_sync();
-      if (ct == 0) store_release(&work.ready[cta], 1);
+      if (ct == 0) store_release(&work.ready[cta * Cluster + rank], 1);
       continue;
     }
     if (k_end < work.k_slices) {
@@ -280,13 +327,14 @@ __device__ void consume(const Work& work, const uint8_t* tiles, uint64_t* full, 
       const int last = cta_holding(work, (tile + 1) * work.k_slices - 1);
       for (int other = cta + 1; other <= last; ++other) {
         if (ct == 0) {
-          while (load_acquire(&work.ready[other]) == 0) {
+          int* ready = &work.ready[other * Cluster + rank];
+          while (load_acquire(ready) == 0) {
           }
-          work.ready[other] = 0;  // for the next launch; nobody else reads it in this one
+          *ready = 0;  // for the next launch; nobody else reads it in this one
         }
         consumers_sync();
         const float4* slot = reinterpret_cast<const float4*>(
-            work.partials + static_cast<size_t>(other) * kTileOut * TileRows);
+            work.partials + static_cast<size_t>(other * Cluster + rank) * kMaxTileCells);
 #pragma unroll
         for (int i = 0; i < P::kAccumulators / 4; ++i) {
           const float4 p = __ldcg(&slot[i * kConsumerThreads + ct]);
@@ -297,9 +345,11 @@ __device__ void consume(const Work& work, const uint8_t* tiles, uint64_t* full, 
         }
       }
     }
-    store_tile<TileRows, Bf16Out>(work, acc,
-                                  tile_out0(work, tile) + group * 64 + warp * 16 + lane / 4,
-                                  tile_row0<TileRows>(work, tile) + 2 * (lane % 4));
+    store_tile<kRows, Bf16Out>(
+        work, acc,
+        tile_out0<P::kTileOut * Cluster>(work, tile) + rank * P::kTileOut +
+            (P::kWide ? 0 : group * 64) + warp * 16 + lane / 4,
+        tile_row0<TileRows>(work, tile) + (P::kWide ? group * kRows : 0) + 2 * (lane % 4));
   }
 }
 
@@ -316,23 +366,32 @@ __device__ inline uint8_t* shared_tiles(uint8_t* shared_raw) {
 // Values [64·slice, +64) of one weight row's 256-value chunk of blocks, decoded to bf16 and
 // stored as the row of a swizzled weight tile (16-byte chunk c at c ^ swizzle). The chunk lies in
 // a 16-byte aligned slot of RawRowBytes, at its start when chunks are aligned (aligned_chunks).
-template <class Format, int RawRowBytes>
+// With Parts = 2 a thread decodes only half `part` of the slice (values [32·part, +32)).
+template <class Format, int RawRowBytes, int Parts = 1>
 __device__ inline void decode_slice(const uint8_t* chunk, int slice, uint32_t row_address,
-                                    int swizzle) {
+                                    int swizzle, int part = 0) {
   constexpr int kAlign = Format::kBlockValues == kChunkValues && aligned_chunks<Format>()
                              ? quant::alignment_of(RawRowBytes)
                              : quant::alignment_of(Format::kBlockBytes);
   // Shared-space stores: through a generic pointer each store also computed a 64-bit address.
   auto put = [&](int c, uint4 v) { hopper::store_shared(row_address + ((c ^ swizzle) << 4), v); };
-  if constexpr (Format::kQuads) {
+  constexpr int kGroups = kSliceK / quant::kGroup / Parts;  // 16-byte chunks per thread
+  if constexpr (Format::kQuads && Parts == 1) {
     // 256-value blocks: the slice is sub-blocks 2·slice and 2·slice + 1 of the chunk's block.
     uint4 out[8];
     Format::decode_pair(chunk, slice, out);
 #pragma unroll
     for (int c = 0; c < 8; ++c) put(c, out[c]);
+  } else if constexpr (Format::kQuads) {
+    static_assert(Parts == 2, "a thread decodes a whole sub-block");
+    uint4 out[4];
+    Format::decode_sub_block(chunk, 2 * slice + part, out);
+#pragma unroll
+    for (int c = 0; c < 4; ++c) put(4 * part + c, out[c]);
   } else {
 #pragma unroll
-    for (int c = 0; c < kSliceK / quant::kGroup; ++c) {
+    for (int i = 0; i < kGroups; ++i) {
+      const int c = kGroups * part + i;
       const int value0 = kSliceK * slice + quant::kGroup * c;
       float v[quant::kGroup];
       Format::template decode<kAlign>(chunk + (value0 / Format::kBlockValues) * Format::kBlockBytes,
@@ -380,9 +439,9 @@ __global__ void __launch_bounds__(kThreads, 1)
         hopper::barrier_wait(&freed[stage], phase ^ 1);
         uint8_t* dst = tiles + stage * P::kStageBytes;
         hopper::barrier_arrive_expect_bytes(&full[stage], P::kStageBytes);
-        hopper::tensor_load_2d(dst, &weight_map, k, tile_out0(work, tile), &full[stage]);
-        hopper::tensor_load_2d(dst + kWeightTileBytes, &row_map, k, tile_row0<TileRows>(work, tile),
-                               &full[stage]);
+        hopper::tensor_load_2d(dst, &weight_map, k, tile_out0<kTileOut>(work, tile), &full[stage]);
+        hopper::tensor_load_2d(dst + P::kWeightTileBytes, &row_map, k,
+                               tile_row0<TileRows>(work, tile), &full[stage]);
         advance<P::kStages>(stage, phase);
       }
     }
@@ -390,18 +449,22 @@ __global__ void __launch_bounds__(kThreads, 1)
     // Each consumer thread holds 128 accumulators: more than an even split of the registers.
     // 128 × (168 − 40) released by the producer = 256 × (232 − 168) claimed here.
     hopper::registers_claim<232>();
-    consume<P, Bf16Out>(work, tiles, full, freed, cta, begin, end);
+    consume<P, Bf16Out>(work, tiles, full, freed, cta, 0, begin, end);
   }
 #endif
 }
 
 // Weights in GGUF blocks of type Format; RawRowBytes = one row's bytes per 256 values.
-template <int TileRows, bool Bf16Out, class Format, int RawRowBytes>
+// Cluster 2 (wide tiles): CTA pairs, each CTA copying half of x's tile into both.
+template <int TileRows, bool Bf16Out, class Format, int RawRowBytes, int TileOut, int Cluster>
 __global__ void __launch_bounds__(kThreads, 1)
     wgmma_blocks_kernel(const __grid_constant__ CUtensorMap raw_map,
                         const __grid_constant__ CUtensorMap row_map, const Work work) {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using P = Plan<TileRows, RawRowBytes>;
+  using P = Plan<TileRows, RawRowBytes, TileOut>;
+  constexpr int kParts = 128 / TileOut;             // decoding threads per weight row
+  constexpr int kRowsPerRank = TileRows / Cluster;  // of x's tile, copied by each CTA
+  static_assert(kRowsPerRank <= kMaxCopyRows, "one copy box of x's rows per CTA");
   extern __shared__ uint8_t shared_raw[];
   uint8_t* tiles = shared_tiles(shared_raw);
   uint8_t* raw = tiles + P::kStages * P::kStageBytes;
@@ -409,16 +472,21 @@ __global__ void __launch_bounds__(kThreads, 1)
   uint64_t* freed = full + P::kStages;
   uint64_t* raw_full = freed + P::kStages;
   uint64_t* raw_free = raw_full + P::kRawSlots;
-  const int cta = static_cast<int>(blockIdx.x);
+  const int cta = static_cast<int>(blockIdx.x) / Cluster;
+  const int rank = Cluster == 1 ? 0 : static_cast<int>(hopper::cluster_rank());
   const int64_t begin = range_begin(work, cta), end = range_begin(work, cta + 1);
   if (threadIdx.x == 0) {
     init_barriers(full, P::kStages, 129);  // 128 decoders + thread 0's arrival announcing x's bytes
-    init_barriers(freed, P::kStages, kConsumerWarps);
+    init_barriers(freed, P::kStages, kConsumerWarps * Cluster);
     init_barriers(raw_full, P::kRawSlots, 1);
     init_barriers(raw_free, P::kRawSlots, 128);
     hopper::barrier_init_fence();
   }
-  __syncthreads();
+  if constexpr (Cluster == 1) {
+    __syncthreads();
+  } else {
+    hopper::cluster_sync();  // the other CTA's barriers exist before its copies signal them
+  }
   allow_next_grid();
   // Thread 0 starts copying weight blocks before it waits: only copies from the host write
   // them, never the kernel before this one, whose output x is read after the wait.
@@ -429,7 +497,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     // (an increase waits until another group's decrease frees enough, forever if none does):
     // 128 × (168 − 104) released here = 256 × (200 − 168) claimed by the consumers.
     hopper::registers_release<104>();
-    const int t = static_cast<int>(threadIdx.x);  // the weight row this thread decodes
+    const int t = static_cast<int>(threadIdx.x);
+    const int row = t / kParts, part = t % kParts;  // the weight row (part) this thread decodes
     // Chunks (256 values of the tile's weight rows) are numbered from the range's first one;
     // k_slices is a multiple of 4, so a chunk never spans two tiles.
     const int64_t chunk0 = begin / kSlicesPerChunk;
@@ -445,7 +514,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       // From the 16-byte boundary at or before the chunk (the chunk itself when aligned).
       const int byte0 = (chunk_in_row * chunk_bytes<Format>()) & ~15;
       hopper::tensor_load_2d(raw + slot * P::kRawSlotBytes, &raw_map, byte0 / kElem,
-                             tile_out0(work, tile), &raw_full[slot]);
+                             tile_out0<TileOut * Cluster>(work, tile) + rank * TileOut,
+                             &raw_full[slot]);
     };
     if (t == 0) {
       hopper::tensor_map_prefetch(&raw_map);
@@ -481,14 +551,22 @@ __global__ void __launch_bounds__(kThreads, 1)
       const uint32_t dst = tiles_at + stage * P::kStageBytes;
       if (t == 32 * ((in_chunk + 1) % kDecoderWarps)) {
         hopper::barrier_arrive_expect_bytes(full_at + 8 * stage, P::kRowTileBytes);
-        hopper::tensor_load_2d(dst + kWeightTileBytes, &row_map, k * kSliceK, row_tile * TileRows,
-                               full_at + 8 * stage);
+        if constexpr (Cluster == 1) {
+          hopper::tensor_load_2d(dst + P::kWeightTileBytes, &row_map, k * kSliceK,
+                                 row_tile * TileRows, full_at + 8 * stage);
+        } else {
+          const int r = rank * kRowsPerRank;
+          hopper::tensor_load_2d_multicast(dst + P::kWeightTileBytes + r * kSliceBytes, &row_map,
+                                           k * kSliceK, row_tile * TileRows + r,
+                                           full_at + 8 * stage, (1u << Cluster) - 1);
+        }
       }
       // Where the chunk starts in its slot (0 unless chunks are unaligned).
       const int skip =
           aligned_chunks<Format>() ? 0 : (k / kSlicesPerChunk * chunk_bytes<Format>()) & 15;
-      decode_slice<Format, RawRowBytes>(raw + slot * P::kRawSlotBytes + t * RawRowBytes + skip,
-                                        in_chunk, dst + t * kSliceBytes, t & 7);
+      decode_slice<Format, RawRowBytes, kParts>(
+          raw + slot * P::kRawSlotBytes + row * RawRowBytes + skip, in_chunk,
+          dst + row * kSliceBytes, row & 7, part);
       hopper::fence_shared_for_async();
       hopper::barrier_arrive(full_at + 8 * stage);
       if (in_chunk == kSlicesPerChunk - 1 || g == end - 1) {
@@ -502,47 +580,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   } else {
     hopper::registers_claim<200>();
-    consume<P, Bf16Out>(work, tiles, full, freed, cta, begin, end);
+    consume<P, Bf16Out, Cluster>(work, tiles, full, freed, cta, rank, begin, end);
   }
+  // No CTA leaves while the other may still copy into its stages or arrive on its barriers.
+  if constexpr (Cluster > 1) hopper::cluster_sync();
 #endif
-}
-
-PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 encoder = [] {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    check_cuda(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000,
-                                                cudaEnableDefault, &found),
-               "cudaGetDriverEntryPointByVersion(cuTensorMapEncodeTiled)");
-    if (found != cudaDriverEntryPointSuccess || fn == nullptr) {
-      throw_error("CUDA: the driver has no cuTensorMapEncodeTiled (needs CUDA 12 or newer)");
-    }
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
-  }();
-  return encoder;
-}
-
-// A row-major matrix of rows × cols elements (bf16, or raw bytes/pairs of bytes), copied in
-// boxes of box_cols × box_rows; rows past the end read as zeros. Swizzled: the 128-byte
-// pattern wgmma's descriptors expect (bf16 tiles); raw blocks are copied as they lie.
-CUtensorMap tile_map(const void* base, CUtensorMapDataType type, int elem_bytes, int64_t rows,
-                     int64_t cols, int box_cols, int box_rows, bool swizzled, int64_t ld = 0) {
-  CUtensorMap map{};
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(cols), static_cast<cuuint64_t>(rows)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(ld > 0 ? ld : cols) * elem_bytes};
-  const cuuint32_t box[2] = {static_cast<cuuint32_t>(box_cols), static_cast<cuuint32_t>(box_rows)};
-  const cuuint32_t element_strides[2] = {1, 1};
-  const CUresult status =
-      tensor_map_encoder()(&map, type, 2, const_cast<void*>(base), dims, strides, box,
-                           element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                           swizzled ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
-                           CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  if (status != CUDA_SUCCESS) {
-    throw_error("CUDA: cuTensorMapEncodeTiled failed (error " +
-                std::to_string(static_cast<int>(status)) + ") for a " + std::to_string(rows) +
-                " × " + std::to_string(cols) + " matrix");
-  }
-  return map;
 }
 
 CUtensorMap bf16_tile_map(const bf16* base, int64_t rows, int64_t cols, int box_rows,
@@ -561,42 +603,60 @@ void launch_bf16(const CUtensorMap& weight_map, const CUtensorMap& row_map, cons
                      weight_map, row_map, work);
 }
 
-template <int TileRows, bool Bf16Out, class Format>
-void launch_blocks(const void* w, int64_t out, int64_t in, const CUtensorMap& row_map,
-                   const Work& work, cudaStream_t stream) {
+template <int TileRows, bool Bf16Out, class Format, int Cluster>
+void launch_blocks(const void* w, int64_t out, int64_t in, const CUtensorMap& row_map, Work work,
+                   cudaStream_t stream) {
   constexpr int kRaw = slot_bytes<Format>();
-  using P = Plan<TileRows, kRaw>;
+  constexpr int kOut = TileRows > 256 ? kWideTileOut : kTileOut;
+  using P = Plan<TileRows, kRaw, kOut>;
   constexpr int elem = raw_elem_bytes<kRaw>();
   static_assert(chunk_bytes<Format>() % elem == 0, "a chunk must start on a copy element");
   const int64_t row_elems = in / kChunkValues * chunk_bytes<Format>() / elem;
   const CUtensorMap raw_map =
       tile_map(w, elem == 1 ? CU_TENSOR_MAP_DATA_TYPE_UINT8 : CU_TENSOR_MAP_DATA_TYPE_UINT16, elem,
-               out, row_elems, kRaw / elem, kTileOut, false);
-  constexpr auto kernel = wgmma_blocks_kernel<TileRows, Bf16Out, Format, kRaw>;
+               out, row_elems, kRaw / elem, kOut, false);
+  constexpr auto kernel = wgmma_blocks_kernel<TileRows, Bf16Out, Format, kRaw, kOut, Cluster>;
   allow_shared_memory<kernel>(P::kSharedBytes, "cudaFuncSetAttribute(wgmma kernel)");
-  launch_after_prior("wgmma_blocks_kernel", kernel, work.ctas, kThreads, P::kSharedBytes, stream,
-                     raw_map, row_map, work);
+  if constexpr (Cluster > 1) {
+    // Stream-K's grid must be resident as a whole (a CTA waits for later ones' partial sums).
+    work.ctas = std::min(work.ctas, resident_clusters<kernel>(Cluster, kThreads, P::kSharedBytes));
+  }
+  launch_clusters_after_prior("wgmma_blocks_kernel", Cluster, kernel, work.ctas * Cluster, kThreads,
+                              P::kSharedBytes, stream, raw_map, row_map, work);
 }
 
 template <int TileRows, bool Bf16Out>
 void launch_blocks(TensorType type, const void* w, int64_t out, int64_t in,
                    const CUtensorMap& row_map, const Work& work, cudaStream_t stream) {
+  constexpr int kCluster = TileRows > 256 ? kWideCluster : 1;
   quant::visit_format(type, [&](auto format) {
-    launch_blocks<TileRows, Bf16Out, decltype(format)>(w, out, in, row_map, work, stream);
+    using Format = decltype(format);
+    if constexpr (TileRows > 256 && std::is_same_v<Format, quant::Q4_KFormat>) {
+      throw_error("WgmmaGemm: Q4_K weights take no wide tiles");  // takes_wide_tiles
+    } else {
+      launch_blocks<TileRows, Bf16Out, Format, kCluster>(w, out, in, row_map, work, stream);
+    }
   });
 }
 
-int tile_rows_for(int64_t n) { return n <= 128 ? 128 : 256; }
+// Past 256 rows, weights in blocks that take wide tiles (takes_wide_tiles) are multiplied in
+// 64 outputs × 512 rows by CTA pairs: each weight is decoded once per 512 rows instead of once
+// per 256. Every other product keeps 128 × 256 tiles.
+int tile_rows_for(int64_t n, bool wide) { return n <= 128 ? 128 : n <= 256 || !wide ? 256 : 512; }
+int tile_out_for(int tile_rows) { return tile_rows > 256 ? kWideTileOut : kTileOut; }
+int cluster_for(int tile_rows) { return tile_rows > 256 ? kWideCluster : 1; }
 
 // The iteration space of a product: what run() launches and slices_per_cta() reports.
-Work shaped_work(int64_t n, int64_t in, int64_t out, int multiprocessors) {
-  const int tile_rows = tile_rows_for(n);
+Work shaped_work(int64_t n, int64_t in, int64_t out, int multiprocessors, bool wide) {
+  const int tile_rows = tile_rows_for(n, wide);
   Work work{};
   work.n = static_cast<int>(n);
   work.k_slices = static_cast<int>(in / kSliceK);
   work.row_tiles = static_cast<int>((n + tile_rows - 1) / tile_rows);
-  work.iterations = (out / kTileOut) * work.row_tiles * int64_t{work.k_slices};
-  work.ctas = static_cast<int>(std::min<int64_t>(multiprocessors, work.iterations));
+  const int cluster = cluster_for(tile_rows);
+  work.iterations =
+      (out / (tile_out_for(tile_rows) * cluster)) * work.row_tiles * int64_t{work.k_slices};
+  work.ctas = static_cast<int>(std::min<int64_t>(multiprocessors / cluster, work.iterations));
   return work;
 }
 
@@ -637,17 +697,30 @@ bool WgmmaGemm::fits_blocks(TensorType type, int64_t n, int64_t in, int64_t out)
 }
 
 int64_t WgmmaGemm::slices_per_cta(int64_t n, int64_t in, int64_t out) const {
-  const Work work = shaped_work(n, in, out, multiprocessors_);
+  const Work work = shaped_work(n, in, out, multiprocessors_, false);
   return work.iterations / work.ctas;
 }
 
-WgmmaGemm::WgmmaGemm(cudaStream_t stream) : stream_(stream) {
+bool WgmmaGemm::takes_wide_tiles(TensorType type) const {
+  // Per product at 512 rows (bench_cuda_quant_gemm, H200): Q8_0, Q4_0 and Q5_K 8–15% faster in
+  // wide pairs than in two 256-row tiles; Q4_K no faster (its 4096-output products 5% slower).
+  return wide_tiles_ && type != TensorType::BF16 && type != TensorType::Q4_K;
+}
+
+bool WgmmaGemm::wide_tiles_by_default() {
+  const char* set = std::getenv("RUVDLLM_CUDA_WIDE_TILES");
+  if (set == nullptr || std::string(set) == "1") return true;
+  if (std::string(set) == "0") return false;
+  throw_error("RUVDLLM_CUDA_WIDE_TILES must be 0 or 1, not '" + std::string(set) + "'");
+}
+
+WgmmaGemm::WgmmaGemm(cudaStream_t stream) : stream_(stream), wide_tiles_(wide_tiles_by_default()) {
   if (!available()) throw_error("WgmmaGemm: needs an H100/H200 (sm_90a) GPU");
   int device = 0;
   check_cuda(cudaGetDevice(&device), "cudaGetDevice");
   check_cuda(cudaDeviceGetAttribute(&multiprocessors_, cudaDevAttrMultiProcessorCount, device),
              "cudaDeviceGetAttribute(multiprocessor count)");
-  partials_.reserve(static_cast<size_t>(multiprocessors_) * kTileOut * kMaxTileRows);
+  partials_.reserve(static_cast<size_t>(multiprocessors_) * kMaxTileCells);
   ready_.reserve(static_cast<size_t>(multiprocessors_));
   check_cuda(cudaMemset(ready_.data(), 0, ready_.bytes()), "cudaMemset");
 }
@@ -691,16 +764,20 @@ void WgmmaGemm::run(void* y, bool bf16_out, int64_t ldy, const bf16* x, const vo
   if (!aligned(x, 16) || !aligned(w, 16)) {
     throw_error("WgmmaGemm: operands must be 16-byte aligned");
   }
-  const int tile_rows = tile_rows_for(n);
-  Work work = shaped_work(n, in, out, multiprocessors_);
+  const bool wide = takes_wide_tiles(type);
+  const int tile_rows = tile_rows_for(n, wide);
+  Work work = shaped_work(n, in, out, multiprocessors_, wide);
   work.y = y;
   work.ldy = ldy;
   work.beta = beta;
   work.partials = partials_.data();
   work.ready = ready_.data();
-  const CUtensorMap row_map = bf16_tile_map(x, n, in, tile_rows, ldx);
+  const CUtensorMap row_map = bf16_tile_map(x, n, in, std::min(tile_rows, kMaxCopyRows), ldx);
   if (blocks) {
-    if (tile_rows == 256) {
+    if (tile_rows == 512) {
+      bf16_out ? launch_blocks<512, true>(type, w, out, in, row_map, work, stream_)
+               : launch_blocks<512, false>(type, w, out, in, row_map, work, stream_);
+    } else if (tile_rows == 256) {
       bf16_out ? launch_blocks<256, true>(type, w, out, in, row_map, work, stream_)
                : launch_blocks<256, false>(type, w, out, in, row_map, work, stream_);
     } else {

@@ -2,16 +2,18 @@
 // Our own GEMM for Hopper (H100/H200, sm_90a): y[n × out] = x[n × in] · w[out × in]ᵀ with bf16
 // x, f32 accumulation, and w either bf16 or kept in GGUF blocks (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K)
 // that are decoded into the shared-memory tiles the tensor cores read. The engine uses the
-// block kernel for passes of up to 256 rows: Q4_K and Q5_K at any row count, Q8_0 from 64,
-// Q4_0 from 128, Q6_K only when asked for (the other way, dequantize_to_bf16 into a scratch
-// matrix then cuBLAS, writes and re-reads 2 bytes per weight per product; InferGemm::
-// takes_blocks and blocks_min_rows have the measured rule); with bf16 weights cuBLAS measured
-// faster, so that kernel runs only when asked for (RUVDLLM_CUDA_GEMM=wgmma).
+// block kernel for passes of up to 512 rows: Q4_K and Q5_K at any row count, Q8_0 from 64,
+// Q4_0 from 128 to 256, Q6_K only when asked for (the other way, dequantize_to_bf16 into a
+// scratch matrix then cuBLAS, writes and re-reads 2 bytes per weight per product; InferGemm::
+// takes_blocks, blocks_min_rows and blocks_max_rows have the measured rule); with bf16 weights
+// cuBLAS measured faster, so that kernel runs only when asked for (RUVDLLM_CUDA_GEMM=wgmma).
 //
 // How it works (wgmma_gemm.cu):
 //  - A CTA computes 128 outputs × 256 rows (or 128 rows when n ≤ 128). The weight tile is
 //    wgmma's A operand, the activations its B, so each weight tile is read from memory once for
-//    all the rows it meets.
+//    all the rows it meets. Past 256 rows, weights in blocks of most types take wide tiles
+//    (64 outputs × 512 rows, CTA pairs sharing x's copies), decoding each weight once per 512
+//    rows (takes_wide_tiles).
 //  - A producer warpgroup fills 64-wide K slices of both tiles in shared memory several stages
 //    ahead, signalling mbarriers: bf16 tiles by the bulk tensor copy engine (TMA, 128-byte
 //    swizzle); weights in blocks by TMA copies of the raw blocks that its 128 threads then
@@ -44,9 +46,15 @@ class WgmmaGemm {
   // Weights in blocks: Q4_0, Q8_0, Q4_K or Q5_K with in a multiple of 256, or Q6_K with in a
   // multiple of 2048 (its rows' bytes a multiple of 16, as the copies need).
   static bool fits_blocks(TensorType type, int64_t n, int64_t in, int64_t out);
-  // K slices (64 values of a 128-output tile) each CTA multiplies: few leave stream-K's fill and
-  // fix-up costs uncovered.
+  // K slices (64 values of a 128-output × 256-row tile, or of a wide tile) each CTA multiplies in
+  // a product with weights in blocks: few leave stream-K's fill and fix-up costs uncovered.
   int64_t slices_per_cta(int64_t n, int64_t in, int64_t out) const;
+  // Whether products over weights of this type past 256 rows take wide tiles (64 outputs × 512
+  // rows in CTA pairs that share x's copies, each weight decoded once per 512 rows) rather than
+  // 128 × 256 tiles: Q4_0, Q8_0, Q5_K and Q6_K, where they measured faster, unless
+  // RUVDLLM_CUDA_WIDE_TILES=0 or set_wide_tiles(false) (to compare the two in one build).
+  bool takes_wide_tiles(TensorType type) const;
+  void set_wide_tiles(bool wide) { wide_tiles_ = wide; }
 
   explicit WgmmaGemm(cudaStream_t stream);
   WgmmaGemm(const WgmmaGemm&) = delete;
@@ -72,7 +80,10 @@ class WgmmaGemm {
   void run(void* y, bool bf16_out, int64_t ldy, const __nv_bfloat16* x, const void* w,
            TensorType type, int64_t n, int64_t in, int64_t out, float beta, int64_t ldx);
 
+  static bool wide_tiles_by_default();
+
   cudaStream_t stream_;
+  bool wide_tiles_;
   int multiprocessors_ = 0;
   DeviceArray<float> partials_;  // one tile of f32 partial sums per CTA
   DeviceArray<int> ready_;       // per CTA: its partial is written (reset by the reader)

@@ -62,6 +62,27 @@ __device__ inline void barrier_wait(uint64_t* bar, uint32_t parity) {
   barrier_wait(smem_address(bar), parity);
 }
 
+// --- clusters: CTAs on neighbouring SMs that see each other's shared memory ------------------
+__device__ inline uint32_t cluster_rank() {
+  uint32_t rank;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+  return rank;
+}
+// Every thread of every CTA of the cluster: orders shared-memory work (barrier set-up, the last
+// remote arrivals) before any CTA goes on, or leaves while another may still write to it.
+__device__ inline void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::
+                   : "memory");
+}
+// One arrival on the barrier at the same shared-space address in the cluster's CTA `rank`.
+__device__ inline void barrier_arrive_in_cta(uint32_t bar, uint32_t rank) {
+  asm volatile(
+      "{\n.reg .b32 remote;\nmapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.shared::cluster.b64 _, [remote];\n}\n" ::"r"(bar),
+      "r"(rank)
+      : "memory");
+}
+
 // --- bulk tensor copies ----------------------------------------------------------------------
 // Copies the box at (column c0, row c1) of the tensor `map` describes into shared memory at
 // dst (laid out and swizzled as the map says); its bytes complete on `bar`.
@@ -76,6 +97,16 @@ __device__ inline void tensor_load_2d(uint32_t dst, const CUtensorMap* map, int 
 __device__ inline void tensor_load_2d(void* dst, const CUtensorMap* map, int c0, int c1,
                                       uint64_t* bar) {
   tensor_load_2d(smem_address(dst), map, c0, c1, smem_address(bar));
+}
+// The same box copied into shared memory at dst of every CTA of the cluster in cta_mask (bit r:
+// rank r), each completing its bytes on its own barrier at `bar`.
+__device__ inline void tensor_load_2d_multicast(uint32_t dst, const CUtensorMap* map, int c0,
+                                                int c1, uint32_t bar, uint16_t cta_mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+      ".multicast::cluster [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar), "h"(cta_mask)
+      : "memory");
 }
 __device__ inline void tensor_map_prefetch(const CUtensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(map)) : "memory");

@@ -22,6 +22,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/infer_gemm.h"
+#include "cuda/wgmma_gemm.h"
 #include "cuda/infer_kernels.h"
 #include "cuda/train_kernels.h"
 #include "cuda_test_util.h"
@@ -790,6 +791,24 @@ TEST_F(InferKernels, InferGemmReadsRowsOfXAtAPitch) {
     EXPECT_EQ(std::memcmp(packed.data(), pitched.data(), cells * sizeof(float)), 0)
         << "splits " << splits;
   }
+}
+
+// The measured rule for weights in blocks on an H100/H200 (InferGemm::takes_blocks): the 8B
+// model's products go to WgmmaGemm up to 512 rows (Q4_0 up to 256, Q6_K never), the 4096 × 4096
+// one not at 256 rows (too few K slices per CTA).
+TEST_F(InferKernels, InferGemmTakesBlocksAtTheMeasuredRowCounts) {
+  if (!cuda::WgmmaGemm::available()) GTEST_SKIP() << "skipped, the GPU is not an H100/H200";
+  cuda::InferGemm gemm(nullptr);
+  cuda::DeviceArray<uint8_t> blocks(256);
+  const void* w = blocks.data();
+  EXPECT_TRUE(gemm.takes_blocks(TensorType::Q4_K, w, 32, 4096, 12288));
+  EXPECT_TRUE(gemm.takes_blocks(TensorType::Q4_K, w, 512, 4096, 12288));
+  EXPECT_TRUE(gemm.takes_blocks(TensorType::Q5_K, w, 512, 12288, 4096));
+  EXPECT_FALSE(gemm.takes_blocks(TensorType::Q4_K, w, 513, 4096, 12288));
+  EXPECT_FALSE(gemm.takes_blocks(TensorType::Q4_K, w, 256, 4096, 4096));
+  EXPECT_TRUE(gemm.takes_blocks(TensorType::Q4_0, w, 256, 4096, 12288));
+  EXPECT_FALSE(gemm.takes_blocks(TensorType::Q4_0, w, 512, 4096, 12288));
+  EXPECT_FALSE(gemm.takes_blocks(TensorType::Q6_K, w, 256, 4096, 12288));
 }
 
 // The three ways InferGemm runs a product agree with an f64 product of the same bf16 operands:

@@ -142,41 +142,55 @@ TEST_F(WgmmaGemm, RepeatsTheSameBits) {
 
 // Weights in GGUF blocks decode to the bf16 values the CPU's dequantization rounds to (what
 // dequantize_to_bf16 writes, which test_infer_kernels checks bit for bit), so the same bound holds
-// against an f64 product of those values.
+// against an f64 product of those values. Past 256 rows the wide tiles (64 outputs × 512 rows in
+// CTA pairs, two decoding threads per weight row) run for all but Q4_K: 300, 512, 520 and 600
+// rows (two row tiles, the second mostly past the end), and with them off, two or three 256-row
+// tiles.
 TEST_F(WgmmaGemm, DecodesBlocksInsideTheTiles) {
   cuda::WgmmaGemm gemm(nullptr);
+  gemm.set_wide_tiles(true);
+  EXPECT_TRUE(gemm.takes_wide_tiles(TensorType::Q8_0));
+  EXPECT_TRUE(gemm.takes_wide_tiles(TensorType::Q5_K));
+  EXPECT_FALSE(gemm.takes_wide_tiles(TensorType::Q4_K));  // measured no faster
+  EXPECT_FALSE(gemm.takes_wide_tiles(TensorType::BF16));
+  gemm.set_wide_tiles(false);
+  EXPECT_FALSE(gemm.takes_wide_tiles(TensorType::Q8_0));
   uint64_t seed = 5500;
-  for (const TensorType type :
-       {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
-    // Q6_K's rows must be multiples of 2048 values (16-byte row strides for its 210-byte
-    // chunks); its copies read 14 bytes past each chunk, zeros past a row's last one.
-    const std::vector<Shape> shapes =
-        type == TensorType::Q6_K
-            ? std::vector<Shape>{Shape{5, 2048, 128, 0}, Shape{130, 4096, 384, 3},
-                                 Shape{300, 2048, 256, 0}}
-            : std::vector<Shape>{Shape{5, 256, 128, 0}, Shape{130, 512, 384, 3},
-                                 Shape{300, 1024, 256, 0}, Shape{64, 4096, 128, 0}};
-    for (const Shape sh : shapes) {
-      const std::string label = std::string(type_name(type)) + " " + std::to_string(sh.n) + "x" +
-                                std::to_string(sh.in) + "x" + std::to_string(sh.out);
-      const testing::BlockProduct p =
-          testing::make_block_product(type, sh.n, sh.in, sh.out, seed += 2);
-      const auto dx = to_device(p.x_bits);
-      const auto dw = to_device(p.blocks);
-      const int64_t ldy = sh.out + sh.pad;
-      const auto cells = static_cast<size_t>(sh.n * ldy);
-      const auto y0 = random_floats(cells, seed + 9, -1.0f, 1.0f);
-      auto y = to_device(y0);
-      auto yb = poisoned<uint16_t>(cells);
-      ASSERT_TRUE(cuda::WgmmaGemm::fits_blocks(type, sh.n, sh.in, sh.out)) << label;
-      gemm.linear_blocks(y.data(), ldy, as_bf16(dx), dw.data(), type, sh.n, sh.in, sh.out, 1.0f);
-      gemm.linear_blocks(reinterpret_cast<__nv_bfloat16*>(yb.data()), ldy, as_bf16(dx), dw.data(),
-                         type, sh.n, sh.in, sh.out);
-      const testing::ProductCheck check{sh.n, sh.in, sh.out, ldy, 0, p.want, p.magnitude, label};
-      check.f32(to_host(y, cells), y0, 1.0f);
-      check.bf16(to_host(yb, cells));
+  for (const bool wide : {true, false})
+    for (const TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K,
+                                  TensorType::Q5_K, TensorType::Q6_K}) {
+      gemm.set_wide_tiles(wide);
+      // Q6_K's rows must be multiples of 2048 values (16-byte row strides for its 210-byte
+      // chunks); its copies read 14 bytes past each chunk, zeros past a row's last one.
+      const std::vector<Shape> shapes =
+          type == TensorType::Q6_K
+              ? std::vector<Shape>{Shape{5, 2048, 128, 0}, Shape{130, 4096, 384, 3},
+                                   Shape{300, 2048, 256, 0}, Shape{520, 2048, 128, 0}}
+              : std::vector<Shape>{Shape{5, 256, 128, 0},    Shape{130, 512, 384, 3},
+                                   Shape{300, 1024, 256, 0}, Shape{64, 4096, 128, 0},
+                                   Shape{512, 2048, 384, 0}, Shape{600, 1024, 256, 2}};
+      for (const Shape sh : shapes) {
+        const std::string label = std::string(type_name(type)) + " " + std::to_string(sh.n) + "x" +
+                                  std::to_string(sh.in) + "x" + std::to_string(sh.out) +
+                                  (wide ? " wide tiles" : " 128 x 256 tiles");
+        const testing::BlockProduct p =
+            testing::make_block_product(type, sh.n, sh.in, sh.out, seed += 2);
+        const auto dx = to_device(p.x_bits);
+        const auto dw = to_device(p.blocks);
+        const int64_t ldy = sh.out + sh.pad;
+        const auto cells = static_cast<size_t>(sh.n * ldy);
+        const auto y0 = random_floats(cells, seed + 9, -1.0f, 1.0f);
+        auto y = to_device(y0);
+        auto yb = poisoned<uint16_t>(cells);
+        ASSERT_TRUE(cuda::WgmmaGemm::fits_blocks(type, sh.n, sh.in, sh.out)) << label;
+        gemm.linear_blocks(y.data(), ldy, as_bf16(dx), dw.data(), type, sh.n, sh.in, sh.out, 1.0f);
+        gemm.linear_blocks(reinterpret_cast<__nv_bfloat16*>(yb.data()), ldy, as_bf16(dx), dw.data(),
+                           type, sh.n, sh.in, sh.out);
+        const testing::ProductCheck check{sh.n, sh.in, sh.out, ldy, 0, p.want, p.magnitude, label};
+        check.f32(to_host(y, cells), y0, 1.0f);
+        check.bf16(to_host(yb, cells));
+      }
     }
-  }
   // Q6_K rows of 1024 values (840 bytes) cannot be copied at their stride; in must hold whole
   // 256-value chunks.
   EXPECT_FALSE(cuda::WgmmaGemm::fits_blocks(TensorType::Q6_K, 256, 1024, 4096));
