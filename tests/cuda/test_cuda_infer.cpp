@@ -24,6 +24,7 @@ namespace {
 
 using testing::CudaTest;
 using testing::rel_error;
+using testing::ScopedEnv;
 using testing::TempDir;
 
 std::unique_ptr<Model> random_model(const TempDir& dir, Arch arch, TensorType type,
@@ -222,18 +223,6 @@ TEST_F(CudaInfer, DreamLogitsMatchCpu) {
   o.n_seq = 2;
   EXPECT_LT(rel_error(gpu_logits(engine, tokens, o), cpu_logits(*model, tokens, o)), kLogitBound);
 }
-
-// Sets an environment variable for one scope.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) { setenv(name, value, 1); }
-  ~ScopedEnv() { unsetenv(name_); }
-  ScopedEnv(const ScopedEnv&) = delete;
-  ScopedEnv& operator=(const ScopedEnv&) = delete;
-
- private:
-  const char* name_;
-};
 
 // The same options with every pass launched kernel by kernel: what graph replays must equal.
 cuda::InferOptions without_graphs(cuda::InferOptions options = {}) {

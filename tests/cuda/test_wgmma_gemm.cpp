@@ -241,6 +241,15 @@ TEST_F(WgmmaGemm, ReadsRowsOfXAtAnyPitch) {
 }
 
 TEST_F(WgmmaGemm, RejectsShapesAndAddressesItCannotTake) {
+  {
+    testing::ScopedEnv off("RUVDLLM_CUDA_WIDE_TILES", "0");
+    EXPECT_FALSE(cuda::WgmmaGemm(nullptr).takes_wide_tiles(TensorType::Q8_0));
+  }
+  {
+    testing::ScopedEnv bad("RUVDLLM_CUDA_WIDE_TILES", "yes");
+    EXPECT_THROW(cuda::WgmmaGemm{nullptr}, Error);
+  }
+  EXPECT_TRUE(cuda::WgmmaGemm(nullptr).takes_wide_tiles(TensorType::Q8_0));
   cuda::WgmmaGemm gemm(nullptr);
   cuda::DeviceArray<uint16_t> x(4096), w(4096);
   cuda::DeviceArray<float> y(4096);
