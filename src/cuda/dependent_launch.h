@@ -46,6 +46,14 @@ inline bool dependent_launch_on() {
   return on;
 }
 
+// The launch attribute that groups a grid's CTAs into clusters of cluster_x along x.
+inline cudaLaunchAttribute cluster_attribute(unsigned cluster_x) {
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeClusterDimension;
+  attribute.val.clusterDim = {cluster_x, 1, 1};
+  return attribute;
+}
+
 // The same in clusters of cluster_x CTAs along x (grid.x a multiple of it); 1: no clusters.
 template <typename... Params, typename... Args>
 void launch_clusters_after_prior(const char* name, unsigned cluster_x, void (*kernel)(Params...),
@@ -57,10 +65,7 @@ void launch_clusters_after_prior(const char* name, unsigned cluster_x, void (*ke
     attributes[count].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attributes[count++].val.programmaticStreamSerializationAllowed = 1;
   }
-  if (cluster_x > 1) {
-    attributes[count].id = cudaLaunchAttributeClusterDimension;
-    attributes[count++].val.clusterDim = {cluster_x, 1, 1};
-  }
+  if (cluster_x > 1) attributes[count++] = cluster_attribute(cluster_x);
   cudaLaunchConfig_t config{};
   config.gridDim = grid;
   config.blockDim = block;
@@ -88,9 +93,7 @@ void launch_after_prior(const char* name, void (*kernel)(Params...), dim3 grid, 
 template <auto kKernel>
 int resident_clusters(unsigned cluster_x, unsigned block_threads, size_t shared_bytes) {
   static const int clusters = [&] {
-    cudaLaunchAttribute attribute{};
-    attribute.id = cudaLaunchAttributeClusterDimension;
-    attribute.val.clusterDim = {cluster_x, 1, 1};
+    cudaLaunchAttribute attribute = cluster_attribute(cluster_x);
     cudaLaunchConfig_t config{};
     config.gridDim = dim3(cluster_x);
     config.blockDim = dim3(block_threads);

@@ -249,36 +249,36 @@ struct AffineKFormat {
   // decodes a K slice this way: ncu showed its decoders stalled on many small, bank-conflicting
   // loads (rows 144 bytes apart).
   __device__ static void decode_pair(const uint8_t* block, int p, uint4 out[8]) {
-    const uint4 head = *reinterpret_cast<const uint4*>(block);  // d, dmin, 12 packed scales
-    const uint4 qs[2] = {*reinterpret_cast<const uint4*>(block + kLevels + 32 * p),
-                         *reinterpret_cast<const uint4*>(block + kLevels + 32 * p + 16)};
-    uint4 qh[2] = {};
-    if constexpr (kFifthBit) {
-      qh[0] = *reinterpret_cast<const uint4*>(block + 16);
-      qh[1] = *reinterpret_cast<const uint4*>(block + 32);
-    }
+    const PairBytes b = pair_bytes(block, p);
 #pragma unroll
-    for (int h = 0; h < 2; ++h) sub_block(head, qs, qh, 2 * p + h, out + 4 * h);
+    for (int h = 0; h < 2; ++h) sub_block(b, 2 * p + h, out + 4 * h);
   }
   // Sub-block j alone (values [32j, +32)), the same values: a wide WgmmaGemm tile decodes each
   // slice with two threads per weight row.
   __device__ static void decode_sub_block(const uint8_t* block, int j, uint4 out[4]) {
-    const uint4 head = *reinterpret_cast<const uint4*>(block);
-    const uint4 qs[2] = {*reinterpret_cast<const uint4*>(block + kLevels + 32 * (j >> 1)),
-                         *reinterpret_cast<const uint4*>(block + kLevels + 32 * (j >> 1) + 16)};
-    uint4 qh[2] = {};
-    if constexpr (kFifthBit) {
-      qh[0] = *reinterpret_cast<const uint4*>(block + 16);
-      qh[1] = *reinterpret_cast<const uint4*>(block + 32);
-    }
-    sub_block(head, qs, qh, j, out);
+    sub_block(pair_bytes(block, j >> 1), j, out);
   }
 
  private:
-  // Sub-block j's four groups from the block's 16-byte header, its 32 quant bytes and (Q5_K)
-  // the 32 bytes of fifth bits.
-  __device__ static void sub_block(const uint4& head, const uint4 (&qs)[2], const uint4 (&qh)[2],
-                                   int j, uint4 out[4]) {
+  // What sub-blocks 2p and 2p + 1 are decoded from: the block's 16-byte header (d, dmin, 12
+  // packed scales), their 32 quant bytes and (Q5_K) the 32 bytes of fifth bits.
+  struct PairBytes {
+    uint4 head, qs[2], qh[2];
+  };
+  __device__ static PairBytes pair_bytes(const uint8_t* block, int p) {
+    PairBytes b{};
+    b.head = *reinterpret_cast<const uint4*>(block);
+    b.qs[0] = *reinterpret_cast<const uint4*>(block + kLevels + 32 * p);
+    b.qs[1] = *reinterpret_cast<const uint4*>(block + kLevels + 32 * p + 16);
+    if constexpr (kFifthBit) {
+      b.qh[0] = *reinterpret_cast<const uint4*>(block + 16);
+      b.qh[1] = *reinterpret_cast<const uint4*>(block + 32);
+    }
+    return b;
+  }
+  // Sub-block j's four groups (j / 2 the pair b holds).
+  __device__ static void sub_block(const PairBytes& b, int j, uint4 out[4]) {
+    const uint4& head = b.head;
     const float d = __half2float(__ushort_as_half(static_cast<unsigned short>(head.x & 0xFFFF)));
     const float dmin = __half2float(__ushort_as_half(static_cast<unsigned short>(head.x >> 16)));
     int sc, mn;
@@ -288,8 +288,8 @@ struct AffineKFormat {
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
       // Group q's bytes [8q, 8q + 8): words 2q and 2q + 1 of the 32.
-      const uint4& ql = qs[q / 2];
-      const uint4& qhi = qh[q / 2];
+      const uint4& ql = b.qs[q / 2];
+      const uint4& qhi = b.qh[q / 2];
       const uint2 low = q % 2 == 0 ? make_uint2(ql.x, ql.y) : make_uint2(ql.z, ql.w);
       const uint2 high = q % 2 == 0 ? make_uint2(qhi.x, qhi.y) : make_uint2(qhi.z, qhi.w);
       float v[kGroup];

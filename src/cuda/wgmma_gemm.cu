@@ -77,6 +77,10 @@ constexpr int kThreads = 128 + kConsumerThreads;  // a producer warpgroup, two c
 constexpr int kMaxTileCells = kTileOut * 256;     // outputs × rows of the largest tile
 constexpr int kMaxCopyRows = 256;                 // the copy engine's largest box
 
+// A tile of more than 256 rows is a wide one (Plan), multiplied by CTA pairs.
+constexpr int tile_out_for(int tile_rows) { return tile_rows > 256 ? kWideTileOut : kTileOut; }
+constexpr int cluster_for(int tile_rows) { return tile_rows > 256 ? kWideCluster : 1; }
+
 // Shared memory of one CTA: `stages` slices of both tiles, then (weights in blocks) raw slots
 // of TileOut rows × RawRowBytes (one row's 256-value chunk), then the barriers.
 // A tile of kTileOut outputs gives each consumer warpgroup 64 of them and all TileRows rows; a
@@ -607,7 +611,7 @@ template <int TileRows, bool Bf16Out, class Format, int Cluster>
 void launch_blocks(const void* w, int64_t out, int64_t in, const CUtensorMap& row_map, Work work,
                    cudaStream_t stream) {
   constexpr int kRaw = slot_bytes<Format>();
-  constexpr int kOut = TileRows > 256 ? kWideTileOut : kTileOut;
+  constexpr int kOut = tile_out_for(TileRows);
   using P = Plan<TileRows, kRaw, kOut>;
   constexpr int elem = raw_elem_bytes<kRaw>();
   static_assert(chunk_bytes<Format>() % elem == 0, "a chunk must start on a copy element");
@@ -628,7 +632,7 @@ void launch_blocks(const void* w, int64_t out, int64_t in, const CUtensorMap& ro
 template <int TileRows, bool Bf16Out>
 void launch_blocks(TensorType type, const void* w, int64_t out, int64_t in,
                    const CUtensorMap& row_map, const Work& work, cudaStream_t stream) {
-  constexpr int kCluster = TileRows > 256 ? kWideCluster : 1;
+  constexpr int kCluster = cluster_for(TileRows);
   quant::visit_format(type, [&](auto format) {
     using Format = decltype(format);
     if constexpr (TileRows > 256 && std::is_same_v<Format, quant::Q4_KFormat>) {
@@ -643,8 +647,6 @@ void launch_blocks(TensorType type, const void* w, int64_t out, int64_t in,
 // 64 outputs × 512 rows by CTA pairs: each weight is decoded once per 512 rows instead of once
 // per 256. Every other product keeps 128 × 256 tiles.
 int tile_rows_for(int64_t n, bool wide) { return n <= 128 ? 128 : n <= 256 || !wide ? 256 : 512; }
-int tile_out_for(int tile_rows) { return tile_rows > 256 ? kWideTileOut : kTileOut; }
-int cluster_for(int tile_rows) { return tile_rows > 256 ? kWideCluster : 1; }
 
 // The iteration space of a product: what run() launches and slices_per_cta() reports.
 Work shaped_work(int64_t n, int64_t in, int64_t out, int multiprocessors, bool wide) {
