@@ -18,6 +18,7 @@
 #include "cli/generate_env.h"
 #include "cli/progress.h"
 #include "ruvdllm/core/error.h"
+#include "ruvdllm/core/timing.h"
 #include "ruvdllm/diffusion/generate.h"
 #include "ruvdllm/kernels/matmul.h"
 #include "ruvdllm/model/init.h"
@@ -106,11 +107,6 @@ std::string reference_model() {
   write_random_model(shape_config(Arch::LLaDA, "160m"), options, path);
   bar.finish();
   return path;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : v[v.size() / 2];
 }
 
 void run_bench_generate(const BenchGenerateArgs& args) {

@@ -2,7 +2,6 @@
 // of the step's FLOPs at the measured bf16 GEMM rate and its weight bytes at the measured copy
 // rate (issue 5's yardstick).
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <memory>
 #include <random>
@@ -12,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/denoiser_select.h"
 #include "ruvdllm/core/error.h"
+#include "ruvdllm/core/timing.h"
 #include "ruvdllm/model/model.h"
 #ifdef RUVDLLM_HAVE_CUDA
 #include "ruvdllm/cuda/device.h"
@@ -106,22 +106,14 @@ void run_bench_gpu(const BenchGpuArgs& args) {
       fo.cache = &cache;
     }
     for (int w = 0; w < 3; ++w) engine.forward(tokens, fo);  // warm-up, then graph capture
-    const auto sustain_start = std::chrono::steady_clock::now();
-    while (
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - sustain_start)
-            .count() < args.sustain_ms) {
-      engine.forward(tokens, fo);
-    }
+    repeat_for(Clock::now(), args.sustain_ms, [&] { engine.forward(tokens, fo); });
     std::vector<double> ms;
     for (int r = 0; r < args.repetitions; ++r) {
-      const auto start = std::chrono::steady_clock::now();
+      const auto start = Clock::now();
       engine.forward(tokens, fo);
-      ms.push_back(
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-              .count());
+      ms.push_back(ms_since(start));
     }
-    std::sort(ms.begin(), ms.end());
-    const double step = ms[ms.size() / 2];
+    const double step = median(ms);
     const double flops = step_flops(c, n);
     const double compute_ms = flops / (peaks.bf16_gemm_tflops * 1e12) * 1e3;
     const double memory_ms = weight_bytes / (peaks.copy_gbps * 1e9) * 1e3;

@@ -2,14 +2,13 @@
 
 #include <cuda_runtime_api.h>
 
-#include <algorithm>
-#include <chrono>
 #include <vector>
 
 #include "cuda/cuda_check.h"
 #include "cuda/device_buffer.h"
 #include "cuda/infer_gemm.h"
 #include "cuda/infer_kernels.h"
+#include "ruvdllm/core/timing.h"
 
 namespace ruvdllm::cuda {
 namespace {
@@ -35,11 +34,6 @@ std::vector<float> run_times(cudaStream_t stream, int repetitions, Work work) {
   return ms;
 }
 
-double median(std::vector<float> ms) {
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
-
 template <typename Work>
 double median_ms(cudaStream_t stream, int repetitions, Work work) {
   work();  // warm-up
@@ -62,12 +56,9 @@ DevicePeaks measure_peaks(int device, double sustain_ms) {
     InferGemm gemm(stream, InferGemm::Engines::Cublas);
     const auto product = [&] { gemm.linear(c.data(), a.data(), b.data(), n, n, n); };
     const auto tflops = [&](double ms) { return 2.0 * n * n * n / (ms * 1e-3) / 1e12; };
-    const auto start = std::chrono::steady_clock::now();
+    const auto start = Clock::now();
     peaks.bf16_gemm_first_tflops = tflops(median_ms(stream, 10, product));
-    while (std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
-               .count() < sustain_ms) {
-      run_times(stream, 10, product);
-    }
+    repeat_for(start, sustain_ms, [&] { run_times(stream, 10, product); });
     peaks.bf16_gemm_tflops = sustain_ms > 0 ? tflops(median(run_times(stream, 20, product)))
                                             : peaks.bf16_gemm_first_tflops;
   }
