@@ -41,7 +41,11 @@
 // (checked again in the eighth session: ptxas C7602, the m64n256 wgmma needs at least 154).
 // Also tried (2026-11-29, slower, not kept): the consumer warpgroups decoding part of the next
 // slice (a quarter or half of each of their rows) while their current MMAs ran: 10–15% slower
-// at 256 rows, as a warpgroup cannot issue its next MMAs before its own share is decoded.
+// at 256 rows, as a warpgroup cannot issue its next MMAs before its own share is decoded; and
+// (ninth session) 64 × 256 tiles with one consumer and two decoding warpgroups in CTA pairs:
+// the 8B Q4_K step at 256 positions 13% slower. Decoding in bf16x2 arithmetic gains 2–3% of
+// that step but is not exact. Where a 256-row product's time goes beyond its MMAs (timestamps
+// in the kernel): ~5 µs until the first stage is full, and finishing tiles (wgmma_work.cuh).
 
 #include <cuda.h>
 
@@ -57,11 +61,10 @@
 #include "cuda/tensor_map.h"
 #include "cuda/wgmma_gemm.h"
 #include "cuda/wgmma_ops.cuh"
+#include "cuda/wgmma_work.cuh"
 
 namespace ruvdllm::cuda {
 namespace {
-
-using bf16 = __nv_bfloat16;
 
 constexpr int kTileOut = 128;     // outputs per CTA: two consumer warpgroups × 64 ...
 constexpr int kWideTileOut = 64;  // ... or 64, that both multiply, each with half the rows
@@ -70,7 +73,6 @@ constexpr int kSliceK = 64;       // K values per stage: one 128-byte swizzle ro
 constexpr int kSliceBytes = kSliceK * 2;
 constexpr int kChunkValues = 256;  // K values per raw copy of weights in blocks
 constexpr int kSlicesPerChunk = kChunkValues / kSliceK;
-constexpr int kConsumerThreads = 256;
 constexpr int kConsumerWarps = kConsumerThreads / 32;
 constexpr int kDecoderWarps = 4;                  // the first warpgroup (weights in blocks)
 constexpr int kThreads = 128 + kConsumerThreads;  // a producer warpgroup, two consumers
@@ -141,45 +143,7 @@ constexpr int slot_bytes() {
                                   : (chunk_bytes<Format>() + 15) / 16 * 16 + 16;
 }
 
-struct Work {
-  void* y;
-  int64_t ldy;
-  int n;
-  int k_slices;        // in / 64
-  int row_tiles;       // tiles along the rows; tile t covers outputs (t / row_tiles)·TileOut ...
-  int64_t iterations;  // tiles × k_slices, cut into `ctas` equal contiguous ranges
-  int ctas;            // CTAs, or clusters of CTAs that multiply one tile each per iteration
-  float beta;
-  float* partials;  // kMaxTileCells floats per CTA
-  int* ready;       // per CTA: 1 once its partial is written
-};
-
-__host__ __device__ inline int64_t range_begin(const Work& work, int cta) {
-  return work.iterations * cta / work.ctas;
-}
-
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// The CTA whose range holds iteration g: the largest c with range_begin(c) ≤ g.
-__device__ inline int cta_holding(const Work& work, int64_t g) {
-  return static_cast<int>((int64_t{work.ctas} * (g + 1) - 1) / work.iterations);
-}
-template <int TileOut>
-__device__ inline int tile_out0(const Work& work, int64_t tile) {
-  return static_cast<int>(tile / work.row_tiles) * TileOut;
-}
-template <int TileRows>
-__device__ inline int tile_row0(const Work& work, int64_t tile) {
-  return static_cast<int>(tile % work.row_tiles) * TileRows;
-}
-__device__ inline void consumers_sync() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
-__device__ inline int load_acquire(const int* p) {
-  int v;
-  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
-  return v;
-}
-__device__ inline void store_release(int* p, int v) {
-  asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
-}
 template <int Stages>
 __device__ inline void advance(int& stage, uint32_t& phase) {
   if (++stage == Stages) {
@@ -219,65 +183,12 @@ __device__ inline void multiply_slice(float (&acc)[TileRows / 2], const uint8_t*
   hopper::wgmma_commit();
 }
 
-// Writes a consumer thread's accumulators: accumulator 4j + 2h + e is output out0 + 8h of row
-// row0 + 8j + e (wgmma's layout). y = acc + beta·y reads y in groups before writing them:
-// the compiler cannot tell a later read from an earlier write to y apart, so one read at a time
-// would wait for a whole memory round trip each (an 8B BF16 step with every product on this
-// kernel, H200: 10.3 ms with that epilogue, 8.6 with this one). Still 7 µs slower per residual
-// product than beta = 0, so the engine has the next norm add the product instead.
-template <int TileRows, bool Bf16Out>
-__device__ inline void store_tile(const Work& work, const float (&acc)[TileRows / 2], int out0,
-                                  int row0) {
-  auto at = [&](int j, int e, int h) { return (row0 + 8 * j + e) * work.ldy + out0 + 8 * h; };
-  auto inside = [&](int j, int e) { return row0 + 8 * j + e < work.n; };
-  if constexpr (Bf16Out) {
-    bf16* y = static_cast<bf16*>(work.y);
-#pragma unroll
-    for (int j = 0; j < TileRows / 8; ++j) {
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        if (!inside(j, e)) continue;
-#pragma unroll
-        for (int h = 0; h < 2; ++h) y[at(j, e, h)] = __float2bfloat16(acc[4 * j + 2 * h + e]);
-      }
-    }
-  } else {
-    float* y = static_cast<float*>(work.y);
-    constexpr int kGroup = 4;  // row pairs (j) whose reads are in flight together
-#pragma unroll
-    for (int j0 = 0; j0 < TileRows / 8; j0 += kGroup) {
-      float old[kGroup][4];
-#pragma unroll
-      for (int j = 0; j < kGroup; ++j) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            old[j][2 * h + e] = work.beta != 0.0f && inside(j0 + j, e) ? y[at(j0 + j, e, h)] : 0.0f;
-          }
-        }
-      }
-#pragma unroll
-      for (int j = 0; j < kGroup; ++j) {
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          if (!inside(j0 + j, e)) continue;
-#pragma unroll
-          for (int h = 0; h < 2; ++h) {
-            y[at(j0 + j, e, h)] = acc[4 * (j0 + j) + 2 * h + e] + work.beta * old[j][2 * h + e];
-          }
-        }
-      }
-    }
-  }
-}
-
 // The two consumer warpgroups: multiply every slice of the range, and finish each tile.
 // `cta` is the range's owner (a CTA, or a cluster of Cluster CTAs that share the copies of x:
 // CTA `rank` of it multiplies outputs [rank·TileOut, +TileOut) of the cluster's tile).
 template <class P, bool Bf16Out, int Cluster = 1>
-__device__ void consume(const Work& work, const uint8_t* tiles, uint64_t* full, uint64_t* freed,
-                        int cta, int rank, int64_t begin, int64_t end) {
+__device__ void consume(const Work& work, uint8_t* tiles, uint64_t* full, uint64_t* freed, int cta,
+                        int rank, int64_t begin, int64_t end) {
   constexpr int TileRows = P::kTileRows;
   constexpr int kRows = P::kConsumerRows;
   const int ct = static_cast<int>(threadIdx.x) - 128;  // 0..255
@@ -287,6 +198,8 @@ __device__ void consume(const Work& work, const uint8_t* tiles, uint64_t* full, 
   const int row_offset = P::kWide ? group * kRows * kSliceBytes : 0;
   const int warp = (ct % 128) / 32, lane = ct % 32;
   float acc[P::kAccumulators];
+  const bool rows_aligned =
+      Bf16Out && reinterpret_cast<uintptr_t>(work.y) % 16 == 0 && work.ldy * 2 % 16 == 0;
   int stage = 0;
   uint32_t phase = 0;
   for (int64_t g = begin; g < end;) {
@@ -349,11 +262,18 @@ __device__ void consume(const Work& work, const uint8_t* tiles, uint64_t* full, 
         }
       }
     }
-    store_tile<kRows, Bf16Out>(
-        work, acc,
-        tile_out0<P::kTileOut * Cluster>(work, tile) + rank * P::kTileOut +
-            (P::kWide ? 0 : group * 64) + warp * 16 + lane / 4,
-        tile_row0<TileRows>(work, tile) + (P::kWide ? group * kRows : 0) + 2 * (lane % 4));
+    const int tile_out = tile_out0<P::kTileOut * Cluster>(work, tile) + rank * P::kTileOut;
+    const int out_in_tile = (P::kWide ? 0 : group * 64) + warp * 16 + lane / 4;
+    const int row_in_tile = (P::kWide ? group * kRows : 0) + 2 * (lane % 4);
+    if (g >= end && rows_aligned) {
+      // The range's last tile: every slice has been multiplied, so no copy or decoder writes
+      // the stages any more.
+      store_bf16_tile_staged<P>(work, acc, tiles, ct, out_in_tile, row_in_tile, tile_out,
+                                tile_row0<TileRows>(work, tile));
+    } else {
+      store_tile<kRows, Bf16Out>(work, acc, tile_out + out_in_tile,
+                                 tile_row0<TileRows>(work, tile) + row_in_tile);
+    }
   }
 }
 
@@ -546,11 +466,6 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int64_t n = g / kSlicesPerChunk - chunk0;
       const int slot = static_cast<int>(n % P::kRawSlots);
       const int in_chunk = static_cast<int>(g % kSlicesPerChunk);
-      if (g == begin || in_chunk == 0) {
-        // Copy the chunk kRawSlots − 1 ahead (its slot was freed after the previous chunk).
-        if (t == 0 && n + P::kRawSlots - 1 < chunks) copy_chunk(n + P::kRawSlots - 1);
-        hopper::barrier_wait(raw_full_at + 8 * slot, (n / P::kRawSlots) & 1);
-      }
       hopper::barrier_wait(freed_at + 8 * stage, phase ^ 1);
       const uint32_t dst = tiles_at + stage * P::kStageBytes;
       if (t == 32 * ((in_chunk + 1) % kDecoderWarps)) {
@@ -564,6 +479,13 @@ __global__ void __launch_bounds__(kThreads, 1)
                                            k * kSliceK, row_tile * TileRows + r,
                                            full_at + 8 * stage, (1u << Cluster) - 1);
         }
+      }
+      // x's slice is asked for before waiting for the weights' chunk, so that at a range's
+      // start its copy from L2 overlaps the chunk's from memory.
+      if (g == begin || in_chunk == 0) {
+        // Copy the chunk kRawSlots − 1 ahead (its slot was freed after the previous chunk).
+        if (t == 0 && n + P::kRawSlots - 1 < chunks) copy_chunk(n + P::kRawSlots - 1);
+        hopper::barrier_wait(raw_full_at + 8 * slot, (n / P::kRawSlots) & 1);
       }
       // Where the chunk starts in its slot (0 unless chunks are unaligned).
       const int skip =

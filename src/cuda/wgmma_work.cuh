@@ -1,0 +1,150 @@
+#pragma once
+// WgmmaGemm's stream-K split of a product into CTA ranges, and how a CTA writes a finished tile
+// or leaves a partial sum for another. Private to wgmma_gemm.cu (its anonymous namespace, so the
+// kernels' code is the same as when this lived there).
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cstdint>
+
+namespace ruvdllm::cuda {
+namespace {
+
+using bf16 = __nv_bfloat16;
+
+constexpr int kConsumerThreads = 256;  // two consumer warpgroups
+
+struct Work {
+  void* y;
+  int64_t ldy;
+  int n;
+  int k_slices;        // in / 64
+  int row_tiles;       // tiles along the rows; tile t covers outputs (t / row_tiles)·TileOut ...
+  int64_t iterations;  // tiles × k_slices, cut into `ctas` equal contiguous ranges
+  int ctas;            // CTAs, or clusters of CTAs that multiply one tile each per iteration
+  float beta;
+  float* partials;  // per CTA, room for its largest tile (kMaxTileCells floats)
+  int* ready;       // per CTA: 1 once its partial is written
+};
+
+__host__ __device__ inline int64_t range_begin(const Work& work, int cta) {
+  return work.iterations * cta / work.ctas;
+}
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// The CTA whose range holds iteration g: the largest c with range_begin(c) ≤ g.
+__device__ inline int cta_holding(const Work& work, int64_t g) {
+  return static_cast<int>((int64_t{work.ctas} * (g + 1) - 1) / work.iterations);
+}
+template <int TileOut>
+__device__ inline int tile_out0(const Work& work, int64_t tile) {
+  return static_cast<int>(tile / work.row_tiles) * TileOut;
+}
+template <int TileRows>
+__device__ inline int tile_row0(const Work& work, int64_t tile) {
+  return static_cast<int>(tile % work.row_tiles) * TileRows;
+}
+__device__ inline void consumers_sync() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
+__device__ inline int load_acquire(const int* p) {
+  int v;
+  asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ inline void store_release(int* p, int v) {
+  asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
+}
+
+// Writes a consumer thread's accumulators: accumulator 4j + 2h + e is output out0 + 8h of row
+// row0 + 8j + e (wgmma's layout). y = acc + beta·y reads y in groups before writing them:
+// the compiler cannot tell a later read from an earlier write to y apart, so one read at a time
+// would wait for a whole memory round trip each (an 8B BF16 step with every product on this
+// kernel, H200: 10.3 ms with that epilogue, 8.6 with this one). Still 7 µs slower per residual
+// product than beta = 0, so the engine has the next norm add the product instead.
+template <int TileRows, bool Bf16Out>
+__device__ inline void store_tile(const Work& work, const float (&acc)[TileRows / 2], int out0,
+                                  int row0) {
+  auto at = [&](int j, int e, int h) { return (row0 + 8 * j + e) * work.ldy + out0 + 8 * h; };
+  auto inside = [&](int j, int e) { return row0 + 8 * j + e < work.n; };
+  if constexpr (Bf16Out) {
+    bf16* y = static_cast<bf16*>(work.y);
+#pragma unroll
+    for (int j = 0; j < TileRows / 8; ++j) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        if (!inside(j, e)) continue;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) y[at(j, e, h)] = __float2bfloat16(acc[4 * j + 2 * h + e]);
+      }
+    }
+  } else {
+    float* y = static_cast<float*>(work.y);
+    constexpr int kGroup = 4;  // row pairs (j) whose reads are in flight together
+#pragma unroll
+    for (int j0 = 0; j0 < TileRows / 8; j0 += kGroup) {
+      float old[kGroup][4];
+#pragma unroll
+      for (int j = 0; j < kGroup; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            old[j][2 * h + e] = work.beta != 0.0f && inside(j0 + j, e) ? y[at(j0 + j, e, h)] : 0.0f;
+          }
+        }
+      }
+#pragma unroll
+      for (int j = 0; j < kGroup; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          if (!inside(j0 + j, e)) continue;
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            y[at(j0 + j, e, h)] = acc[4 * (j0 + j) + 2 * h + e] + work.beta * old[j][2 * h + e];
+          }
+        }
+      }
+    }
+  }
+}
+
+// A bf16 tile through shared memory, for a range's last tile, when the stages are idle: each
+// thread's accumulators go to a row-major copy of the tile, then whole rows go out in 16-byte
+// stores. store_tile's stores each cover 16 bytes of four rows, and writing a 128 × 256 tile
+// that way took 4.3 µs (of a 60 µs product; in-kernel timestamps, q|k|v at 256 rows, H200), the
+// largest part of finishing a tile. Rows are padded by 16 bytes so that the threads holding rows
+// 2 apart write different banks. y's rows must start on 16 bytes. (f32 tiles, whose stores
+// already fill 32-byte sectors, made the 8B step's down product slower this way: not used.)
+template <class P>
+__device__ inline void store_bf16_tile_staged(const Work& work,
+                                              const float (&acc)[P::kAccumulators],
+                                              uint8_t* staging, int ct, int out_in_tile,
+                                              int row_in_tile, int tile_out, int tile_row) {
+  constexpr int kRowBytes = P::kTileOut * 2;
+  constexpr int kPitch = kRowBytes + 16;
+  static_assert(P::kTileRows * kPitch <= P::kStages * P::kStageBytes, "the tile fits the stages");
+  consumers_sync();  // the other warpgroup's last MMAs may still read the stages
+#pragma unroll
+  for (int j = 0; j < P::kConsumerRows / 8; ++j) {
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      bf16* row = reinterpret_cast<bf16*>(staging + (row_in_tile + 8 * j + e) * kPitch);
+#pragma unroll
+      for (int h = 0; h < 2; ++h)
+        row[out_in_tile + 8 * h] = __float2bfloat16(acc[4 * j + 2 * h + e]);
+    }
+  }
+  consumers_sync();
+  constexpr int kChunks = kRowBytes / 16;  // per row
+  constexpr int kTileRows = P::kTileRows;  // std::min takes references
+  const int rows = std::min(kTileRows, work.n - tile_row);
+  for (int i = ct; i < rows * kChunks; i += kConsumerThreads) {
+    const int r = i / kChunks, c = i % kChunks;
+    bf16* y = static_cast<bf16*>(work.y) + (tile_row + r) * work.ldy + tile_out;
+    reinterpret_cast<uint4*>(y)[c] = *reinterpret_cast<const uint4*>(staging + r * kPitch + 16 * c);
+  }
+}
+
+#endif
+
+}  // namespace
+}  // namespace ruvdllm::cuda
