@@ -136,6 +136,21 @@ bool CudaInferEngine::Impl::on_wgmma(const Linear& lin, int64_t rows) const {
   }
 }
 
+int CudaInferEngine::Impl::residual_k_parts(const Linear& lin, int64_t rows) const {
+  // Only where product() would leave the blocks to WgmmaGemm or to dequantizing (not when
+  // RUVDLLM_CUDA_QUANT_GEMM asks for one way, nor where QuantGemm's tiles serve).
+  if (!quant_gemm || lin.all_dense() || lin.quantized.empty() || fused_rows >= 0 ||
+      blocks_way(lin, rows) == BlocksWay::QuantGemm) {
+    return 1;
+  }
+  const Linear::Part& first = lin.quantized.front();
+  const int parts = gemm->blocks_parts(first.type, first.blocks, rows, lin.in, first.rows);
+  for (const Linear::Part& p : lin.quantized) {
+    if (gemm->blocks_parts(p.type, p.blocks, rows, lin.in, p.rows) != parts) return 1;
+  }
+  return parts;
+}
+
 template <typename Op, typename Y>
 void CudaInferEngine::Impl::product(Linear& lin, Y* y, const Op* in, int64_t rows, float beta,
                                     const char* label, int64_t ldx) {
@@ -186,7 +201,9 @@ void CudaInferEngine::Impl::reserve(int64_t n) {
   head_ids.reserve(T);
   host_head_ids.reserve(T);
   x.reserve(T * E);
-  partials.reserve(T * E * InferGemm::kMaxSplits);
+  // cuBLAS's split products, or WgmmaGemm's K parts (up to 256 rows).
+  partials.reserve(E * std::max<size_t>(T * InferGemm::kMaxSplits,
+                                        std::min<size_t>(T, 256) * InferGemm::kMaxBlockParts));
   logits.reserve(T * static_cast<size_t>(c.vocab_size));
   const auto pitch = static_cast<size_t>(hidden_pitch);
   auto size = [&](auto& o) {
@@ -260,6 +277,19 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
   // wgmma_f32out, H200).
   const int o_splits = gemm->split_for(T, H * D, E), down_splits = gemm->split_for(T, F, E);
   auto into_residual = [&](const Op* in, Linear& lin, int splits, const char* label) {
+    if constexpr (std::is_same_v<Op, bf16>) {
+      // Few output tiles (the 4096-output products at 128–256 rows): WgmmaGemm cuts K into
+      // parts the norm adds, rather than sharing tiles between CTAs and adding their partial
+      // sums itself (8B Q4_K step, H200: docs/PERFORMANCE.md).
+      if (const int parts = residual_k_parts(lin, T); parts > 1) {
+        mark(label);
+        for (const Linear::Part& p : lin.quantized) {
+          gemm->linear_blocks_split(partials.data() + p.row0, lin.out, in, p.blocks, p.type, T,
+                                    lin.in, p.rows, parts);
+        }
+        return parts;
+      }
+    }
     if (on_wgmma<Op>(lin, T)) {
       product(lin, partials.data(), in, T, 0.0f, label);
       return 1;

@@ -282,6 +282,9 @@ struct CudaInferEngine::Impl {
   // product with RUVDLLM_CUDA_GEMM=wgmma).
   template <typename Op>
   bool on_wgmma(const Linear& lin, int64_t rows) const;
+  // For a residual product (its partials added by the next RMSNorm): the parts WgmmaGemm cuts
+  // K into for it (InferGemm::blocks_parts, the same for every part of lin), or 1.
+  int residual_k_parts(const Linear& lin, int64_t rows) const;
   // y = in · linᵀ: bf16 y, or f32 y = product + beta·y. Row r of in at in + r·ldx (0: lin.in).
   template <typename Op, typename Y>
   void product(Linear& lin, Y* y, const Op* in, int64_t rows, float beta = 0.0f,

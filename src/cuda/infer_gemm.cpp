@@ -173,6 +173,21 @@ void InferGemm::linear_blocks(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16
   own_->linear_blocks(y, ldy, x, w, type, n, in, out, ldx);
 }
 
+int InferGemm::blocks_parts(TensorType type, const void* w, int64_t n, int64_t in,
+                            int64_t out) const {
+  if (!own_ || !WgmmaGemm::fits_blocks(type, n, in, out) || !aligned(w, 16)) return 1;
+  const int64_t min_rows = blocks_min_rows(type);
+  if (min_rows <= 0 || n < min_rows || n > blocks_max_rows(type)) return 1;
+  return own_->k_parts_for(n, in, out);
+}
+
+void InferGemm::linear_blocks_split(float* partials, int64_t ldy, const __nv_bfloat16* x,
+                                    const void* w, TensorType type, int64_t n, int64_t in,
+                                    int64_t out, int parts) {
+  if (!own_) throw_error("InferGemm::linear_blocks_split: WgmmaGemm is not available here");
+  own_->linear_blocks_split(partials, ldy, x, w, type, n, in, out, parts);
+}
+
 int InferGemm::split_for(int64_t n, int64_t in, int64_t out) const {
   if (uses_own(n, in, out)) return 1;  // stream-K already spreads a few tiles over every SM
   const int64_t tiles = ((out + kTile - 1) / kTile) * ((n + kTile - 1) / kTile);

@@ -51,6 +51,7 @@ class InferGemm {
   InferGemm& operator=(const InferGemm&) = delete;
 
   static constexpr int kMaxSplits = 2;
+  static constexpr int kMaxBlockParts = 4;  // blocks_parts's largest answer
 
   // Every product reads row r of x at x + r·ldx (ldx 0: in, the rows packed).
   void linear(float* y, const __nv_bfloat16* x, const __nv_bfloat16* w, int64_t n, int64_t in,
@@ -84,6 +85,12 @@ class InferGemm {
                      int64_t n, int64_t in, int64_t out, float beta, int64_t ldx = 0);
   void linear_blocks(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const void* w,
                      TensorType type, int64_t n, int64_t in, int64_t out, int64_t ldx = 0);
+  // For a product whose reader adds partials (the residual products): the parts WgmmaGemm
+  // should cut K into (WgmmaGemm::k_parts_for) when these blocks can go to it at this row count,
+  // else 1. linear_blocks_split then writes row r of part p at partials + (p·n + r)·ldy.
+  int blocks_parts(TensorType type, const void* w, int64_t n, int64_t in, int64_t out) const;
+  void linear_blocks_split(float* partials, int64_t ldy, const __nv_bfloat16* x, const void* w,
+                           TensorType type, int64_t n, int64_t in, int64_t out, int parts);
   // Whether a bf16 product of this shape runs on WgmmaGemm (RUVDLLM_CUDA_GEMM=wgmma only).
   bool uses_own(int64_t n, int64_t in, int64_t out) const;
 

@@ -263,15 +263,18 @@ __device__ void consume(const Work& work, uint8_t* tiles, uint64_t* full, uint64
       }
     }
     const int tile_out = tile_out0<P::kTileOut * Cluster>(work, tile) + rank * P::kTileOut;
+    Work part_work = work;  // y of the tile's part of K
+    part_work.y = static_cast<char*>(work.y) +
+                  tile / work.split_tiles * work.split_stride * (Bf16Out ? 2 : 4);
     const int out_in_tile = (P::kWide ? 0 : group * 64) + warp * 16 + lane / 4;
     const int row_in_tile = (P::kWide ? group * kRows : 0) + 2 * (lane % 4);
     if (g >= end && rows_aligned) {
       // The range's last tile: every slice has been multiplied, so no copy or decoder writes
       // the stages any more.
-      store_bf16_tile_staged<P>(work, acc, tiles, ct, out_in_tile, row_in_tile, tile_out,
+      store_bf16_tile_staged<P>(part_work, acc, tiles, ct, out_in_tile, row_in_tile, tile_out,
                                 tile_row0<TileRows>(work, tile));
     } else {
-      store_tile<kRows, Bf16Out>(work, acc, tile_out + out_in_tile,
+      store_tile<kRows, Bf16Out>(part_work, acc, tile_out + out_in_tile,
                                  tile_row0<TileRows>(work, tile) + row_in_tile);
     }
   }
@@ -433,7 +436,9 @@ __global__ void __launch_bounds__(kThreads, 1)
       hopper::barrier_wait(&raw_free[slot], ((n / P::kRawSlots) & 1) ^ 1);
       const int64_t g = (chunk0 + n) * kSlicesPerChunk;
       const int64_t tile = g / work.k_slices;
-      const int chunk_in_row = static_cast<int>(g % work.k_slices) / kSlicesPerChunk;
+      const int chunk_in_row =
+          static_cast<int>(g % work.k_slices + tile / work.split_tiles * work.k_slices) /
+          kSlicesPerChunk;
       hopper::barrier_arrive_expect_bytes(&raw_full[slot], P::kRawSlotBytes);
       // From the 16-byte boundary at or before the chunk (the chunk itself when aligned).
       const int byte0 = (chunk_in_row * chunk_bytes<Format>()) & ~15;
@@ -456,6 +461,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     // the copying warp about 80 instructions per slice (ncu), a fifth more than decoding.
     int k = static_cast<int>(begin % work.k_slices);
     int row_tile = static_cast<int>(begin / work.k_slices % work.row_tiles);
+    int tile_in_part = static_cast<int>(begin / work.k_slices % work.split_tiles);
+    int part_k0 = static_cast<int>(begin / work.k_slices / work.split_tiles) * work.k_slices;
     // Shared-space addresses worked out once (from generic pointers, each barrier operation
     // converted its address again, re-deriving the aligned base: ~15 instructions per wait).
     const uint32_t tiles_at = hopper::smem_address(tiles);
@@ -471,12 +478,12 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (t == 32 * ((in_chunk + 1) % kDecoderWarps)) {
         hopper::barrier_arrive_expect_bytes(full_at + 8 * stage, P::kRowTileBytes);
         if constexpr (Cluster == 1) {
-          hopper::tensor_load_2d(dst + P::kWeightTileBytes, &row_map, k * kSliceK,
+          hopper::tensor_load_2d(dst + P::kWeightTileBytes, &row_map, (part_k0 + k) * kSliceK,
                                  row_tile * TileRows, full_at + 8 * stage);
         } else {
           const int r = rank * kRowsPerRank;
           hopper::tensor_load_2d_multicast(dst + P::kWeightTileBytes + r * kSliceBytes, &row_map,
-                                           k * kSliceK, row_tile * TileRows + r,
+                                           (part_k0 + k) * kSliceK, row_tile * TileRows + r,
                                            full_at + 8 * stage, (1u << Cluster) - 1);
         }
       }
@@ -502,6 +509,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       if (++k == work.k_slices) {
         k = 0;
         if (++row_tile == work.row_tiles) row_tile = 0;
+        if (++tile_in_part == work.split_tiles) {
+          tile_in_part = 0;
+          part_k0 += work.k_slices;
+        }
       }
     }
   } else {
@@ -570,17 +581,22 @@ void launch_blocks(TensorType type, const void* w, int64_t out, int64_t in,
 // per 256. Every other product keeps 128 × 256 tiles.
 int tile_rows_for(int64_t n, bool wide) { return n <= 128 ? 128 : n <= 256 || !wide ? 256 : 512; }
 
-// The iteration space of a product: what run() launches and slices_per_cta() reports.
-Work shaped_work(int64_t n, int64_t in, int64_t out, int multiprocessors, bool wide) {
+// The iteration space of a product, K cut into `parts`: what run() launches and
+// slices_per_cta() reports.
+Work shaped_work(int64_t n, int64_t in, int64_t out, int multiprocessors, bool wide,
+                 int parts = 1) {
   const int tile_rows = tile_rows_for(n, wide);
   Work work{};
   work.n = static_cast<int>(n);
-  work.k_slices = static_cast<int>(in / kSliceK);
+  work.k_slices = static_cast<int>(in / kSliceK / parts);
   work.row_tiles = static_cast<int>((n + tile_rows - 1) / tile_rows);
   const int cluster = cluster_for(tile_rows);
-  work.iterations =
-      (out / (tile_out_for(tile_rows) * cluster)) * work.row_tiles * int64_t{work.k_slices};
-  work.ctas = static_cast<int>(std::min<int64_t>(multiprocessors / cluster, work.iterations));
+  const int64_t tiles = (out / (tile_out_for(tile_rows) * cluster)) * work.row_tiles;
+  work.split_tiles = static_cast<int>(tiles);
+  work.iterations = tiles * parts * work.k_slices;
+  // With parts, one CTA per (tile, part) where they fit, so that none is shared.
+  work.ctas = static_cast<int>(
+      std::min<int64_t>(multiprocessors / cluster, parts > 1 ? tiles * parts : work.iterations));
   return work;
 }
 
@@ -638,7 +654,8 @@ bool WgmmaGemm::wide_tiles_by_default() {
   throw_error("RUVDLLM_CUDA_WIDE_TILES must be 0 or 1, not '" + std::string(set) + "'");
 }
 
-WgmmaGemm::WgmmaGemm(cudaStream_t stream) : stream_(stream), wide_tiles_(wide_tiles_by_default()) {
+WgmmaGemm::WgmmaGemm(cudaStream_t stream)
+    : stream_(stream), wide_tiles_(wide_tiles_by_default()), k_parts_(k_parts_by_default()) {
   if (!available()) throw_error("WgmmaGemm: needs an H100/H200 (sm_90a) GPU");
   int device = 0;
   check_cuda(cudaGetDevice(&device), "cudaGetDevice");
@@ -669,8 +686,43 @@ void WgmmaGemm::linear_blocks(bf16* y, int64_t ldy, const bf16* x, const void* w
   run(y, true, ldy, x, w, type, n, in, out, 0.0f, ldx);
 }
 
+void WgmmaGemm::linear_blocks_split(float* y, int64_t ldy, const bf16* x, const void* w,
+                                    TensorType type, int64_t n, int64_t in, int64_t out, int parts,
+                                    int64_t ldx) {
+  if (type == TensorType::BF16 || parts < 1 || n > 256 || in % (int64_t{parts} * kChunkValues)) {
+    throw_error("WgmmaGemm: cannot cut K = " + std::to_string(in) + " into " +
+                std::to_string(parts) + " parts of whole 256-value chunks (weights in blocks, " +
+                "up to 256 rows)");
+  }
+  run(y, false, ldy, x, w, type, n, in, out, 0.0f, ldx, parts);
+}
+
+int WgmmaGemm::k_parts_for(int64_t n, int64_t in, int64_t out) const {
+  if (k_parts_ == KParts::Off || n > 256) return 1;
+  const int64_t tiles = out / kTileOut * ((n + 255) / 256);
+  for (const int parts : {4, 2}) {
+    if (tiles * parts > multiprocessors_ || in % (int64_t{parts} * kChunkValues) != 0) continue;
+    if (k_parts_ == KParts::Any) return parts;
+    // Measured on the 8B Q4_K step at 128 and 256 rows (H200, docs/PERFORMANCE.md): its two
+    // residual products (32 tiles each) in four parts made the step 2–3% faster at 128 rows
+    // and 0–2% at 256; the FFN-down product alone in parts gained less (1–1.5%). Not measured
+    // below 128 rows, and only where the parts' CTAs fill at least half the SMs.
+    if (n >= 128 && 2 * tiles * parts >= multiprocessors_) return parts;
+  }
+  return 1;
+}
+
+WgmmaGemm::KParts WgmmaGemm::k_parts_by_default() {
+  const char* set = std::getenv("RUVDLLM_CUDA_K_PARTS");
+  if (set == nullptr || std::string(set) == "1") return KParts::Measured;
+  if (std::string(set) == "0") return KParts::Off;
+  if (std::string(set) == "any") return KParts::Any;
+  throw_error("RUVDLLM_CUDA_K_PARTS must be 0, 1 or any, not '" + std::string(set) + "'");
+}
+
 void WgmmaGemm::run(void* y, bool bf16_out, int64_t ldy, const bf16* x, const void* w,
-                    TensorType type, int64_t n, int64_t in, int64_t out, float beta, int64_t ldx) {
+                    TensorType type, int64_t n, int64_t in, int64_t out, float beta, int64_t ldx,
+                    int parts) {
   const bool blocks = type != TensorType::BF16;
   if (blocks ? !fits_blocks(type, n, in, out) : !fits(n, in, out)) {
     throw_error("WgmmaGemm: cannot multiply " + std::to_string(n) + " × " + std::to_string(in) +
@@ -690,9 +742,10 @@ void WgmmaGemm::run(void* y, bool bf16_out, int64_t ldy, const bf16* x, const vo
   }
   const bool wide = takes_wide_tiles(type);
   const int tile_rows = tile_rows_for(n, wide);
-  Work work = shaped_work(n, in, out, multiprocessors_, wide);
+  Work work = shaped_work(n, in, out, multiprocessors_, wide, parts);
   work.y = y;
   work.ldy = ldy;
+  work.split_stride = n * ldy;
   work.beta = beta;
   work.partials = partials_.data();
   work.ready = ready_.data();

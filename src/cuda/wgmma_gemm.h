@@ -24,6 +24,8 @@
 //    contiguous ranges, so the last wave never leaves SMs idle. A tile shared by several CTAs
 //    is finished by the one that holds its first K slice: it adds the others' f32 partials in
 //    a fixed order, so results do not depend on timing (the same bits every run on a card).
+//  - Or K cut into parts (linear_blocks_split), one CTA per (tile, part), each part's product
+//    written to its own output for the caller to add: for products with few tiles.
 //
 // Only sm_90a machine code is built for it; on any other GPU available() is false and the
 // callers keep cuBLAS.
@@ -74,16 +76,33 @@ class WgmmaGemm {
                      int64_t n, int64_t in, int64_t out, float beta = 0.0f, int64_t ldx = 0);
   void linear_blocks(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const void* w,
                      TensorType type, int64_t n, int64_t in, int64_t out, int64_t ldx = 0);
+  // The product with K cut into `parts` equal parts (each whole 256-value chunks; n ≤ 256): part
+  // p's product goes to y + p·n·ldy, for a reader that adds them (the engine's next RMSNorm).
+  // No CTA shares a tile with another, so there are no partial sums to add in the kernel, whose
+  // finishing (waiting for and reading up to four 128 KB partials) was the critical path of
+  // products with few tiles.
+  void linear_blocks_split(float* y, int64_t ldy, const __nv_bfloat16* x, const void* w,
+                           TensorType type, int64_t n, int64_t in, int64_t out, int parts,
+                           int64_t ldx = 0);
+  // Parts to cut K into for such a product (1: none): 4 or 2 where that measured faster (the
+  // rule is in wgmma_gemm.cu); RUVDLLM_CUDA_K_PARTS=0 or set_k_parts(Off): never; =any or Any:
+  // whenever the parts fit the SMs and split K evenly (to test the way on small models).
+  enum class KParts { Off, Measured, Any };
+  int k_parts_for(int64_t n, int64_t in, int64_t out) const;
+  void set_k_parts(KParts parts) { k_parts_ = parts; }
 
  private:
   // type BF16: w is bf16.
   void run(void* y, bool bf16_out, int64_t ldy, const __nv_bfloat16* x, const void* w,
-           TensorType type, int64_t n, int64_t in, int64_t out, float beta, int64_t ldx);
+           TensorType type, int64_t n, int64_t in, int64_t out, float beta, int64_t ldx,
+           int parts = 1);
 
   static bool wide_tiles_by_default();
+  static KParts k_parts_by_default();
 
   cudaStream_t stream_;
   bool wide_tiles_;
+  KParts k_parts_;
   int multiprocessors_ = 0;
   DeviceArray<float> partials_;  // one tile of f32 partial sums per CTA
   DeviceArray<int> ready_;       // per CTA: its partial is written (reset by the reader)

@@ -18,9 +18,14 @@ struct Work {
   void* y;
   int64_t ldy;
   int n;
-  int k_slices;        // in / 64
-  int row_tiles;       // tiles along the rows; tile t covers outputs (t / row_tiles)·TileOut ...
-  int64_t iterations;  // tiles × k_slices, cut into `ctas` equal contiguous ranges
+  int k_slices;   // in / 64, or per part when K is cut into parts
+  int row_tiles;  // tiles along the rows; tile t covers outputs (t / row_tiles)·TileOut ...
+  // K cut into parts whose products go to separate outputs (a reader adds them): tile t
+  // multiplies part t / split_tiles and writes split_stride elements further per part. Without
+  // parts split_tiles is the number of tiles.
+  int split_tiles;
+  int64_t split_stride;
+  int64_t iterations;  // tiles × parts × k_slices, cut into `ctas` equal contiguous ranges
   int ctas;            // CTAs, or clusters of CTAs that multiply one tile each per iteration
   float beta;
   float* partials;  // per CTA, room for its largest tile (kMaxTileCells floats)
@@ -38,7 +43,7 @@ __device__ inline int cta_holding(const Work& work, int64_t g) {
 }
 template <int TileOut>
 __device__ inline int tile_out0(const Work& work, int64_t tile) {
-  return static_cast<int>(tile / work.row_tiles) * TileOut;
+  return static_cast<int>(tile % work.split_tiles / work.row_tiles) * TileOut;
 }
 template <int TileRows>
 __device__ inline int tile_row0(const Work& work, int64_t tile) {

@@ -54,6 +54,17 @@ struct Shape {
   int64_t pad;  // extra columns of y beyond the product's (ldy = out + pad, columns offset by 3)
 };
 
+// A random product over weights in blocks, its operands also on the device.
+struct DeviceBlockProduct {
+  DeviceBlockProduct(TensorType type, const Shape& sh, uint64_t seed)
+      : host(testing::make_block_product(type, sh.n, sh.in, sh.out, seed)),
+        x(to_device(host.x_bits)),
+        w(to_device(host.blocks)) {}
+  testing::BlockProduct host;
+  cuda::DeviceArray<uint16_t> x;
+  cuda::DeviceArray<uint8_t> w;
+};
+
 struct Product {
   std::vector<uint16_t> x_bits, w_bits;
   std::vector<double> want, magnitude;
@@ -173,20 +184,19 @@ TEST_F(WgmmaGemm, DecodesBlocksInsideTheTiles) {
         const std::string label = std::string(type_name(type)) + " " + std::to_string(sh.n) + "x" +
                                   std::to_string(sh.in) + "x" + std::to_string(sh.out) +
                                   (wide ? " wide tiles" : " 128 x 256 tiles");
-        const testing::BlockProduct p =
-            testing::make_block_product(type, sh.n, sh.in, sh.out, seed += 2);
-        const auto dx = to_device(p.x_bits);
-        const auto dw = to_device(p.blocks);
+        const DeviceBlockProduct d(type, sh, seed += 2);
         const int64_t ldy = sh.out + sh.pad;
         const auto cells = static_cast<size_t>(sh.n * ldy);
         const auto y0 = random_floats(cells, seed + 9, -1.0f, 1.0f);
         auto y = to_device(y0);
         auto yb = poisoned<uint16_t>(cells);
         ASSERT_TRUE(cuda::WgmmaGemm::fits_blocks(type, sh.n, sh.in, sh.out)) << label;
-        gemm.linear_blocks(y.data(), ldy, as_bf16(dx), dw.data(), type, sh.n, sh.in, sh.out, 1.0f);
-        gemm.linear_blocks(reinterpret_cast<__nv_bfloat16*>(yb.data()), ldy, as_bf16(dx), dw.data(),
-                           type, sh.n, sh.in, sh.out);
-        const testing::ProductCheck check{sh.n, sh.in, sh.out, ldy, 0, p.want, p.magnitude, label};
+        gemm.linear_blocks(y.data(), ldy, as_bf16(d.x), d.w.data(), type, sh.n, sh.in, sh.out,
+                           1.0f);
+        gemm.linear_blocks(reinterpret_cast<__nv_bfloat16*>(yb.data()), ldy, as_bf16(d.x),
+                           d.w.data(), type, sh.n, sh.in, sh.out);
+        const testing::ProductCheck check{sh.n, sh.in,       sh.out,           ldy,
+                                          0,    d.host.want, d.host.magnitude, label};
         check.f32(to_host(y, cells), y0, 1.0f);
         check.bf16(to_host(yb, cells));
       }
@@ -197,6 +207,65 @@ TEST_F(WgmmaGemm, DecodesBlocksInsideTheTiles) {
   EXPECT_TRUE(cuda::WgmmaGemm::fits_blocks(TensorType::Q6_K, 256, 4096, 4096));
   EXPECT_FALSE(cuda::WgmmaGemm::fits_blocks(TensorType::Q8_0, 256, 320, 4096));
   EXPECT_FALSE(cuda::WgmmaGemm::fits_blocks(TensorType::BF16, 256, 4096, 4096));
+}
+
+// K cut into parts, each part's product in its own f32 block of n rows: the parts add up to the
+// product, and each is a real part (part 0 alone is not the whole product).
+TEST_F(WgmmaGemm, CutsKIntoPartsThatAddUpToTheProduct) {
+  cuda::WgmmaGemm gemm(nullptr);
+  EXPECT_GT(gemm.k_parts_for(256, 12288, 4096), 1);  // the 8B FFN-down product: 32 tiles
+  EXPECT_GT(gemm.k_parts_for(128, 12288, 4096), 1);
+  EXPECT_GT(gemm.k_parts_for(256, 4096, 4096), 1);   // the attention-output product
+  EXPECT_EQ(gemm.k_parts_for(256, 4096, 12288), 1);  // 96 tiles fill the GPU
+  EXPECT_EQ(gemm.k_parts_for(512, 12288, 4096), 1);  // only up to 256 rows
+  EXPECT_EQ(gemm.k_parts_for(64, 12288, 4096), 1);   // measured from 128 rows
+  gemm.set_k_parts(cuda::WgmmaGemm::KParts::Any);
+  EXPECT_EQ(gemm.k_parts_for(64, 2048, 256), 4);
+  EXPECT_EQ(gemm.k_parts_for(256, 512, 256), 2);  // parts of whole 256-value chunks
+  EXPECT_EQ(gemm.k_parts_for(256, 256, 256), 1);
+  gemm.set_k_parts(cuda::WgmmaGemm::KParts::Off);
+  EXPECT_EQ(gemm.k_parts_for(256, 12288, 4096), 1);
+  {
+    testing::ScopedEnv off("RUVDLLM_CUDA_K_PARTS", "0");
+    EXPECT_EQ(cuda::WgmmaGemm(nullptr).k_parts_for(256, 12288, 4096), 1);
+    testing::ScopedEnv bad("RUVDLLM_CUDA_K_PARTS", "yes");
+    EXPECT_THROW(cuda::WgmmaGemm{nullptr}, Error);
+  }
+  uint64_t seed = 6100;
+  for (const TensorType type :
+       {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q8_0, TensorType::Q4_0}) {
+    for (const int parts : {2, 4}) {
+      for (const Shape sh : {Shape{150, 2048, 256, 0}, Shape{256, 2048, 384, 4}}) {
+        const std::string label = std::string(type_name(type)) + " " + std::to_string(sh.n) +
+                                  " rows in " + std::to_string(parts) + " parts";
+        const DeviceBlockProduct d(type, sh, seed += 2);
+        const int64_t ldy = sh.out + sh.pad;
+        const auto cells = static_cast<size_t>(sh.n * ldy);
+        auto y = to_device(std::vector<float>(cells * parts, 0.0f));
+        gemm.linear_blocks_split(y.data(), ldy, as_bf16(d.x), d.w.data(), type, sh.n, sh.in, sh.out,
+                                 parts);
+        const auto got = to_host(y, cells * parts);
+        std::vector<float> sum(cells, 0.0f), first(got.begin(), got.begin() + cells);
+        for (int part = 0; part < parts; ++part) {
+          for (size_t c = 0; c < cells; ++c) sum[c] += got[part * cells + c];
+        }
+        const testing::ProductCheck check{sh.n, sh.in,       sh.out,           ldy,
+                                          0,    d.host.want, d.host.magnitude, label};
+        check.f32(sum, std::vector<float>(cells, 0.0f), 0.0f);
+        EXPECT_GT(testing::rel_error(first, sum), 0.1)
+            << label << ": part 0 holds the whole product";
+      }
+    }
+  }
+  const auto x = to_device(std::vector<uint16_t>(256 * 1024, 0x3F80));
+  const auto w = to_device(std::vector<uint8_t>(128 * 1024 / 256 * 144, 0));
+  auto y = to_device(std::vector<float>(256 * 128 * 4, 0.0f));
+  EXPECT_THROW(gemm.linear_blocks_split(y.data(), 128, as_bf16(x), w.data(), TensorType::Q4_K, 256,
+                                        1024, 128, 8),  // 8 parts of 128 values
+               Error);
+  EXPECT_THROW(gemm.linear_blocks_split(y.data(), 128, as_bf16(x), w.data(), TensorType::Q4_K, 300,
+                                        1024, 128, 2),  // past 256 rows
+               Error);
 }
 
 // x's rows ldx values apart (the engine pads its normed hidden rows) give the same bits as
