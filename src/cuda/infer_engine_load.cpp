@@ -11,6 +11,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/infer_engine_impl.h"
 #include "cuda/train_kernels.h"
+#include "ruvdllm/core/env_choice.h"
 #include "ruvdllm/cuda/device.h"
 #include "ruvdllm/kernels/quant.h"
 
@@ -45,22 +46,16 @@ DeviceArray<float> upload_vector(const TensorView& t, int64_t expected, cudaStre
 // RUVDLLM_CUDA_QUANT_GEMM=auto|fused|dequantize: the measured choice (-1), or either way for
 // every row count (to compare them in one build).
 int64_t fused_rows_setting() {
-  const char* set = std::getenv("RUVDLLM_CUDA_QUANT_GEMM");
-  const std::string way = set ? set : "auto";
-  if (way == "auto") return -1;
-  if (way == "fused") return std::numeric_limits<int64_t>::max();
-  if (way == "dequantize") return 0;
-  fail("RUVDLLM_CUDA_QUANT_GEMM must be auto, fused or dequantize, not '{}'", way);
+  return env_choice<int64_t>(
+      "RUVDLLM_CUDA_QUANT_GEMM",
+      {{"auto", -1}, {"fused", std::numeric_limits<int64_t>::max()}, {"dequantize", 0}});
 }
 
 // RUVDLLM_CUDA_GRAPHS=all|uncached|off: which pass shapes are captured (GraphPolicy).
 GraphPolicy graph_policy_setting() {
-  const char* set = std::getenv("RUVDLLM_CUDA_GRAPHS");
-  const std::string policy = set ? set : "all";
-  if (policy == "all") return GraphPolicy::All;
-  if (policy == "uncached") return GraphPolicy::Uncached;
-  if (policy == "off") return GraphPolicy::Off;
-  fail("RUVDLLM_CUDA_GRAPHS must be all, uncached or off, not '{}'", policy);
+  return env_choice<GraphPolicy>(
+      "RUVDLLM_CUDA_GRAPHS",
+      {{"all", GraphPolicy::All}, {"uncached", GraphPolicy::Uncached}, {"off", GraphPolicy::Off}});
 }
 
 // RUVDLLM_CUDA_ROW_PAD: values added to each normed hidden row (Impl::hidden_pitch says why).

@@ -5,6 +5,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/launch_util.h"
+#include "ruvdllm/core/env_choice.h"
 
 namespace ruvdllm::cuda {
 
@@ -14,11 +15,8 @@ constexpr int64_t kTile = 128;  // cuBLAS's usual output tile edge at these shap
 }  // namespace
 
 InferGemm::InferGemm(cudaStream_t stream, Engines engines) : workspace_(kWorkspaceBytes) {
-  const char* set = std::getenv("RUVDLLM_CUDA_GEMM");
-  const std::string way = set ? set : "auto";
-  if (way != "auto" && way != "cublas" && way != "wgmma") {
-    throw_error("RUVDLLM_CUDA_GEMM must be auto, cublas or wgmma, not '" + way + "'");
-  }
+  const std::string_view way = env_choice<std::string_view>(
+      "RUVDLLM_CUDA_GEMM", {{"auto", "auto"}, {"cublas", "cublas"}, {"wgmma", "wgmma"}});
   const bool hopper = WgmmaGemm::available();
   if (way == "wgmma" && !hopper) {
     throw_error("RUVDLLM_CUDA_GEMM=wgmma needs an H100/H200 (sm_90a) GPU");

@@ -50,7 +50,6 @@
 #include <cuda.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <string>
 #include <type_traits>
 
@@ -62,6 +61,7 @@
 #include "cuda/wgmma_gemm.h"
 #include "cuda/wgmma_ops.cuh"
 #include "cuda/wgmma_work.cuh"
+#include "ruvdllm/core/env_choice.h"
 
 namespace ruvdllm::cuda {
 namespace {
@@ -264,8 +264,8 @@ __device__ void consume(const Work& work, uint8_t* tiles, uint64_t* full, uint64
     }
     const int tile_out = tile_out0<P::kTileOut * Cluster>(work, tile) + rank * P::kTileOut;
     Work part_work = work;  // y of the tile's part of K
-    part_work.y = static_cast<char*>(work.y) +
-                  tile / work.split_tiles * work.split_stride * (Bf16Out ? 2 : 4);
+    part_work.y = static_cast<char*>(work.y) + tile / work.split_tiles * work.split_stride *
+                                                   (Bf16Out ? sizeof(bf16) : sizeof(float));
     const int out_in_tile = (P::kWide ? 0 : group * 64) + warp * 16 + lane / 4;
     const int row_in_tile = (P::kWide ? group * kRows : 0) + 2 * (lane % 4);
     if (g >= end && rows_aligned) {
@@ -648,10 +648,7 @@ bool WgmmaGemm::takes_wide_tiles(TensorType type) const {
 }
 
 bool WgmmaGemm::wide_tiles_by_default() {
-  const char* set = std::getenv("RUVDLLM_CUDA_WIDE_TILES");
-  if (set == nullptr || std::string(set) == "1") return true;
-  if (std::string(set) == "0") return false;
-  throw_error("RUVDLLM_CUDA_WIDE_TILES must be 0 or 1, not '" + std::string(set) + "'");
+  return env_choice<bool>("RUVDLLM_CUDA_WIDE_TILES", {{"1", true}, {"0", false}});
 }
 
 WgmmaGemm::WgmmaGemm(cudaStream_t stream)
@@ -699,7 +696,7 @@ void WgmmaGemm::linear_blocks_split(float* y, int64_t ldy, const bf16* x, const 
 
 int WgmmaGemm::k_parts_for(int64_t n, int64_t in, int64_t out) const {
   if (k_parts_ == KParts::Off || n > 256) return 1;
-  const int64_t tiles = out / kTileOut * ((n + 255) / 256);
+  const int64_t tiles = shaped_work(n, in, out, multiprocessors_, false).split_tiles;
   for (const int parts : {4, 2}) {
     if (tiles * parts > multiprocessors_ || in % (int64_t{parts} * kChunkValues) != 0) continue;
     if (k_parts_ == KParts::Any) return parts;
@@ -713,11 +710,8 @@ int WgmmaGemm::k_parts_for(int64_t n, int64_t in, int64_t out) const {
 }
 
 WgmmaGemm::KParts WgmmaGemm::k_parts_by_default() {
-  const char* set = std::getenv("RUVDLLM_CUDA_K_PARTS");
-  if (set == nullptr || std::string(set) == "1") return KParts::Measured;
-  if (std::string(set) == "0") return KParts::Off;
-  if (std::string(set) == "any") return KParts::Any;
-  throw_error("RUVDLLM_CUDA_K_PARTS must be 0, 1 or any, not '" + std::string(set) + "'");
+  return env_choice<KParts>("RUVDLLM_CUDA_K_PARTS",
+                            {{"1", KParts::Measured}, {"0", KParts::Off}, {"any", KParts::Any}});
 }
 
 void WgmmaGemm::run(void* y, bool bf16_out, int64_t ldy, const bf16* x, const void* w,

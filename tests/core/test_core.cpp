@@ -2,9 +2,11 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <vector>
 
+#include "ruvdllm/core/env_choice.h"
 #include "ruvdllm/core/error.h"
 #include "ruvdllm/core/half.h"
 #include "ruvdllm/core/tensor.h"
@@ -13,6 +15,27 @@
 
 namespace ruvdllm {
 namespace {
+
+// An A/B switch: its first choice when unset, the named one when set, an Error naming every
+// choice otherwise.
+TEST(EnvChoice, ReadsOneOfTheNamedChoices) {
+  const char* name = "RUVDLLM_TEST_ENV_CHOICE";
+  auto read = [&] { return env_choice<int>(name, {{"auto", -1}, {"on", 1}, {"off", 0}}); };
+  unsetenv(name);
+  EXPECT_EQ(read(), -1);
+  setenv(name, "off", 1);
+  EXPECT_EQ(read(), 0);
+  setenv(name, "on", 1);
+  EXPECT_EQ(read(), 1);
+  setenv(name, "On", 1);
+  try {
+    read();
+    ADD_FAILURE() << "no error for 'On'";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "RUVDLLM_TEST_ENV_CHOICE must be one of auto, on, off, not 'On'");
+  }
+  unsetenv(name);
+}
 
 TEST(TensorType, TraitsMatchGgufBlockLayouts) {
   EXPECT_EQ(type_traits(TensorType::Q8_0).block_bytes, 34u);
@@ -36,7 +59,7 @@ TEST(Half, F16RoundTripsEveryHalfValue) {
 }
 
 TEST(Half, F16RoundsToNearestEven) {
-  EXPECT_EQ(f16_to_f32(f32_to_f16(1.0f + 1.0f / 2048)), 1.0f);           // tie to even
+  EXPECT_EQ(f16_to_f32(f32_to_f16(1.0f + 1.0f / 2048)), 1.0f);  // tie to even
   EXPECT_EQ(f16_to_f32(f32_to_f16(1.0f + 3.0f / 2048)), 1.0f + 2.0f / 1024);
   EXPECT_TRUE(std::isinf(f16_to_f32(f32_to_f16(70000.0f))));
   EXPECT_EQ(f16_to_f32(f32_to_f16(65504.0f)), 65504.0f);
