@@ -119,6 +119,29 @@ __device__ inline uint2 shift_mask(uint2 w, int shift, uint32_t mask) {
   return make_uint2((w.x >> shift) & mask, (w.y >> shift) & mask);
 }
 
+// Loads from shared-space addresses (through generic pointers each load is also converted).
+__device__ inline uint32_t load_shared_u16(uint32_t address) {
+  uint16_t v;
+  asm volatile("ld.shared.u16 %0, [%1];\n" : "=h"(v) : "r"(address) : "memory");
+  return v;
+}
+__device__ inline uint4 load_shared_16_bytes(uint32_t address) {
+  uint4 v;
+  asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "r"(address)
+               : "memory");
+  return v;
+}
+
+// Two values rounded to bf16 (nearest even), the first in the low half.
+__device__ inline uint32_t bf16_pair(float first, float second) {
+  const __nv_bfloat162 pair = __floats2bfloat162_rn(first, second);
+  uint32_t w;
+  memcpy(&w, &pair, sizeof(w));
+  return w;
+}
+
 // Eight decoded values rounded to bf16 (nearest even), as one 16-byte store.
 __device__ inline uint4 pack_bf16(const float v[kGroup]) {
   uint32_t w[kGroup / 2];
@@ -257,6 +280,54 @@ struct AffineKFormat {
   // slice with two threads per weight row.
   __device__ static void decode_sub_block(const uint8_t* block, int j, uint4 out[4]) {
     sub_block(pair_bytes(block, j >> 1), j, out);
+  }
+  // Values [64p, +64) of two weight rows' blocks (lo, and hi eight rows further) as one thread's
+  // A fragments of wgmma's four k16 steps over them (mma.sync's layout, lane % 4 = q): a[4kk] holds
+  // lo's values 16kk + 2q, + 1; a[4kk + 1] hi's; a[4kk + 2] and a[4kk + 3] the same 8 values on.
+  // The values decode_pair forms. Step kk takes nibble kk / 2 (sub-block 2p + kk / 2) of quant
+  // bytes 16·(kk % 2) + 2q, + 1, + 8, + 9, so a thread reads each of its bytes once, two at a time.
+  // lo and hi are shared-space addresses (16-byte aligned).
+  __device__ static void fragments(uint32_t lo, uint32_t hi, int p, int q, uint32_t a[16]) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const uint32_t block = h == 0 ? lo : hi;
+      const uint4 head = load_shared_16_bytes(block);
+      const float d = __half2float(__ushort_as_half(static_cast<unsigned short>(head.x & 0xFFFF)));
+      const float dmin = __half2float(__ushort_as_half(static_cast<unsigned short>(head.x >> 16)));
+      auto pairs = [&](uint32_t at, int half) {  // bytes 16·half + (0, 1, 8, 9) at `at`
+        return load_shared_u16(at + 16 * half) | (load_shared_u16(at + 16 * half + 8) << 16);
+      };
+      const uint32_t qs = block + kLevels + 32 * p + 2 * q;
+      const uint32_t low[2] = {pairs(qs, 0), pairs(qs, 1)};
+      uint32_t fifth[2] = {0, 0};
+      if constexpr (kFifthBit) {
+        fifth[0] = pairs(block + 16 + 2 * q, 0);
+        fifth[1] = pairs(block + 16 + 2 * q, 1);
+      }
+#pragma unroll
+      for (int s = 0; s < 2; ++s) {
+        const int j = 2 * p + s;
+        int sc, mn;
+        k_scale_min_words(head.y, head.z, head.w, j, &sc, &mn);
+        const float scale = __fmul_rn(d, exact_float(static_cast<uint32_t>(sc)));
+        const float offset = __fmul_rn(dmin, exact_float(static_cast<uint32_t>(mn)));
+        const float bias = -__fmul_rn(scale, 8388608.0f);  // as affine_k_values_fma
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+          uint32_t levels = (low[half] >> (4 * s)) & 0x0F0F0F0Fu;
+          if constexpr (kFifthBit) levels |= ((fifth[half] >> j) & 0x01010101u) << 4;
+          float v[4];
+#pragma unroll
+          for (int k = 0; k < 4; ++k) {
+            const uint32_t magic = __byte_perm(levels, 0x4B000000u, 0x7440u | k);
+            v[k] = __fsub_rn(__fmaf_rn(scale, __uint_as_float(magic), bias), offset);
+          }
+          const int kk = 2 * s + half;
+          a[4 * kk + h] = bf16_pair(v[0], v[1]);
+          a[4 * kk + 2 + h] = bf16_pair(v[2], v[3]);
+        }
+      }
+    }
   }
 
  private:

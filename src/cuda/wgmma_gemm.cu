@@ -8,6 +8,8 @@
 //  - weights in GGUF blocks: one thread copies the raw blocks of the next 256 values of the
 //    tile's 128 weight rows (TMA, a second ring) and x's tile, and all 128 threads decode one
 //    weight row each into the stage (quant_formats.cuh: the values dequantize_to_bf16 writes).
+//    Q4_K and Q5_K in tiles of up to 256 rows take another kernel (wgmma_register_decode.cuh):
+//    the consumers decode their own weights into wgmma's A registers; the stages hold only x.
 // The other two warpgroups multiply each stage (64 outputs each), keep f32 accumulators in
 // registers, and write the tile, after adding the partials of the CTAs that held its later
 // K slices (stream-K).
@@ -40,8 +42,9 @@
 // whole kernel to the launch's 128 registers per thread, below the consumers' 128 accumulators
 // (checked again in the eighth session: ptxas C7602, the m64n256 wgmma needs at least 154).
 // Also tried (2026-11-29, slower, not kept): the consumer warpgroups decoding part of the next
-// slice (a quarter or half of each of their rows) while their current MMAs ran: 10–15% slower
-// at 256 rows, as a warpgroup cannot issue its next MMAs before its own share is decoded; and
+// slice (a quarter or half of each of their rows) into the shared tile while their current MMAs
+// ran: 10–15% slower at 256 rows, as a warpgroup cannot issue its next MMAs before its own share
+// is decoded (decoding into registers, wgmma_register_decode.cuh, needs no such handover); and
 // (ninth session) 64 × 256 tiles with one consumer and two decoding warpgroups in CTA pairs:
 // the 8B Q4_K step at 256 positions 13% slower. Decoding in bf16x2 arithmetic gains 2–3% of
 // that step but is not exact. Where a 256-row product's time goes beyond its MMAs (timestamps
@@ -76,7 +79,6 @@ constexpr int kSlicesPerChunk = kChunkValues / kSliceK;
 constexpr int kConsumerWarps = kConsumerThreads / 32;
 constexpr int kDecoderWarps = 4;                  // the first warpgroup (weights in blocks)
 constexpr int kThreads = 128 + kConsumerThreads;  // a producer warpgroup, two consumers
-constexpr int kMaxTileCells = kTileOut * 256;     // outputs × rows of the largest tile
 constexpr int kMaxCopyRows = 256;                 // the copy engine's largest box
 
 // A tile of more than 256 rows is a wide one (Plan), multiplied by CTA pairs.
@@ -189,17 +191,14 @@ __device__ inline void multiply_slice(float (&acc)[TileRows / 2], const uint8_t*
 template <class P, bool Bf16Out, int Cluster = 1>
 __device__ void consume(const Work& work, uint8_t* tiles, uint64_t* full, uint64_t* freed, int cta,
                         int rank, int64_t begin, int64_t end) {
-  constexpr int TileRows = P::kTileRows;
   constexpr int kRows = P::kConsumerRows;
   const int ct = static_cast<int>(threadIdx.x) - 128;  // 0..255
   // Which 64 of the tile's outputs, or in a wide tile which half of its rows.
   const int group = ct / 128;
   const int weight_offset = P::kWide ? 0 : group * 64 * kSliceBytes;
   const int row_offset = P::kWide ? group * kRows * kSliceBytes : 0;
-  const int warp = (ct % 128) / 32, lane = ct % 32;
+  const int lane = ct % 32;
   float acc[P::kAccumulators];
-  const bool rows_aligned =
-      Bf16Out && reinterpret_cast<uintptr_t>(work.y) % 16 == 0 && work.ldy * 2 % 16 == 0;
   int stage = 0;
   uint32_t phase = 0;
   for (int64_t g = begin; g < end;) {
@@ -224,59 +223,7 @@ __device__ void consume(const Work& work, uint8_t* tiles, uint64_t* full, uint64
     hopper::fence_accumulators(acc);
     if (lane == 0) free_stage<Cluster>(&freed[previous]);
     g = (tile + 1) * work.k_slices;
-
-    // A CTA holding a tile's later slices leaves its sum for the CTA holding the first one.
-    if (k_first > 0) {
-      float4* slot = reinterpret_cast<float4*>(
-          work.partials + static_cast<size_t>(cta * Cluster + rank) * kMaxTileCells);
-#pragma unroll
-      for (int i = 0; i < P::kAccumulators / 4; ++i) {
-        slot[i * kConsumerThreads + ct] =
-            make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
-      }
-      __threadfence();
-      consumers_sync();
-      if (ct == 0) store_release(&work.ready[cta * Cluster + rank], 1);
-      continue;
-    }
-    if (k_end < work.k_slices) {
-      // Add the later slices' partials in CTA order, so the sum's order is fixed.
-      const int last = cta_holding(work, (tile + 1) * work.k_slices - 1);
-      for (int other = cta + 1; other <= last; ++other) {
-        if (ct == 0) {
-          int* ready = &work.ready[other * Cluster + rank];
-          while (load_acquire(ready) == 0) {
-          }
-          *ready = 0;  // for the next launch; nobody else reads it in this one
-        }
-        consumers_sync();
-        const float4* slot = reinterpret_cast<const float4*>(
-            work.partials + static_cast<size_t>(other * Cluster + rank) * kMaxTileCells);
-#pragma unroll
-        for (int i = 0; i < P::kAccumulators / 4; ++i) {
-          const float4 p = __ldcg(&slot[i * kConsumerThreads + ct]);
-          acc[4 * i] += p.x;
-          acc[4 * i + 1] += p.y;
-          acc[4 * i + 2] += p.z;
-          acc[4 * i + 3] += p.w;
-        }
-      }
-    }
-    const int tile_out = tile_out0<P::kTileOut * Cluster>(work, tile) + rank * P::kTileOut;
-    Work part_work = work;  // y of the tile's part of K
-    part_work.y = static_cast<char*>(work.y) + tile / work.split_tiles * work.split_stride *
-                                                   (Bf16Out ? sizeof(bf16) : sizeof(float));
-    const int out_in_tile = (P::kWide ? 0 : group * 64) + warp * 16 + lane / 4;
-    const int row_in_tile = (P::kWide ? group * kRows : 0) + 2 * (lane % 4);
-    if (g >= end && rows_aligned) {
-      // The range's last tile: every slice has been multiplied, so no copy or decoder writes
-      // the stages any more.
-      store_bf16_tile_staged<P>(part_work, acc, tiles, ct, out_in_tile, row_in_tile, tile_out,
-                                tile_row0<TileRows>(work, tile));
-    } else {
-      store_tile<kRows, Bf16Out>(part_work, acc, tile_out + out_in_tile,
-                                 tile_row0<TileRows>(work, tile) + row_in_tile);
-    }
+    finish_tile<P, Bf16Out, Cluster>(work, acc, tiles, cta, rank, tile, k_first, k_end, g >= end);
   }
 }
 
@@ -524,6 +471,14 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
+}  // namespace
+}  // namespace ruvdllm::cuda
+
+#include "cuda/wgmma_register_decode.cuh"
+
+namespace ruvdllm::cuda {
+namespace {
+
 CUtensorMap bf16_tile_map(const bf16* base, int64_t rows, int64_t cols, int box_rows,
                           int64_t ld = 0) {
   return tile_map(base, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, rows, cols, kSliceK, box_rows, true,
@@ -562,14 +517,35 @@ void launch_blocks(const void* w, int64_t out, int64_t in, const CUtensorMap& ro
                               P::kSharedBytes, stream, raw_map, row_map, work);
 }
 
+template <int TileRows, bool Bf16Out, class Format>
+void launch_register_decode(const void* w, int64_t out, int64_t in, const CUtensorMap& row_map,
+                            const Work& work, cudaStream_t stream) {
+  constexpr int kRaw = slot_bytes<Format>();
+  static_assert(aligned_chunks<Format>() && raw_elem_bytes<kRaw>() == 1, "chunks copied as bytes");
+  const CUtensorMap raw_map = tile_map(w, CU_TENSOR_MAP_DATA_TYPE_UINT8, 1, out,
+                                       in / kChunkValues * kRaw, kRaw, kTileOut, false);
+  using P = RegisterPlan<TileRows, kRaw>;
+  constexpr auto kernel = wgmma_register_decode_kernel<TileRows, Bf16Out, Format, kRaw>;
+  allow_shared_memory<kernel>(P::kSharedBytes, "cudaFuncSetAttribute(wgmma kernel)");
+  launch_after_prior("wgmma_register_decode_kernel", kernel, work.ctas, kThreads, P::kSharedBytes,
+                     stream, raw_map, row_map, work);
+}
+
 template <int TileRows, bool Bf16Out>
 void launch_blocks(TensorType type, const void* w, int64_t out, int64_t in,
-                   const CUtensorMap& row_map, const Work& work, cudaStream_t stream) {
+                   const CUtensorMap& row_map, const Work& work, bool register_decoding,
+                   cudaStream_t stream) {
   constexpr int kCluster = cluster_for(TileRows);
   quant::visit_format(type, [&](auto format) {
     using Format = decltype(format);
     if constexpr (TileRows > 256 && std::is_same_v<Format, quant::Q4_KFormat>) {
       throw_error("WgmmaGemm: Q4_K weights take no wide tiles");  // takes_wide_tiles
+    } else if constexpr (TileRows <= 256 && decodes_fragments<Format>()) {
+      if (register_decoding) {
+        launch_register_decode<TileRows, Bf16Out, Format>(w, out, in, row_map, work, stream);
+      } else {
+        launch_blocks<TileRows, Bf16Out, Format, kCluster>(w, out, in, row_map, work, stream);
+      }
     } else {
       launch_blocks<TileRows, Bf16Out, Format, kCluster>(w, out, in, row_map, work, stream);
     }
@@ -651,8 +627,17 @@ bool WgmmaGemm::wide_tiles_by_default() {
   return env_choice<bool>("RUVDLLM_CUDA_WIDE_TILES", {{"1", true}, {"0", false}});
 }
 
+bool WgmmaGemm::register_decoding_by_default() {
+  // The 8B step with Q4_K / Q5_K kept in blocks, H200: 1–2% / 1.5–4.5% faster at 32–128
+  // positions, 2% / 8.5% at 256 (docs/PERFORMANCE.md).
+  return env_choice<bool>("RUVDLLM_CUDA_DECODE", {{"registers", true}, {"warpgroup", false}});
+}
+
 WgmmaGemm::WgmmaGemm(cudaStream_t stream)
-    : stream_(stream), wide_tiles_(wide_tiles_by_default()), k_parts_(k_parts_by_default()) {
+    : stream_(stream),
+      wide_tiles_(wide_tiles_by_default()),
+      register_decoding_(register_decoding_by_default()),
+      k_parts_(k_parts_by_default()) {
   if (!available()) throw_error("WgmmaGemm: needs an H100/H200 (sm_90a) GPU");
   int device = 0;
   check_cuda(cudaGetDevice(&device), "cudaGetDevice");
@@ -746,14 +731,17 @@ void WgmmaGemm::run(void* y, bool bf16_out, int64_t ldy, const bf16* x, const vo
   const CUtensorMap row_map = bf16_tile_map(x, n, in, std::min(tile_rows, kMaxCopyRows), ldx);
   if (blocks) {
     if (tile_rows == 512) {
-      bf16_out ? launch_blocks<512, true>(type, w, out, in, row_map, work, stream_)
-               : launch_blocks<512, false>(type, w, out, in, row_map, work, stream_);
+      bf16_out
+          ? launch_blocks<512, true>(type, w, out, in, row_map, work, register_decoding_, stream_)
+          : launch_blocks<512, false>(type, w, out, in, row_map, work, register_decoding_, stream_);
     } else if (tile_rows == 256) {
-      bf16_out ? launch_blocks<256, true>(type, w, out, in, row_map, work, stream_)
-               : launch_blocks<256, false>(type, w, out, in, row_map, work, stream_);
+      bf16_out
+          ? launch_blocks<256, true>(type, w, out, in, row_map, work, register_decoding_, stream_)
+          : launch_blocks<256, false>(type, w, out, in, row_map, work, register_decoding_, stream_);
     } else {
-      bf16_out ? launch_blocks<128, true>(type, w, out, in, row_map, work, stream_)
-               : launch_blocks<128, false>(type, w, out, in, row_map, work, stream_);
+      bf16_out
+          ? launch_blocks<128, true>(type, w, out, in, row_map, work, register_decoding_, stream_)
+          : launch_blocks<128, false>(type, w, out, in, row_map, work, register_decoding_, stream_);
     }
     return;
   }

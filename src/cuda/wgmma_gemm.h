@@ -20,6 +20,9 @@
 //    decode, one weight row each, into the same swizzled layout.
 //  - Two consumer warpgroups multiply them with wgmma (64 outputs each), f32 accumulators in
 //    registers.
+//  - Q4_K and Q5_K (tiles of up to 256 rows): the consumers decode their own weight rows straight
+//    into wgmma's A registers (the next slice while the current one's MMAs run), so the decoded
+//    tile never passes through shared memory (register_decoding).
 //  - Stream-K: the grid is one CTA per SM, and the (tile, K slice) iterations are cut into equal
 //    contiguous ranges, so the last wave never leaves SMs idle. A tile shared by several CTAs
 //    is finished by the one that holds its first K slice: it adds the others' f32 partials in
@@ -57,6 +60,12 @@ class WgmmaGemm {
   // RUVDLLM_CUDA_WIDE_TILES=0 or set_wide_tiles(false) (to compare the two in one build).
   bool takes_wide_tiles(TensorType type) const;
   void set_wide_tiles(bool wide) { wide_tiles_ = wide; }
+  // Whether Q4_K and Q5_K weights in tiles of up to 256 rows are decoded by the consumer
+  // warpgroups straight into wgmma's A registers (wgmma_register_decode.cuh; measured faster at
+  // every row count) rather than by a decoding warpgroup into the shared-memory tiles
+  // (RUVDLLM_CUDA_DECODE=registers|warpgroup, or set_register_decoding, to compare the two).
+  bool register_decoding() const { return register_decoding_; }
+  void set_register_decoding(bool registers) { register_decoding_ = registers; }
 
   explicit WgmmaGemm(cudaStream_t stream);
   WgmmaGemm(const WgmmaGemm&) = delete;
@@ -98,10 +107,12 @@ class WgmmaGemm {
            int parts = 1);
 
   static bool wide_tiles_by_default();
+  static bool register_decoding_by_default();
   static KParts k_parts_by_default();
 
   cudaStream_t stream_;
   bool wide_tiles_;
+  bool register_decoding_;
   KParts k_parts_;
   int multiprocessors_ = 0;
   DeviceArray<float> partials_;  // one tile of f32 partial sums per CTA

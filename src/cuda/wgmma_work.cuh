@@ -12,7 +12,8 @@ namespace {
 
 using bf16 = __nv_bfloat16;
 
-constexpr int kConsumerThreads = 256;  // two consumer warpgroups
+constexpr int kConsumerThreads = 256;     // two consumer warpgroups
+constexpr int kMaxTileCells = 128 * 256;  // outputs × rows of the largest tile
 
 struct Work {
   void* y;
@@ -146,6 +147,74 @@ __device__ inline void store_bf16_tile_staged(const Work& work,
     const int r = i / kChunks, c = i % kChunks;
     bf16* y = static_cast<bf16*>(work.y) + (tile_row + r) * work.ldy + tile_out;
     reinterpret_cast<uint4*>(y)[c] = *reinterpret_cast<const uint4*>(staging + r * kPitch + 16 * c);
+  }
+}
+
+// After the MMAs of a tile's slices [k_first, k_end) of its range: leave their sum for the CTA
+// holding the tile's first slice, or add the others' partials and write the tile. range_done: no
+// slice of the range is left, so the stages are idle (a staging area for the store).
+template <class P, bool Bf16Out, int Cluster>
+__device__ __forceinline__ void finish_tile(const Work& work, float (&acc)[P::kAccumulators],
+                                            uint8_t* tiles, int cta, int rank, int64_t tile,
+                                            int k_first, int k_end, bool range_done) {
+  constexpr int TileRows = P::kTileRows;
+  constexpr int kRows = P::kConsumerRows;
+  const int ct = static_cast<int>(threadIdx.x) - 128;  // 0..255
+  const int group = ct / 128;
+  const int warp = (ct % 128) / 32, lane = ct % 32;
+  const bool rows_aligned =
+      Bf16Out && reinterpret_cast<uintptr_t>(work.y) % 16 == 0 && work.ldy * 2 % 16 == 0;
+  // A CTA holding a tile's later slices leaves its sum for the CTA holding the first one.
+  if (k_first > 0) {
+    float4* slot = reinterpret_cast<float4*>(
+        work.partials + static_cast<size_t>(cta * Cluster + rank) * kMaxTileCells);
+#pragma unroll
+    for (int i = 0; i < P::kAccumulators / 4; ++i) {
+      slot[i * kConsumerThreads + ct] =
+          make_float4(acc[4 * i], acc[4 * i + 1], acc[4 * i + 2], acc[4 * i + 3]);
+    }
+    __threadfence();
+    consumers_sync();
+    if (ct == 0) store_release(&work.ready[cta * Cluster + rank], 1);
+    return;
+  }
+  if (k_end < work.k_slices) {
+    // Add the later slices' partials in CTA order, so the sum's order is fixed.
+    const int last = cta_holding(work, (tile + 1) * work.k_slices - 1);
+    for (int other = cta + 1; other <= last; ++other) {
+      if (ct == 0) {
+        int* ready = &work.ready[other * Cluster + rank];
+        while (load_acquire(ready) == 0) {
+        }
+        *ready = 0;  // for the next launch; nobody else reads it in this one
+      }
+      consumers_sync();
+      const float4* slot = reinterpret_cast<const float4*>(
+          work.partials + static_cast<size_t>(other * Cluster + rank) * kMaxTileCells);
+#pragma unroll
+      for (int i = 0; i < P::kAccumulators / 4; ++i) {
+        const float4 p = __ldcg(&slot[i * kConsumerThreads + ct]);
+        acc[4 * i] += p.x;
+        acc[4 * i + 1] += p.y;
+        acc[4 * i + 2] += p.z;
+        acc[4 * i + 3] += p.w;
+      }
+    }
+  }
+  const int tile_out = tile_out0<P::kTileOut * Cluster>(work, tile) + rank * P::kTileOut;
+  Work part_work = work;  // y of the tile's part of K
+  part_work.y = static_cast<char*>(work.y) + tile / work.split_tiles * work.split_stride *
+                                                 (Bf16Out ? sizeof(bf16) : sizeof(float));
+  const int out_in_tile = (P::kWide ? 0 : group * 64) + warp * 16 + lane / 4;
+  const int row_in_tile = (P::kWide ? group * kRows : 0) + 2 * (lane % 4);
+  if (range_done && rows_aligned) {
+    // The range's last tile: every slice has been multiplied, so no copy or decoder writes
+    // the stages any more.
+    store_bf16_tile_staged<P>(part_work, acc, tiles, ct, out_in_tile, row_in_tile, tile_out,
+                              tile_row0<TileRows>(work, tile));
+  } else {
+    store_tile<kRows, Bf16Out>(part_work, acc, tile_out + out_in_tile,
+                               tile_row0<TileRows>(work, tile) + row_in_tile);
   }
 }
 

@@ -166,11 +166,26 @@ TEST_F(WgmmaGemm, DecodesBlocksInsideTheTiles) {
   EXPECT_FALSE(gemm.takes_wide_tiles(TensorType::BF16));
   gemm.set_wide_tiles(false);
   EXPECT_FALSE(gemm.takes_wide_tiles(TensorType::Q8_0));
+  EXPECT_TRUE(gemm.register_decoding());  // the default, measured faster
+  {
+    testing::ScopedEnv warpgroup("RUVDLLM_CUDA_DECODE", "warpgroup");
+    EXPECT_FALSE(cuda::WgmmaGemm(nullptr).register_decoding());
+    testing::ScopedEnv bad("RUVDLLM_CUDA_DECODE", "threads");
+    EXPECT_THROW(cuda::WgmmaGemm{nullptr}, Error);
+  }
   uint64_t seed = 5500;
-  for (const bool wide : {true, false})
+  // Q4_K and Q5_K in tiles of up to 256 rows, decoded both ways: by the consumers into registers
+  // and by the decoding warpgroup (the other types always take the latter).
+  struct Way {
+    bool wide, registers;
+  };
+  for (const Way way : {Way{true, true}, Way{false, true}, Way{false, false}})
     for (const TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K,
                                   TensorType::Q5_K, TensorType::Q6_K}) {
+      const bool wide = way.wide;
+      if (!way.registers && type != TensorType::Q4_K && type != TensorType::Q5_K) continue;
       gemm.set_wide_tiles(wide);
+      gemm.set_register_decoding(way.registers);
       // Q6_K's rows must be multiples of 2048 values (16-byte row strides for its 210-byte
       // chunks); its copies read 14 bytes past each chunk, zeros past a row's last one.
       const std::vector<Shape> shapes =
@@ -183,7 +198,8 @@ TEST_F(WgmmaGemm, DecodesBlocksInsideTheTiles) {
       for (const Shape sh : shapes) {
         const std::string label = std::string(type_name(type)) + " " + std::to_string(sh.n) + "x" +
                                   std::to_string(sh.in) + "x" + std::to_string(sh.out) +
-                                  (wide ? " wide tiles" : " 128 x 256 tiles");
+                                  (wide ? " wide tiles" : " 128 x 256 tiles") +
+                                  (way.registers ? "" : ", decoding warpgroup");
         const DeviceBlockProduct d(type, sh, seed += 2);
         const int64_t ldy = sh.out + sh.pad;
         const auto cells = static_cast<size_t>(sh.n * ldy);
