@@ -12,8 +12,8 @@
 // tiles took hold x further ahead. Each thread decodes the next slice while the MMAs of the
 // current one run (two register buffers of 16 words; a third does not fit: ptxas holds the
 // whole kernel to the launch's 168 registers). Measured (H200): 2–9% faster per product than the
-// decoding warpgroup at 128 and 256 rows, and the 8B step 1–2% (Q4_K) and 1.5–8.5% (Q5_K)
-// faster at 32–512 positions (docs/PERFORMANCE.md).
+// decoding warpgroup at 128 and 256 rows, and the 8B step 1–2% (Q4_K, 32–512 positions) and
+// 1.5–8.5% (Q5_K, 32–256) faster (docs/PERFORMANCE.md).
 #include <cuda_bf16.h>
 
 #include <algorithm>
