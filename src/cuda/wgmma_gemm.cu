@@ -328,6 +328,48 @@ __global__ void __launch_bounds__(kThreads, 1)
 #endif
 }
 
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// A block kernel's shared memory as its plan P (Plan or RegisterPlan) lays it out: the stages,
+// the raw slots, then the barriers.
+template <class P>
+struct BlockShared {
+  uint8_t* tiles;
+  uint8_t* raw;
+  uint64_t *full, *freed, *raw_full, *raw_free;
+  __device__ explicit BlockShared(uint8_t* shared_raw)
+      : tiles(shared_tiles(shared_raw)),
+        raw(tiles + P::kStages * P::kStageBytes),
+        full(reinterpret_cast<uint64_t*>(tiles + P::kTilesBytes)),
+        freed(full + P::kStages),
+        raw_full(freed + P::kStages),
+        raw_free(raw_full + P::kRawSlots) {}
+};
+
+// Copies chunk n of a range's raw weight blocks (256 values of its tile's TileOut weight rows;
+// chunks numbered from the range's first, chunk0) into its slot once the slot is free. k_slices
+// is a multiple of 4, so a chunk never spans two tiles. In a cluster, CTA `rank` copies its own
+// TileOut rows of the cluster's tile.
+template <class P, class Format, int RawRowBytes, int TileOut, int Cluster>
+__device__ inline void copy_raw_chunk(const Work& work, const CUtensorMap* raw_map,
+                                      const BlockShared<P>& shared, int64_t chunk0, int64_t n,
+                                      int rank) {
+  constexpr int kElem = raw_elem_bytes<RawRowBytes>();
+  const int slot = static_cast<int>(n % P::kRawSlots);
+  hopper::barrier_wait(&shared.raw_free[slot], ((n / P::kRawSlots) & 1) ^ 1);
+  const int64_t g = (chunk0 + n) * kSlicesPerChunk;
+  const int64_t tile = g / work.k_slices;
+  const int chunk_in_row =
+      static_cast<int>(g % work.k_slices + tile / work.split_tiles * work.k_slices) /
+      kSlicesPerChunk;
+  hopper::barrier_arrive_expect_bytes(&shared.raw_full[slot], P::kRawSlotBytes);
+  // From the 16-byte boundary at or before the chunk (the chunk itself when aligned).
+  const int byte0 = (chunk_in_row * chunk_bytes<Format>()) & ~15;
+  hopper::tensor_load_2d(shared.raw + slot * P::kRawSlotBytes, raw_map, byte0 / kElem,
+                         tile_out0<TileOut * Cluster>(work, tile) + rank * TileOut,
+                         &shared.raw_full[slot]);
+}
+#endif
+
 // Weights in GGUF blocks of type Format; RawRowBytes = one row's bytes per 256 values.
 // Cluster 2 (wide tiles): CTA pairs, each CTA copying half of x's tile into both.
 template <int TileRows, bool Bf16Out, class Format, int RawRowBytes, int TileOut, int Cluster>
@@ -340,12 +382,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int kRowsPerRank = TileRows / Cluster;  // of x's tile, copied by each CTA
   static_assert(kRowsPerRank <= kMaxCopyRows, "one copy box of x's rows per CTA");
   extern __shared__ uint8_t shared_raw[];
-  uint8_t* tiles = shared_tiles(shared_raw);
-  uint8_t* raw = tiles + P::kStages * P::kStageBytes;
-  uint64_t* full = reinterpret_cast<uint64_t*>(tiles + P::kTilesBytes);
-  uint64_t* freed = full + P::kStages;
-  uint64_t* raw_full = freed + P::kStages;
-  uint64_t* raw_free = raw_full + P::kRawSlots;
+  const BlockShared<P> shared(shared_raw);
+  uint8_t* tiles = shared.tiles;
+  uint8_t* raw = shared.raw;
+  uint64_t *full = shared.full, *freed = shared.freed;
+  uint64_t *raw_full = shared.raw_full, *raw_free = shared.raw_free;
   const int cta = static_cast<int>(blockIdx.x) / Cluster;
   const int rank = Cluster == 1 ? 0 : static_cast<int>(hopper::cluster_rank());
   const int64_t begin = range_begin(work, cta), end = range_begin(work, cta + 1);
@@ -377,21 +418,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     // k_slices is a multiple of 4, so a chunk never spans two tiles.
     const int64_t chunk0 = begin / kSlicesPerChunk;
     const int64_t chunks = (end - 1) / kSlicesPerChunk - chunk0 + 1;
-    constexpr int kElem = raw_elem_bytes<RawRowBytes>();
     auto copy_chunk = [&](int64_t n) {  // thread 0 only
-      const int slot = static_cast<int>(n % P::kRawSlots);
-      hopper::barrier_wait(&raw_free[slot], ((n / P::kRawSlots) & 1) ^ 1);
-      const int64_t g = (chunk0 + n) * kSlicesPerChunk;
-      const int64_t tile = g / work.k_slices;
-      const int chunk_in_row =
-          static_cast<int>(g % work.k_slices + tile / work.split_tiles * work.k_slices) /
-          kSlicesPerChunk;
-      hopper::barrier_arrive_expect_bytes(&raw_full[slot], P::kRawSlotBytes);
-      // From the 16-byte boundary at or before the chunk (the chunk itself when aligned).
-      const int byte0 = (chunk_in_row * chunk_bytes<Format>()) & ~15;
-      hopper::tensor_load_2d(raw + slot * P::kRawSlotBytes, &raw_map, byte0 / kElem,
-                             tile_out0<TileOut * Cluster>(work, tile) + rank * TileOut,
-                             &raw_full[slot]);
+      copy_raw_chunk<P, Format, RawRowBytes, TileOut, Cluster>(work, &raw_map, shared, chunk0, n,
+                                                               rank);
     };
     if (t == 0) {
       hopper::tensor_map_prefetch(&raw_map);

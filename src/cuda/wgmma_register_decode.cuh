@@ -153,12 +153,10 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using P = RegisterPlan<TileRows, RawRowBytes>;
   extern __shared__ uint8_t shared_raw[];
-  uint8_t* tiles = shared_tiles(shared_raw);
-  uint8_t* raw = tiles + P::kStages * P::kStageBytes;
-  uint64_t* full = reinterpret_cast<uint64_t*>(tiles + P::kTilesBytes);
-  uint64_t* freed = full + P::kStages;
-  uint64_t* raw_full = freed + P::kStages;
-  uint64_t* raw_free = raw_full + P::kRawSlots;
+  const BlockShared<P> shared(shared_raw);
+  uint8_t* tiles = shared.tiles;
+  uint64_t *full = shared.full, *freed = shared.freed;
+  uint64_t *raw_full = shared.raw_full, *raw_free = shared.raw_free;
   const int cta = static_cast<int>(blockIdx.x);
   const int64_t begin = range_begin(work, cta), end = range_begin(work, cta + 1);
   if (threadIdx.x == 0) {
@@ -183,19 +181,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       hopper::tensor_map_prefetch(&raw_map);
       const int64_t chunk0 = begin / kSlicesPerChunk;
       const int64_t chunks = (end - 1) / kSlicesPerChunk - chunk0 + 1;
-      constexpr int kElem = raw_elem_bytes<RawRowBytes>();
       for (int64_t n = 0; n < chunks; ++n) {
-        const int slot = static_cast<int>(n % P::kRawSlots);
-        hopper::barrier_wait(&raw_free[slot], (static_cast<uint32_t>(n / P::kRawSlots) & 1) ^ 1);
-        const int64_t g = (chunk0 + n) * kSlicesPerChunk;
-        const int64_t tile = g / work.k_slices;
-        const int chunk_in_row =
-            static_cast<int>(g % work.k_slices + tile / work.split_tiles * work.k_slices) /
-            kSlicesPerChunk;
-        hopper::barrier_arrive_expect_bytes(&raw_full[slot], P::kRawSlotBytes);
-        hopper::tensor_load_2d(raw + slot * P::kRawSlotBytes, &raw_map,
-                               chunk_in_row * chunk_bytes<Format>() / kElem,
-                               tile_out0<kTileOut>(work, tile), &raw_full[slot]);
+        copy_raw_chunk<P, Format, RawRowBytes, kTileOut, 1>(work, &raw_map, shared, chunk0, n, 0);
       }
     } else if (threadIdx.x == 32) {
       hopper::tensor_map_prefetch(&row_map);
@@ -215,8 +202,8 @@ __global__ void __launch_bounds__(kThreads, 1)
   } else {
     // 128 × (168 − 40) registers released by the copying warpgroup = 256 × (232 − 168).
     hopper::registers_claim<232>();
-    consume_decoding<P, Bf16Out, Format, RawRowBytes>(work, tiles, raw, full, freed, raw_full,
-                                                      raw_free, cta, begin, end);
+    consume_decoding<P, Bf16Out, Format, RawRowBytes>(work, tiles, shared.raw, full, freed,
+                                                      raw_full, raw_free, cta, begin, end);
   }
 #endif
 }
