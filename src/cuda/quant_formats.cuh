@@ -222,15 +222,39 @@ __device__ inline void affine_k_values(const uint2 low, uint2 high_bits, int j, 
 // rounding is fmul_rn(scale, q)'s. Only a zero's sign can differ (+0 for −0 when scale < 0 and
 // the offset is 0), which no product sees; dequantize_to_bf16 keeps the two-step form, checked
 // bit for bit against the CPU.
+__device__ inline float affine_k_bias(float scale) { return -__fmul_rn(scale, 8388608.0f); }
+// Level byte k of `levels` as scale · level − offset, bias = affine_k_bias(scale).
+__device__ inline float affine_k_value(uint32_t levels, int k, float scale, float bias,
+                                       float offset) {
+  const uint32_t magic = __byte_perm(levels, 0x4B000000u, 0x7440u | k);
+  return __fsub_rn(__fmaf_rn(scale, __uint_as_float(magic), bias), offset);
+}
+
+// A Q4_K / Q5_K block's 16-byte header in registers: d, dmin, then the 12 packed scales.
+struct AffineKHead {
+  float d, dmin;
+  uint32_t packed[3];
+  __device__ explicit AffineKHead(const uint4& head)
+      : d(__half2float(__ushort_as_half(static_cast<unsigned short>(head.x & 0xFFFF)))),
+        dmin(__half2float(__ushort_as_half(static_cast<unsigned short>(head.x >> 16)))),
+        packed{head.y, head.z, head.w} {}
+  // Sub-block j's scale d·sc and offset dmin·m, as affine_k_scale forms them.
+  __device__ void scale_offset(int j, float* scale, float* offset) const {
+    int sc, mn;
+    k_scale_min_words(packed[0], packed[1], packed[2], j, &sc, &mn);
+    *scale = __fmul_rn(d, exact_float(static_cast<uint32_t>(sc)));
+    *offset = __fmul_rn(dmin, exact_float(static_cast<uint32_t>(mn)));
+  }
+};
+
 template <bool kFifthBit>
 __device__ inline void affine_k_values_fma(const uint2 low, uint2 high_bits, int j, float scale,
                                            float offset, float v[kGroup]) {
   const uint2 levels = affine_k_levels<kFifthBit>(low, high_bits, j);
-  const float bias = -__fmul_rn(scale, 8388608.0f);
+  const float bias = affine_k_bias(scale);
 #pragma unroll
   for (int k = 0; k < kGroup; ++k) {
-    const uint32_t magic = __byte_perm(k < 4 ? levels.x : levels.y, 0x4B000000u, 0x7440u | (k & 3));
-    v[k] = __fsub_rn(__fmaf_rn(scale, __uint_as_float(magic), bias), offset);
+    v[k] = affine_k_value(k < 4 ? levels.x : levels.y, k & 3, scale, bias, offset);
   }
 }
 
@@ -291,9 +315,7 @@ struct AffineKFormat {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const uint32_t block = h == 0 ? lo : hi;
-      const uint4 head = load_shared_16_bytes(block);
-      const float d = __half2float(__ushort_as_half(static_cast<unsigned short>(head.x & 0xFFFF)));
-      const float dmin = __half2float(__ushort_as_half(static_cast<unsigned short>(head.x >> 16)));
+      const AffineKHead head(load_shared_16_bytes(block));
       auto pairs = [&](uint32_t at, int half) {  // bytes 16·half + (0, 1, 8, 9) at `at`
         return load_shared_u16(at + 16 * half) | (load_shared_u16(at + 16 * half + 8) << 16);
       };
@@ -307,21 +329,16 @@ struct AffineKFormat {
 #pragma unroll
       for (int s = 0; s < 2; ++s) {
         const int j = 2 * p + s;
-        int sc, mn;
-        k_scale_min_words(head.y, head.z, head.w, j, &sc, &mn);
-        const float scale = __fmul_rn(d, exact_float(static_cast<uint32_t>(sc)));
-        const float offset = __fmul_rn(dmin, exact_float(static_cast<uint32_t>(mn)));
-        const float bias = -__fmul_rn(scale, 8388608.0f);  // as affine_k_values_fma
+        float scale, offset;
+        head.scale_offset(j, &scale, &offset);
+        const float bias = affine_k_bias(scale);
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
           uint32_t levels = (low[half] >> (4 * s)) & 0x0F0F0F0Fu;
           if constexpr (kFifthBit) levels |= ((fifth[half] >> j) & 0x01010101u) << 4;
           float v[4];
 #pragma unroll
-          for (int k = 0; k < 4; ++k) {
-            const uint32_t magic = __byte_perm(levels, 0x4B000000u, 0x7440u | k);
-            v[k] = __fsub_rn(__fmaf_rn(scale, __uint_as_float(magic), bias), offset);
-          }
+          for (int k = 0; k < 4; ++k) v[k] = affine_k_value(levels, k, scale, bias, offset);
           const int kk = 2 * s + half;
           a[4 * kk + h] = bf16_pair(v[0], v[1]);
           a[4 * kk + 2 + h] = bf16_pair(v[2], v[3]);
@@ -349,13 +366,8 @@ struct AffineKFormat {
   }
   // Sub-block j's four groups (j / 2 the pair b holds).
   __device__ static void sub_block(const PairBytes& b, int j, uint4 out[4]) {
-    const uint4& head = b.head;
-    const float d = __half2float(__ushort_as_half(static_cast<unsigned short>(head.x & 0xFFFF)));
-    const float dmin = __half2float(__ushort_as_half(static_cast<unsigned short>(head.x >> 16)));
-    int sc, mn;
-    k_scale_min_words(head.y, head.z, head.w, j, &sc, &mn);
-    const float scale = __fmul_rn(d, exact_float(static_cast<uint32_t>(sc)));
-    const float offset = __fmul_rn(dmin, exact_float(static_cast<uint32_t>(mn)));
+    float scale, offset;
+    AffineKHead(b.head).scale_offset(j, &scale, &offset);
 #pragma unroll
     for (int q = 0; q < 4; ++q) {
       // Group q's bytes [8q, 8q + 8): words 2q and 2q + 1 of the 32.

@@ -68,28 +68,29 @@ __device__ inline void multiply_slice_registers(float (&acc)[TileRows / 2], cons
 // The consumer warpgroups: for each slice, wait for x's copy, multiply with the fragments
 // decoded during the previous slice's MMAs, then decode the next slice's.
 template <class P, bool Bf16Out, class Format, int RawRowBytes>
-__device__ void consume_decoding(const Work& work, uint8_t* tiles, const uint8_t* raw,
-                                 uint64_t* full, uint64_t* freed, uint64_t* raw_full,
-                                 uint64_t* raw_free, int cta, int64_t begin, int64_t end) {
+__device__ void consume_decoding(const Work& work, const BlockShared<P>& shared, int cta,
+                                 int64_t begin, int64_t end) {
+  uint8_t* tiles = shared.tiles;
+  uint64_t *full = shared.full, *freed = shared.freed;
   const int ct = static_cast<int>(threadIdx.x) - 128;  // 0..255
   const int lane = ct % 32;
   // This thread's two weight rows of the tile: 64 per warpgroup, 16 per warp.
   const int row_lo = (ct / 128) * 64 + (ct % 128) / 32 * 16 + lane / 4;
   const int64_t chunk0 = begin / kSlicesPerChunk;
-  const uint32_t raw_at = hopper::smem_address(raw);
+  const uint32_t raw_at = hopper::smem_address(shared.raw);
   auto decode = [&](uint32_t(&a)[16], int64_t g) {
     const int64_t n = g / kSlicesPerChunk - chunk0;
     const int slot = static_cast<int>(n % P::kRawSlots);
     const int in_chunk = static_cast<int>(g % kSlicesPerChunk);
     if (g == begin || in_chunk == 0) {
-      hopper::barrier_wait(&raw_full[slot], static_cast<uint32_t>(n / P::kRawSlots) & 1);
+      hopper::barrier_wait(&shared.raw_full[slot], static_cast<uint32_t>(n / P::kRawSlots) & 1);
     }
     const uint32_t chunk = raw_at + slot * P::kRawSlotBytes;
     Format::fragments(chunk + row_lo * RawRowBytes, chunk + (row_lo + 8) * RawRowBytes, in_chunk,
                       lane % 4, a);
     if (in_chunk == kSlicesPerChunk - 1 || g == end - 1) {
       __syncwarp();  // every lane has read the chunk
-      if (lane == 0) hopper::barrier_arrive(&raw_free[slot]);
+      if (lane == 0) hopper::barrier_arrive(&shared.raw_free[slot]);
     }
   };
   float acc[P::kAccumulators];
@@ -154,16 +155,13 @@ __global__ void __launch_bounds__(kThreads, 1)
   using P = RegisterPlan<TileRows, RawRowBytes>;
   extern __shared__ uint8_t shared_raw[];
   const BlockShared<P> shared(shared_raw);
-  uint8_t* tiles = shared.tiles;
-  uint64_t *full = shared.full, *freed = shared.freed;
-  uint64_t *raw_full = shared.raw_full, *raw_free = shared.raw_free;
   const int cta = static_cast<int>(blockIdx.x);
   const int64_t begin = range_begin(work, cta), end = range_begin(work, cta + 1);
   if (threadIdx.x == 0) {
-    init_barriers(full, P::kStages, 1);
-    init_barriers(freed, P::kStages, kConsumerWarps);
-    init_barriers(raw_full, P::kRawSlots, 1);
-    init_barriers(raw_free, P::kRawSlots, kConsumerWarps);
+    init_barriers(shared.full, P::kStages, 1);
+    init_barriers(shared.freed, P::kStages, kConsumerWarps);
+    init_barriers(shared.raw_full, P::kRawSlots, 1);
+    init_barriers(shared.raw_free, P::kRawSlots, kConsumerWarps);
     hopper::barrier_init_fence();
   }
   __syncthreads();
@@ -192,18 +190,18 @@ __global__ void __launch_bounds__(kThreads, 1)
         const int64_t tile = g / work.k_slices;
         const int k = static_cast<int>(g % work.k_slices);
         const int part_k0 = static_cast<int>(tile / work.split_tiles) * work.k_slices;
-        hopper::barrier_wait(&freed[stage], phase ^ 1);
-        hopper::barrier_arrive_expect_bytes(&full[stage], P::kRowTileBytes);
-        hopper::tensor_load_2d(tiles + stage * P::kStageBytes, &row_map, (part_k0 + k) * kSliceK,
-                               tile_row0<TileRows>(work, tile), &full[stage]);
+        hopper::barrier_wait(&shared.freed[stage], phase ^ 1);
+        hopper::barrier_arrive_expect_bytes(&shared.full[stage], P::kRowTileBytes);
+        hopper::tensor_load_2d(shared.tiles + stage * P::kStageBytes, &row_map,
+                               (part_k0 + k) * kSliceK, tile_row0<TileRows>(work, tile),
+                               &shared.full[stage]);
         advance<P::kStages>(stage, phase);
       }
     }
   } else {
     // 128 × (168 − 40) registers released by the copying warpgroup = 256 × (232 − 168).
     hopper::registers_claim<232>();
-    consume_decoding<P, Bf16Out, Format, RawRowBytes>(work, tiles, shared.raw, full, freed,
-                                                      raw_full, raw_free, cta, begin, end);
+    consume_decoding<P, Bf16Out, Format, RawRowBytes>(work, shared, cta, begin, end);
   }
 #endif
 }
