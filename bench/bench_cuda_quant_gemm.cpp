@@ -16,6 +16,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -33,8 +34,11 @@
 namespace ruvdllm::cuda {
 namespace {
 
-enum class Way { Fused, Dequantize, Bf16, Wgmma };
-constexpr const char* kWayNames[] = {"fused", "dequantize", "bf16", "wgmma"};
+// For gate|up only: wgmma_then_swiglu is WgmmaGemm's product followed by the element-wise
+// SwiGLU kernel, wgmma_swiglu the same with SwiGLU applied to the tiles (what the engine runs).
+enum class Way { Fused, Dequantize, Bf16, Wgmma, WgmmaThenSwiglu, WgmmaSwiglu };
+constexpr const char* kWayNames[] = {"fused", "dequantize",        "bf16",
+                                     "wgmma", "wgmma_then_swiglu", "wgmma_swiglu"};
 
 void BM_QuantProduct(benchmark::State& state, TensorType type, GemmShape shape, Way way) {
   const int64_t rows = state.range(0);
@@ -61,14 +65,15 @@ void BM_QuantProduct(benchmark::State& state, TensorType type, GemmShape shape, 
     }
   }
   const auto x_host = random_bf16(static_cast<size_t>(rows * shape.in), 3);
-  DeviceArray<bf16> x(x_host.size()), y(static_cast<size_t>(rows * shape.out));
+  DeviceArray<bf16> x(x_host.size()), y(static_cast<size_t>(rows * shape.out)),
+      h(static_cast<size_t>(rows * shape.out / 2));
   check_cuda(cudaMemcpy(x.data(), x_host.data(), x_host.size() * 2, cudaMemcpyHostToDevice),
              "cudaMemcpy");
   DeviceArray<bf16> scratch(way == Way::Dequantize ? static_cast<size_t>(shape.out * shape.in) : 0);
   InferGemm gemm(nullptr);
   QuantGemm quant(nullptr);
   std::unique_ptr<WgmmaGemm> own;
-  if (way == Way::Wgmma) own = std::make_unique<WgmmaGemm>(nullptr);
+  if (way >= Way::Wgmma) own = std::make_unique<WgmmaGemm>(nullptr);
   size_t copy = 0;
   time_launches(state, 4, [&] {
     const void* w = weights[copy].data();
@@ -87,6 +92,14 @@ void BM_QuantProduct(benchmark::State& state, TensorType type, GemmShape shape, 
       case Way::Wgmma:
         own->linear_blocks(y.data(), shape.out, x.data(), w, type, rows, shape.in, shape.out);
         break;
+      case Way::WgmmaThenSwiglu:
+        own->linear_blocks(y.data(), shape.out, x.data(), w, type, rows, shape.in, shape.out);
+        swiglu_rows(h.data(), y.data(), rows, shape.out / 2, nullptr, /*interleaved=*/true);
+        break;
+      case Way::WgmmaSwiglu:
+        own->linear_blocks_swiglu(h.data(), shape.out / 2, x.data(), w, type, rows, shape.in,
+                                  shape.out);
+        break;
     }
   });
   const double flops = 2.0 * static_cast<double>(rows * shape.in * shape.out);
@@ -101,9 +114,11 @@ void register_all() {
   for (const TensorType type :
        {TensorType::Q4_K, TensorType::Q8_0, TensorType::Q4_0, TensorType::Q5_K, TensorType::Q6_K}) {
     for (const GemmShape& shape : kEightBShapes) {
-      for (const Way way : {Way::Fused, Way::Dequantize, Way::Bf16, Way::Wgmma}) {
+      for (const Way way : {Way::Fused, Way::Dequantize, Way::Bf16, Way::Wgmma,
+                            Way::WgmmaThenSwiglu, Way::WgmmaSwiglu}) {
         if (way == Way::Bf16 && type != TensorType::Q4_K) continue;  // the same for any type
-        if (way == Way::Wgmma &&
+        if (way > Way::Wgmma && std::string_view(shape.name) != "gate_up") continue;
+        if (way >= Way::Wgmma &&
             (!WgmmaGemm::available() || !WgmmaGemm::fits_blocks(type, 256, shape.in, shape.out))) {
           continue;
         }

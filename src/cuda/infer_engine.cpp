@@ -136,6 +136,11 @@ bool CudaInferEngine::Impl::on_wgmma(const Linear& lin, int64_t rows) const {
   }
 }
 
+bool CudaInferEngine::Impl::fuses_swiglu(const Linear& lin, int64_t rows) const {
+  // (Exact engines, with f32 operands, never take BlocksWay::Wgmma.)
+  return lin.swiglu_interleaved && swiglu_epilogue && blocks_way(lin, rows) == BlocksWay::Wgmma;
+}
+
 int CudaInferEngine::Impl::residual_k_parts(const Linear& lin, int64_t rows) const {
   // Only where product() would leave the blocks to WgmmaGemm or to dequantizing (not when
   // RUVDLLM_CUDA_QUANT_GEMM asks for one way, nor where QuantGemm's tiles serve).
@@ -343,9 +348,20 @@ void CudaInferEngine::Impl::encode(const PassShape& pass) {
     pending = into_residual(o.att.data(), lw.wo, o_splits, "gemm wo");
 
     norm(lw.ffn_norm.data());
-    product(lw.gate_up, o.gate_up.data(), o.xn.data(), T, 0.0f, "gemm gate_up", pitch);
-    mark("swiglu");
-    swiglu_rows(o.h.data(), o.gate_up.data(), T, F, stream);
+    bool swiglu_done = false;
+    if constexpr (std::is_same_v<Op, bf16>) {
+      if (fuses_swiglu(lw.gate_up, T)) {
+        mark("gemm gate_up+swiglu");
+        gemm->linear_blocks_swiglu(o.h.data(), F, o.xn.data(), lw.gate_up.quantized[0].blocks,
+                                   lw.gate_up.quantized[0].type, T, E, 2 * F, pitch);
+        swiglu_done = true;
+      }
+    }
+    if (!swiglu_done) {
+      product(lw.gate_up, o.gate_up.data(), o.xn.data(), T, 0.0f, "gemm gate_up", pitch);
+      mark("swiglu");
+      swiglu_rows(o.h.data(), o.gate_up.data(), T, F, stream, lw.gate_up.swiglu_interleaved);
+    }
     pending = into_residual(o.h.data(), lw.down, down_splits, "gemm down");
   }
 

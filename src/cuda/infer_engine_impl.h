@@ -35,6 +35,10 @@ struct Linear {
     int64_t row0 = 0, rows = 0;
   };
   int64_t out = 0, in = 0;
+  // gate|up kept in blocks as one matrix with its rows interleaved in groups of 8
+  // (swiglu.cuh), so that WgmmaGemm can apply SwiGLU to its tiles (linear_blocks_swiglu);
+  // every other way multiplies it as it is and swiglu_rows reads it interleaved.
+  bool swiglu_interleaved = false;
   std::vector<Part> quantized;
   std::vector<DeviceArray<uint8_t>> owned;
   DeviceArray<bf16> dense;  // out × in, when every part is dense
@@ -196,6 +200,9 @@ struct CudaInferEngine::Impl {
 
   GraphPolicy graph_policy = GraphPolicy::All;
   bool trace = false;  // RUVDLLM_CUDA_TRACE: one line per pass on stderr (shape, way, host ms)
+  // RUVDLLM_CUDA_SWIGLU=epilogue|kernel: SwiGLU in WgmmaGemm's gate|up tiles where the product
+  // runs there (the default), or always the element-wise kernel (to compare the two).
+  bool swiglu_epilogue = true;
   static constexpr size_t kMaxGraphs = 16;
   struct CapturedPass {
     cudaGraphExec_t exec = nullptr;
@@ -267,7 +274,9 @@ struct CudaInferEngine::Impl {
   }
   // Logit rows per sequence of the last pass.
   int64_t logit_rows() const { return head_rows > 0 ? head_rows : n_tokens / n_seq; }
-  void upload_linear(Linear* lin, std::initializer_list<const TensorView*> parts);
+  // gate_up: parts are {gate, up}; kept in blocks of one type, their rows are interleaved.
+  void upload_linear(Linear* lin, std::initializer_list<const TensorView*> parts,
+                     bool gate_up = false);
   // rows × cols of `type` blocks to a dense operand matrix.
   void dequantize(bf16* out, const void* blocks, TensorType type, int64_t rows, int64_t cols);
   void dequantize(float* out, const void* blocks, TensorType type, int64_t rows, int64_t cols);
@@ -282,6 +291,8 @@ struct CudaInferEngine::Impl {
   // product with RUVDLLM_CUDA_GEMM=wgmma).
   template <typename Op>
   bool on_wgmma(const Linear& lin, int64_t rows) const;
+  // Whether the gate|up product and SwiGLU run as one WgmmaGemm launch (linear_blocks_swiglu).
+  bool fuses_swiglu(const Linear& lin, int64_t rows) const;
   // For a residual product (its partials added by the next RMSNorm): the parts WgmmaGemm cuts
   // K into for it (InferGemm::blocks_parts, the same for every part of lin), or 1.
   int residual_k_parts(const Linear& lin, int64_t rows) const;

@@ -10,6 +10,7 @@
 
 #include "cuda/cuda_check.h"
 #include "cuda/infer_engine_impl.h"
+#include "cuda/swiglu.cuh"
 #include "cuda/train_kernels.h"
 #include "ruvdllm/core/env_choice.h"
 #include "ruvdllm/cuda/device.h"
@@ -73,7 +74,8 @@ int64_t hidden_row_pad() {
 }  // namespace
 
 void CudaInferEngine::Impl::upload_linear(Linear* lin,
-                                          std::initializer_list<const TensorView*> parts) {
+                                          std::initializer_list<const TensorView*> parts,
+                                          bool gate_up) {
   lin->in = (*parts.begin())->row_len();
   lin->out = 0;
   for (const TensorView* t : parts) {
@@ -117,8 +119,27 @@ void CudaInferEngine::Impl::upload_linear(Linear* lin,
   // q|k|v or gate|up is one launch, not one per part: WgmmaGemm's stream-K spreads 12288
   // outputs over the SMs far better than three launches of 4096.
   const TensorType first_type = (*parts.begin())->type;
-  if (!dense && std::all_of(parts.begin(), parts.end(),
-                            [&](const TensorView* t) { return t->type == first_type; })) {
+  const bool one_type = std::all_of(parts.begin(), parts.end(),
+                                    [&](const TensorView* t) { return t->type == first_type; });
+  const TensorView* gate = *parts.begin();
+  if (!dense && one_type && gate_up && parts.size() == 2 && gate->rows() % kSwigluGroup == 0 &&
+      (*std::next(parts.begin()))->rows() == gate->rows()) {
+    // Groups of 8 gate rows and 8 up rows alternate (two strided copies), so that each
+    // accumulator thread of WgmmaGemm holds an output's gate and up values.
+    const TensorView* up = *std::next(parts.begin());
+    const size_t group_bytes = gate->nbytes / static_cast<size_t>(gate->rows()) * kSwigluGroup;
+    const auto groups = static_cast<size_t>(gate->rows() / kSwigluGroup);
+    DeviceArray<uint8_t> blocks(gate->nbytes + up->nbytes);
+    for (const auto& [t, offset] : {std::pair{gate, size_t{0}}, std::pair{up, group_bytes}}) {
+      check_cuda(cudaMemcpy2DAsync(blocks.data() + offset, 2 * group_bytes, t->data, group_bytes,
+                                   group_bytes, groups, cudaMemcpyHostToDevice, stream),
+                 "cudaMemcpy2DAsync");
+    }
+    lin->quantized.push_back({blocks.data(), first_type, 0, lin->out});
+    lin->swiglu_interleaved = true;
+    weight_bytes += blocks.bytes();
+    lin->owned.push_back(std::move(blocks));
+  } else if (!dense && one_type) {
     keep_blocks(parts.begin(), parts.end(), 0);
   } else {
     int64_t row0 = 0;
@@ -171,6 +192,8 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
   m.config = config;
   m.options = options;
   m.fused_rows = fused_rows_setting();
+  m.swiglu_epilogue =
+      env_choice<bool>("RUVDLLM_CUDA_SWIGLU", {{"epilogue", true}, {"kernel", false}});
   m.hidden_pitch = config.n_embd + hidden_row_pad();
   m.graph_policy = options.cuda_graph ? graph_policy_setting() : GraphPolicy::Off;
   m.trace = std::getenv("RUVDLLM_CUDA_TRACE") != nullptr;
@@ -238,7 +261,7 @@ CudaInferEngine::CudaInferEngine(const ModelConfig& config, const ModelWeights& 
     d.ffn_norm = upload_vector(lw.ffn_norm, E, m.stream);
     m.upload_linear(&d.qkv, {&lw.wq, &lw.wk, &lw.wv});
     m.upload_linear(&d.wo, {&lw.wo});
-    m.upload_linear(&d.gate_up, {&lw.ffn_gate, &lw.ffn_up});
+    m.upload_linear(&d.gate_up, {&lw.ffn_gate, &lw.ffn_up}, /*gate_up=*/true);
     m.upload_linear(&d.down, {&lw.ffn_down});
     if (lw.bq.data) {
       const int64_t qd = config.n_head * D, kvd = config.n_head_kv * D;

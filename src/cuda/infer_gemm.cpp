@@ -171,6 +171,13 @@ void InferGemm::linear_blocks(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16
   own_->linear_blocks(y, ldy, x, w, type, n, in, out, ldx);
 }
 
+void InferGemm::linear_blocks_swiglu(__nv_bfloat16* h, int64_t ldh, const __nv_bfloat16* x,
+                                     const void* w, TensorType type, int64_t n, int64_t in,
+                                     int64_t out, int64_t ldx) {
+  if (!own_) throw_error("InferGemm::linear_blocks_swiglu: WgmmaGemm is not available here");
+  own_->linear_blocks_swiglu(h, ldh, x, w, type, n, in, out, ldx);
+}
+
 int InferGemm::blocks_parts(TensorType type, const void* w, int64_t n, int64_t in,
                             int64_t out) const {
   if (!own_ || !WgmmaGemm::fits_blocks(type, n, in, out) || !aligned(w, 16)) return 1;

@@ -85,6 +85,10 @@ class InferGemm {
                      int64_t n, int64_t in, int64_t out, float beta, int64_t ldx = 0);
   void linear_blocks(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const void* w,
                      TensorType type, int64_t n, int64_t in, int64_t out, int64_t ldx = 0);
+  // h = SwiGLU of a gate|up product over blocks interleaved in groups of 8 (swiglu.cuh), on
+  // WgmmaGemm (so only where takes_blocks says it runs there); out / 2 values per row of h.
+  void linear_blocks_swiglu(__nv_bfloat16* h, int64_t ldh, const __nv_bfloat16* x, const void* w,
+                            TensorType type, int64_t n, int64_t in, int64_t out, int64_t ldx = 0);
   // For a product whose reader adds partials (the residual products): the parts WgmmaGemm
   // should cut K into (WgmmaGemm::k_parts_for) when these blocks can go to it at this row count,
   // else 1. linear_blocks_split then writes row r of part p at partials + (p·n + r)·ldy.

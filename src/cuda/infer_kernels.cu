@@ -18,6 +18,7 @@
 #include "cuda/device_past.cuh"
 #include "cuda/infer_kernels.h"
 #include "cuda/launch_util.h"
+#include "cuda/swiglu.cuh"
 #include "ruvdllm/diffusion/rng.h"
 
 namespace ruvdllm::cuda {
@@ -352,27 +353,19 @@ __global__ void __launch_bounds__(kFlatThreads)
   }
 }
 
-// silu(g)·u in f32. For a bf16 result the exponential and the division run on the
-// special-function unit (relative error ~1e-7, far below bf16's 4e-3): the precise ones made the
-// kernel instruction-bound at 8B's shape. The f32 (exact) mode keeps expf and a true division.
-template <typename Out>
-__device__ inline float silu_times(float g, float u) {
-  if constexpr (sizeof(Out) == 2) return __fdividef(g, 1.0f + __expf(-g)) * u;
-  return g / (1.0f + expf(-g)) * u;
-}
-
 // One row per blockIdx.x, columns across blockIdx.y and the threads, so no thread divides by
 // the width. kPer values per thread: 8 (width % 8 == 0, gate_up and h 16-byte aligned: one
 // 16-byte load of each bf16 half; 5% faster than 4 at 8B's shape), 4 (width % 4 == 0, gate_up
-// aligned to four values, h 8-byte aligned) or 1.
+// aligned to four values, h 8-byte aligned) or 1. A thread's kPer outputs lie in one group of
+// the interleaved layout, whose gate and up values are as contiguous as in the halves one.
 template <int kPer, typename In, typename Out>
-__global__ void swiglu_rows_kernel(Out* h, const In* gate_up, int64_t width) {
+__global__ void swiglu_rows_kernel(Out* h, const In* gate_up, int64_t width, bool interleaved) {
   wait_for_prior_grid();
   const int64_t r = blockIdx.x;
   const int64_t c = (static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x) * kPer;
   if (c >= width) return;
-  const In* gate = gate_up + 2 * r * width + c;
-  const In* up = gate + width;
+  const In* gate = gate_up + 2 * r * width + (interleaved ? swiglu_gate_column(c) : c);
+  const In* up = gate + (interleaved ? kSwigluGroup : width);
   Out* out = h + r * width + c;
   if constexpr (kPer == 8) {
     float g[8], u[8], y[8];
@@ -484,10 +477,11 @@ void launch_split_qkv(Out* q, Out* k, Out* v, const In* qkv, const float* bias, 
 }
 
 template <typename In, typename Out>
-void launch_swiglu(Out* h, const In* gate_up, int64_t rows, int64_t width, cudaStream_t stream) {
-  if (rows < 0 || width < 0) {
+void launch_swiglu(Out* h, const In* gate_up, int64_t rows, int64_t width, bool interleaved,
+                   cudaStream_t stream) {
+  if (rows < 0 || width < 0 || (interleaved && width % kSwigluGroup != 0)) {
     throw_error("swiglu_rows: bad shape " + std::to_string(rows) + " rows of width " +
-                std::to_string(width));
+                std::to_string(width) + (interleaved ? " (interleaved: a multiple of 8)" : ""));
   }
   if (rows == 0 || width == 0) return;
   if (rows > std::numeric_limits<int32_t>::max()) {
@@ -506,7 +500,8 @@ void launch_swiglu(Out* h, const In* gate_up, int64_t rows, int64_t width, cudaS
   const auto kernel = per_thread == 8   ? swiglu_rows_kernel<8, In, Out>
                       : per_thread == 4 ? swiglu_rows_kernel<4, In, Out>
                                         : swiglu_rows_kernel<1, In, Out>;
-  launch_after_prior("swiglu_rows", kernel, grid, kFlatThreads, 0, stream, h, gate_up, width);
+  launch_after_prior("swiglu_rows", kernel, grid, kFlatThreads, 0, stream, h, gate_up, width,
+                     interleaved);
 }
 
 }  // namespace
@@ -547,14 +542,17 @@ void split_qkv_heads(float* q, float* k, float* v, const float* qkv, const float
   launch_split_qkv(q, k, v, qkv, bias, q_norm, k_norm, cos_sin, layout, stream);
 }
 
-void swiglu_rows(bf16* h, const float* gate_up, int64_t rows, int64_t width, cudaStream_t stream) {
-  launch_swiglu(h, gate_up, rows, width, stream);
+void swiglu_rows(bf16* h, const float* gate_up, int64_t rows, int64_t width, cudaStream_t stream,
+                 bool interleaved) {
+  launch_swiglu(h, gate_up, rows, width, interleaved, stream);
 }
-void swiglu_rows(bf16* h, const bf16* gate_up, int64_t rows, int64_t width, cudaStream_t stream) {
-  launch_swiglu(h, gate_up, rows, width, stream);
+void swiglu_rows(bf16* h, const bf16* gate_up, int64_t rows, int64_t width, cudaStream_t stream,
+                 bool interleaved) {
+  launch_swiglu(h, gate_up, rows, width, interleaved, stream);
 }
-void swiglu_rows(float* h, const float* gate_up, int64_t rows, int64_t width, cudaStream_t stream) {
-  launch_swiglu(h, gate_up, rows, width, stream);
+void swiglu_rows(float* h, const float* gate_up, int64_t rows, int64_t width, cudaStream_t stream,
+                 bool interleaved) {
+  launch_swiglu(h, gate_up, rows, width, interleaved, stream);
 }
 
 namespace {

@@ -88,11 +88,15 @@ void split_qkv_heads(float* q, float* k, float* v, const float* qkv, const float
                      const float* q_norm, const float* k_norm, const float2* cos_sin,
                      const QkvLayout& layout, cudaStream_t stream);
 
-// gate_up rows hold [gate (width) | up (width)] in f32 or bf16: h = silu(gate) ⊙ up, computed
-// in f32 and written as the next GEMM's operand.
-void swiglu_rows(bf16* h, const float* gate_up, int64_t rows, int64_t width, cudaStream_t stream);
-void swiglu_rows(bf16* h, const bf16* gate_up, int64_t rows, int64_t width, cudaStream_t stream);
-void swiglu_rows(float* h, const float* gate_up, int64_t rows, int64_t width, cudaStream_t stream);
+// gate_up rows hold [gate (width) | up (width)] in f32 or bf16, or with `interleaved` the two
+// in groups of 8 (swiglu.cuh; width a multiple of 8): h = silu(gate) ⊙ up, computed in f32 and
+// written as the next GEMM's operand.
+void swiglu_rows(bf16* h, const float* gate_up, int64_t rows, int64_t width, cudaStream_t stream,
+                 bool interleaved = false);
+void swiglu_rows(bf16* h, const bf16* gate_up, int64_t rows, int64_t width, cudaStream_t stream,
+                 bool interleaved = false);
+void swiglu_rows(float* h, const float* gate_up, int64_t rows, int64_t width, cudaStream_t stream,
+                 bool interleaved = false);
 
 // dst row i = src row ids[i], rows × width values: the output head's input for the rows a
 // step samples, and in training the embedding lookup and the scored rows' head input. Rows

@@ -294,10 +294,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     hopper::barrier_init_fence();
   }
   __syncthreads();
-  // x is the previous kernel's output. The grid is one wave, so the next kernel's blocks may
-  // take each SM as soon as this CTA leaves it.
+  // x is the previous kernel's output. The next grid is released at this one's exit (see
+  // dependent_launch.h: released early, it made the 8B step slower).
   wait_for_prior_grid();
-  allow_next_grid();
 
   if (threadIdx.x < 128) {
     // One thread walks the range, copying each (tile, slice) into the next free stage.
@@ -402,7 +401,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   } else {
     hopper::cluster_sync();  // the other CTA's barriers exist before its copies signal them
   }
-  allow_next_grid();
   // Thread 0 starts copying weight blocks before it waits: only copies from the host write
   // them, never the kernel before this one, whose output x is read after the wait.
   if (threadIdx.x != 0) wait_for_prior_grid();
@@ -697,6 +695,15 @@ void WgmmaGemm::linear_blocks(bf16* y, int64_t ldy, const bf16* x, const void* w
   run(y, true, ldy, x, w, type, n, in, out, 0.0f, ldx);
 }
 
+void WgmmaGemm::linear_blocks_swiglu(bf16* h, int64_t ldh, const bf16* x, const void* w,
+                                     TensorType type, int64_t n, int64_t in, int64_t out,
+                                     int64_t ldx) {
+  if (type == TensorType::BF16) {
+    throw_error("WgmmaGemm::linear_blocks_swiglu: weights must be kept in blocks");
+  }
+  run(h, true, ldh, x, w, type, n, in, out, 0.0f, ldx, 1, true);
+}
+
 void WgmmaGemm::linear_blocks_split(float* y, int64_t ldy, const bf16* x, const void* w,
                                     TensorType type, int64_t n, int64_t in, int64_t out, int parts,
                                     int64_t ldx) {
@@ -730,7 +737,7 @@ WgmmaGemm::KParts WgmmaGemm::k_parts_by_default() {
 
 void WgmmaGemm::run(void* y, bool bf16_out, int64_t ldy, const bf16* x, const void* w,
                     TensorType type, int64_t n, int64_t in, int64_t out, float beta, int64_t ldx,
-                    int parts) {
+                    int parts, bool swiglu) {
   const bool blocks = type != TensorType::BF16;
   if (blocks ? !fits_blocks(type, n, in, out) : !fits(n, in, out)) {
     throw_error("WgmmaGemm: cannot multiply " + std::to_string(n) + " × " + std::to_string(in) +
@@ -739,7 +746,10 @@ void WgmmaGemm::run(void* y, bool bf16_out, int64_t ldy, const bf16* x, const vo
                           "inputs of 256)"
                         : " (outputs must be a multiple of 128, inputs of 64)"));
   }
-  if (ldy < out) throw_error("WgmmaGemm: ldy " + std::to_string(ldy) + " < out");
+  const int64_t y_width = swiglu ? out / 2 : out;
+  if (ldy < y_width) {
+    throw_error("WgmmaGemm: ldy " + std::to_string(ldy) + " < " + std::to_string(y_width));
+  }
   if (ldx == 0) ldx = in;
   if (ldx < in || ldx % 8 != 0) {  // the copy engine's row strides are multiples of 16 bytes
     throw_error("WgmmaGemm: ldx " + std::to_string(ldx) +
@@ -755,6 +765,7 @@ void WgmmaGemm::run(void* y, bool bf16_out, int64_t ldy, const bf16* x, const vo
   work.ldy = ldy;
   work.split_stride = n * ldy;
   work.beta = beta;
+  work.swiglu = swiglu;
   work.partials = partials_.data();
   work.ready = ready_.data();
   const CUtensorMap row_map = bf16_tile_map(x, n, in, std::min(tile_rows, kMaxCopyRows), ldx);

@@ -85,6 +85,13 @@ class WgmmaGemm {
                      int64_t n, int64_t in, int64_t out, float beta = 0.0f, int64_t ldx = 0);
   void linear_blocks(__nv_bfloat16* y, int64_t ldy, const __nv_bfloat16* x, const void* w,
                      TensorType type, int64_t n, int64_t in, int64_t out, int64_t ldx = 0);
+  // A gate|up product with SwiGLU applied to its tiles: w holds `out` rows interleaved as
+  // swiglu.cuh's kSwigluGroup layout, and h[r·ldh + o] = silu(gate_o) · up_o for o < out / 2,
+  // each of gate and up rounded to bf16 first: the same bits as linear_blocks into a bf16
+  // gate|up followed by swiglu_rows(..., interleaved), without writing and re-reading gate|up or
+  // launching the element-wise kernel.
+  void linear_blocks_swiglu(__nv_bfloat16* h, int64_t ldh, const __nv_bfloat16* x, const void* w,
+                            TensorType type, int64_t n, int64_t in, int64_t out, int64_t ldx = 0);
   // The product with K cut into `parts` equal parts (each whole 256-value chunks; n ≤ 256): part
   // p's product goes to y + p·n·ldy, for a reader that adds them (the engine's next RMSNorm).
   // No CTA shares a tile with another, so there are no partial sums to add in the kernel, whose
@@ -104,7 +111,7 @@ class WgmmaGemm {
   // type BF16: w is bf16.
   void run(void* y, bool bf16_out, int64_t ldy, const __nv_bfloat16* x, const void* w,
            TensorType type, int64_t n, int64_t in, int64_t out, float beta, int64_t ldx,
-           int parts = 1);
+           int parts = 1, bool swiglu = false);
 
   static bool wide_tiles_by_default();
   static bool register_decoding_by_default();

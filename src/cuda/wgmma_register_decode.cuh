@@ -165,7 +165,6 @@ __global__ void __launch_bounds__(kThreads, 1)
     hopper::barrier_init_fence();
   }
   __syncthreads();
-  allow_next_grid();
   // Thread 0 copies weight blocks before it waits (no kernel writes them); every other thread
   // waits for the kernel before, whose output x is copied, and which may still read y.
   if (threadIdx.x != 0) wait_for_prior_grid();

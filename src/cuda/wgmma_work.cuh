@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "cuda/swiglu.cuh"
+
 namespace ruvdllm::cuda {
 namespace {
 
@@ -29,6 +31,9 @@ struct Work {
   int64_t iterations;  // tiles × parts × k_slices, cut into `ctas` equal contiguous ranges
   int ctas;            // CTAs, or clusters of CTAs that multiply one tile each per iteration
   float beta;
+  // A bf16 product over gate|up weights interleaved in groups of 8 (swiglu.cuh): y receives
+  // silu(gate) ⊙ up, out / 2 values per row, instead of the product.
+  bool swiglu;
   float* partials;  // per CTA, room for its largest tile (kMaxTileCells floats)
   int* ready;       // per CTA: 1 once its partial is written
 };
@@ -60,6 +65,13 @@ __device__ inline void store_release(int* p, int v) {
   asm volatile("st.release.gpu.global.b32 [%0], %1;\n" ::"l"(p), "r"(v) : "memory");
 }
 
+// SwiGLU of a gate and an up accumulator, each first rounded to bf16 as a bf16 gate|up product
+// would store it, so that the bits are those of the product followed by swiglu_rows.
+__device__ inline bf16 swiglu_of_rounded(float gate, float up) {
+  return __float2bfloat16(silu_times<bf16>(__bfloat162float(__float2bfloat16(gate)),
+                                           __bfloat162float(__float2bfloat16(up))));
+}
+
 // Writes a consumer thread's accumulators: accumulator 4j + 2h + e is output out0 + 8h of row
 // row0 + 8j + e (wgmma's layout). y = acc + beta·y reads y in groups before writing them:
 // the compiler cannot tell a later read from an earlier write to y apart, so one read at a time
@@ -73,6 +85,20 @@ __device__ inline void store_tile(const Work& work, const float (&acc)[TileRows 
   auto inside = [&](int j, int e) { return row0 + 8 * j + e < work.n; };
   if constexpr (Bf16Out) {
     bf16* y = static_cast<bf16*>(work.y);
+    if (work.swiglu) {
+      // out0 is a gate output (out0 % 16 < 8), out0 + 8 its up output.
+      const int64_t column = swiglu_output(out0);
+#pragma unroll
+      for (int j = 0; j < TileRows / 8; ++j) {
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          if (!inside(j, e)) continue;
+          y[(row0 + 8 * j + e) * work.ldy + column] =
+              swiglu_of_rounded(acc[4 * j + e], acc[4 * j + 2 + e]);
+        }
+      }
+      return;
+    }
 #pragma unroll
     for (int j = 0; j < TileRows / 8; ++j) {
 #pragma unroll
@@ -120,12 +146,14 @@ __device__ inline void store_tile(const Work& work, const float (&acc)[TileRows 
 // largest part of finishing a tile. Rows are padded by 16 bytes so that the threads holding rows
 // 2 apart write different banks. y's rows must start on 16 bytes. (f32 tiles, whose stores
 // already fill 32-byte sectors, made the 8B step's down product slower this way: not used.)
-template <class P>
+// With Swiglu the tile's rows hold silu(gate) ⊙ up, half as many values.
+template <class P, bool Swiglu>
 __device__ inline void store_bf16_tile_staged(const Work& work,
                                               const float (&acc)[P::kAccumulators],
                                               uint8_t* staging, int ct, int out_in_tile,
                                               int row_in_tile, int tile_out, int tile_row) {
-  constexpr int kRowBytes = P::kTileOut * 2;
+  constexpr int kRowValues = Swiglu ? P::kTileOut / 2 : P::kTileOut;
+  constexpr int kRowBytes = kRowValues * 2;
   constexpr int kPitch = kRowBytes + 16;
   static_assert(P::kTileRows * kPitch <= P::kStages * P::kStageBytes, "the tile fits the stages");
   consumers_sync();  // the other warpgroup's last MMAs may still read the stages
@@ -134,18 +162,23 @@ __device__ inline void store_bf16_tile_staged(const Work& work,
 #pragma unroll
     for (int e = 0; e < 2; ++e) {
       bf16* row = reinterpret_cast<bf16*>(staging + (row_in_tile + 8 * j + e) * kPitch);
+      if constexpr (Swiglu) {
+        row[swiglu_output(out_in_tile)] = swiglu_of_rounded(acc[4 * j + e], acc[4 * j + 2 + e]);
+      } else {
 #pragma unroll
-      for (int h = 0; h < 2; ++h)
-        row[out_in_tile + 8 * h] = __float2bfloat16(acc[4 * j + 2 * h + e]);
+        for (int h = 0; h < 2; ++h)
+          row[out_in_tile + 8 * h] = __float2bfloat16(acc[4 * j + 2 * h + e]);
+      }
     }
   }
   consumers_sync();
   constexpr int kChunks = kRowBytes / 16;  // per row
   constexpr int kTileRows = P::kTileRows;  // std::min takes references
   const int rows = std::min(kTileRows, work.n - tile_row);
+  const int y_column = Swiglu ? tile_out / 2 : tile_out;
   for (int i = ct; i < rows * kChunks; i += kConsumerThreads) {
     const int r = i / kChunks, c = i % kChunks;
-    bf16* y = static_cast<bf16*>(work.y) + (tile_row + r) * work.ldy + tile_out;
+    bf16* y = static_cast<bf16*>(work.y) + (tile_row + r) * work.ldy + y_column;
     reinterpret_cast<uint4*>(y)[c] = *reinterpret_cast<const uint4*>(staging + r * kPitch + 16 * c);
   }
 }
@@ -210,8 +243,13 @@ __device__ __forceinline__ void finish_tile(const Work& work, float (&acc)[P::kA
   if (range_done && rows_aligned) {
     // The range's last tile: every slice has been multiplied, so no copy or decoder writes
     // the stages any more.
-    store_bf16_tile_staged<P>(part_work, acc, tiles, ct, out_in_tile, row_in_tile, tile_out,
-                              tile_row0<TileRows>(work, tile));
+    if (work.swiglu) {
+      store_bf16_tile_staged<P, true>(part_work, acc, tiles, ct, out_in_tile, row_in_tile, tile_out,
+                                      tile_row0<TileRows>(work, tile));
+    } else {
+      store_bf16_tile_staged<P, false>(part_work, acc, tiles, ct, out_in_tile, row_in_tile,
+                                       tile_out, tile_row0<TileRows>(work, tile));
+    }
   } else {
     store_tile<kRows, Bf16Out>(part_work, acc, tile_out + out_in_tile,
                                tile_row0<TileRows>(work, tile) + row_in_tile);

@@ -370,10 +370,14 @@ TEST_F(CudaInfer, FusedQuantizedProductsMatchTheDequantizedWay) {
     auto automatic = engine_for("auto");
     // Blocks decoded inside WgmmaGemm's tiles (H100/H200) for every product it takes: `auto`
     // leaves this model's small products to the other ways.
-    std::unique_ptr<cuda::CudaInferEngine> wgmma, k_parts;
+    // wgmma applies SwiGLU to the gate|up product's tiles; elementwise runs the same products
+    // and then the element-wise kernel, which must give the same bits.
+    std::unique_ptr<cuda::CudaInferEngine> wgmma, elementwise, k_parts;
     if (cuda::WgmmaGemm::available()) {
       ScopedEnv own("RUVDLLM_CUDA_GEMM", "wgmma");
       wgmma = engine_for("auto");
+      ScopedEnv swiglu("RUVDLLM_CUDA_SWIGLU", "kernel");
+      elementwise = engine_for("auto");
     }
     if (cuda::WgmmaGemm::available()) {
       // The FFN-down product (512 in) with K in two parts that the next norm adds, at 150 and
@@ -392,8 +396,12 @@ TEST_F(CudaInfer, FusedQuantizedProductsMatchTheDequantizedWay) {
       }
       EXPECT_LT(rel_error(gpu_logits(*automatic, tokens, o), want), bound);
       if (wgmma) {
-        EXPECT_LT(rel_error(gpu_logits(*wgmma, tokens, o), want), bound)
+        const auto own = gpu_logits(*wgmma, tokens, o);
+        EXPECT_LT(rel_error(own, want), bound)
             << type_traits(type).name << " " << n << " rows, wgmma";
+        EXPECT_TRUE(own == gpu_logits(*elementwise, tokens, o))
+            << type_traits(type).name << " " << n << " rows: SwiGLU in the tiles differs from "
+            << "the element-wise kernel";
       }
       if (k_parts) {
         for (int pass = 0; pass < 2; ++pass) {
@@ -405,6 +413,19 @@ TEST_F(CudaInfer, FusedQuantizedProductsMatchTheDequantizedWay) {
     }
     const auto errors = cached_pass_errors(*model, *fused, 40);
     for (const double e : errors) EXPECT_LT(e, kLogitBound) << type_traits(type).name;
+    if (wgmma) {
+      // Cached passes with every product on WgmmaGemm, SwiGLU in the gate|up tiles.
+      for (const double e : cached_pass_errors(*model, *wgmma, 40)) {
+        EXPECT_LT(e, kLogitBound) << type_traits(type).name << ", wgmma";
+      }
+    }
+  }
+  {
+    ScopedEnv bad("RUVDLLM_CUDA_SWIGLU", "fused");
+    EXPECT_THROW(
+        cuda::CudaInferEngine(shape_config(Arch::LLaDA, "test"),
+                              random_model(dir, Arch::LLaDA, TensorType::Q8_0, "env0")->weights()),
+        Error);
   }
   {
     ScopedEnv bad("RUVDLLM_CUDA_QUANT_GEMM", "fast");

@@ -17,14 +17,16 @@
 #include <span>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "cuda/cuda_check.h"
 #include "cuda/infer_gemm.h"
-#include "cuda/wgmma_gemm.h"
 #include "cuda/infer_kernels.h"
+#include "cuda/swiglu.cuh"
 #include "cuda/train_kernels.h"
+#include "cuda/wgmma_gemm.h"
 #include "cuda_test_util.h"
 #include "ruvdllm/core/error.h"
 #include "ruvdllm/core/half.h"
@@ -449,6 +451,70 @@ TEST_F(InferKernels, SwigluToBf16MatchesCpu) {
       EXPECT_EQ(count_outside(got, want, 4e-6, std::vector<double>(n, 1e-30), label), 0u);
     }
   }
+}
+
+// gate|up interleaved in groups of 8 (the engine's layout for weights kept in blocks, which lets
+// WgmmaGemm apply SwiGLU to its tiles): the same bits as the halves layout, on every path (eight-
+// and four-wide, scalar) and for f32 and bf16 inputs and outputs.
+TEST_F(InferKernels, SwigluReadsInterleavedGateUp) {
+  struct Shape {
+    int64_t rows, width;
+    size_t offset;
+  };
+  uint64_t seed = 950;
+  for (const Shape sh : {Shape{3, 64, 0}, Shape{17, 1000, 0}, Shape{2, 11008, 0}, Shape{4, 64, 4},
+                         Shape{5, 24, 1}}) {
+    const size_t n = static_cast<size_t>(sh.rows * sh.width);
+    auto halves = random_floats(2 * n + sh.offset, ++seed, -12.0f, 12.0f);
+    const std::vector<uint16_t> halves_bits = round_to_bf16(&halves);
+    std::vector<float> interleaved(halves.size());
+    std::vector<uint16_t> interleaved_bits(halves.size());
+    std::copy_n(halves.begin(), sh.offset, interleaved.begin());
+    for (int64_t r = 0; r < sh.rows; ++r) {
+      for (int64_t o = 0; o < sh.width; ++o) {
+        const size_t row = sh.offset + static_cast<size_t>(2 * r * sh.width);
+        const size_t g = row + static_cast<size_t>(cuda::swiglu_gate_column(o));
+        interleaved[g] = halves[row + o];
+        interleaved[g + cuda::kSwigluGroup] = halves[row + sh.width + o];
+        interleaved_bits[g] = halves_bits[row + o];
+        interleaved_bits[g + cuda::kSwigluGroup] = halves_bits[row + sh.width + o];
+      }
+    }
+    const std::string label = "swiglu " + std::to_string(sh.rows) + "x" + std::to_string(sh.width) +
+                              " +" + std::to_string(sh.offset);
+    // Each input and output type: the halves layout's result, then the interleaved one's.
+    auto both_layouts = [&](auto* out_type, const auto& in_halves, const auto& in_interleaved) {
+      using Out = std::remove_pointer_t<decltype(out_type)>;
+      std::vector<std::vector<Out>> results;
+      for (const auto* host : {&in_halves, &in_interleaved}) {
+        const auto d_in = to_device(*host);
+        auto h = poisoned<Out>(n + sh.offset);
+        if constexpr (std::is_same_v<Out, float>) {
+          cuda::swiglu_rows(h.data() + sh.offset, d_in.data() + sh.offset, sh.rows, sh.width,
+                            nullptr, host == &in_interleaved);
+        } else if constexpr (std::is_same_v<typename std::decay_t<decltype(*host)>::value_type,
+                                            float>) {
+          cuda::swiglu_rows(as_bf16(h.data() + sh.offset), d_in.data() + sh.offset, sh.rows,
+                            sh.width, nullptr, host == &in_interleaved);
+        } else {
+          cuda::swiglu_rows(as_bf16(h.data() + sh.offset),
+                            reinterpret_cast<const bf16*>(d_in.data()) + sh.offset, sh.rows,
+                            sh.width, nullptr, host == &in_interleaved);
+        }
+        results.push_back(to_host(h, n + sh.offset));
+      }
+      // Bit for bit (the poison left before the rows is a NaN for f32).
+      EXPECT_EQ(std::memcmp(results[0].data(), results[1].data(), results[0].size() * sizeof(Out)),
+                0)
+          << label;
+    };
+    both_layouts(static_cast<float*>(nullptr), halves, interleaved);
+    both_layouts(static_cast<uint16_t*>(nullptr), halves, interleaved);
+    both_layouts(static_cast<uint16_t*>(nullptr), halves_bits, interleaved_bits);
+  }
+  auto h = poisoned<uint16_t>(64);
+  const auto in = to_device(std::vector<float>(128, 1.0f));
+  EXPECT_THROW(cuda::swiglu_rows(as_bf16(h.data()), in.data(), 1, 12, nullptr, true), Error);
 }
 
 TEST_F(InferKernels, F32ToBf16RoundsAsTheHostDoes) {

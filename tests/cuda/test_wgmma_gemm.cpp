@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "cuda/infer_kernels.h"
+#include "cuda/swiglu.cuh"
 #include "cuda/wgmma_gemm.h"
 #include "cuda_test_util.h"
 #include "ruvdllm/core/error.h"
@@ -38,6 +40,21 @@ TEST(WgmmaGemmArgs, FitsWholeTilesOfOutputsAndSlicesOfInputs) {
   EXPECT_FALSE(cuda::WgmmaGemm::fits(8, 96, 128));  // in not a multiple of 64
   EXPECT_FALSE(cuda::WgmmaGemm::fits(8, 64, 192));  // out not a multiple of 128
   EXPECT_FALSE(cuda::WgmmaGemm::fits(8, 0, 128));
+}
+
+// The interleaved gate|up layout (swiglu.cuh): each output's gate and up columns are 8 apart
+// in one group of 16, and the gate and up columns of 64 outputs cover 128 columns once each.
+TEST(SwigluLayout, AlternatesGroupsOfEightGateAndUpColumns) {
+  std::vector<int> seen(128, 0);
+  for (int64_t o = 0; o < 64; ++o) {
+    const int64_t gate = cuda::swiglu_gate_column(o);
+    EXPECT_LT(gate % 16, cuda::kSwigluGroup) << o;
+    EXPECT_EQ(cuda::swiglu_output(gate), o);
+    EXPECT_EQ(gate / 16, o / 8);
+    ++seen[static_cast<size_t>(gate)];
+    ++seen[static_cast<size_t>(gate + cuda::kSwigluGroup)];
+  }
+  for (size_t c = 0; c < seen.size(); ++c) EXPECT_EQ(seen[c], 1) << c;
 }
 
 class WgmmaGemm : public CudaTest {
@@ -223,6 +240,75 @@ TEST_F(WgmmaGemm, DecodesBlocksInsideTheTiles) {
   EXPECT_TRUE(cuda::WgmmaGemm::fits_blocks(TensorType::Q6_K, 256, 4096, 4096));
   EXPECT_FALSE(cuda::WgmmaGemm::fits_blocks(TensorType::Q8_0, 256, 320, 4096));
   EXPECT_FALSE(cuda::WgmmaGemm::fits_blocks(TensorType::BF16, 256, 4096, 4096));
+}
+
+// SwiGLU applied to a gate|up product's tiles (the engine's weights interleaved in groups of 8)
+// gives the same bits as the product written in bf16 and then swiglu_rows over the interleaved
+// layout, in every tile way (registers, decoding warpgroup, wide pairs, the staged store of a
+// range's last tile and the direct one of the others, rows past the last full tile), and is
+// silu(gate)·up of the f64 product within bf16 rounding.
+TEST_F(WgmmaGemm, AppliesSwigluToGateUpTiles) {
+  cuda::WgmmaGemm gemm(nullptr);
+  struct Way {
+    bool wide, registers;
+  };
+  uint64_t seed = 5900;
+  for (const Way way : {Way{true, true}, Way{false, true}, Way{false, false}})
+    for (const TensorType type : {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q8_0}) {
+      if (!way.registers && type == TensorType::Q8_0) continue;
+      gemm.set_wide_tiles(way.wide);
+      gemm.set_register_decoding(way.registers);
+      for (const Shape sh : {Shape{5, 256, 256, 0}, Shape{130, 1024, 768, 3},
+                             Shape{256, 2048, 1024, 8}, Shape{600, 512, 256, 1}}) {
+        const std::string label = std::string(type_name(type)) + " " + std::to_string(sh.n) + "x" +
+                                  std::to_string(sh.in) + "x" + std::to_string(sh.out) +
+                                  (way.wide ? " wide tiles" : "") +
+                                  (way.registers ? "" : ", decoding warpgroup");
+        const DeviceBlockProduct d(type, sh, seed += 2);
+        const int64_t width = sh.out / 2, ldh = width + sh.pad;
+        const auto cells = static_cast<size_t>(sh.n * ldh);
+        auto gate_up = poisoned<uint16_t>(static_cast<size_t>(sh.n * sh.out));
+        auto want = poisoned<uint16_t>(static_cast<size_t>(sh.n * width));
+        auto got = poisoned<uint16_t>(cells);
+        auto* gate_up_bf16 = reinterpret_cast<__nv_bfloat16*>(gate_up.data());
+        gemm.linear_blocks(gate_up_bf16, sh.out, as_bf16(d.x), d.w.data(), type, sh.n, sh.in,
+                           sh.out);
+        cuda::swiglu_rows(reinterpret_cast<__nv_bfloat16*>(want.data()), gate_up_bf16, sh.n, width,
+                          nullptr, /*interleaved=*/true);
+        gemm.linear_blocks_swiglu(reinterpret_cast<__nv_bfloat16*>(got.data()), ldh, as_bf16(d.x),
+                                  d.w.data(), type, sh.n, sh.in, sh.out);
+        const auto want_bits = to_host(want, static_cast<size_t>(sh.n * width));
+        const auto got_bits = to_host(got, cells);
+        int64_t differ = 0, off = 0, padding_written = 0;
+        for (int64_t r = 0; r < sh.n; ++r) {
+          for (int64_t o = 0; o < width; ++o) {
+            const uint16_t bits = got_bits[r * ldh + o];
+            differ += bits != want_bits[r * width + o];
+            const int64_t g = cuda::swiglu_gate_column(o);
+            const double gate = d.host.want[r * sh.out + g],
+                         up = d.host.want[r * sh.out + g + cuda::kSwigluGroup];
+            const double ref = gate / (1.0 + std::exp(-gate)) * up;
+            off += std::abs(bf16_to_f32(bits) - ref) >
+                   0.03 * std::abs(ref) + 2e-3 * (1.0 + std::abs(gate)) * (1.0 + std::abs(up));
+          }
+          for (int64_t o = width; o < ldh; ++o) {
+            padding_written += got_bits[r * ldh + o] != uint16_t{0xFFFF};
+          }
+        }
+        EXPECT_EQ(differ, 0) << label << ": values that differ from product + swiglu_rows";
+        EXPECT_EQ(off, 0) << label << ": values away from silu(gate)·up";
+        EXPECT_EQ(padding_written, 0) << label << ": written past the output's width";
+      }
+    }
+  const auto x = to_device(std::vector<uint16_t>(8 * 256, 0x3F80));
+  const auto w = to_device(std::vector<uint16_t>(128 * 256, 0x3F80));
+  auto h = to_device(std::vector<uint16_t>(8 * 64, 0));
+  EXPECT_THROW(gemm.linear_blocks_swiglu(reinterpret_cast<__nv_bfloat16*>(h.data()), 64, as_bf16(x),
+                                         w.data(), TensorType::BF16, 8, 256, 128),
+               Error);  // bf16 weights
+  EXPECT_THROW(gemm.linear_blocks_swiglu(reinterpret_cast<__nv_bfloat16*>(h.data()), 32, as_bf16(x),
+                                         w.data(), TensorType::Q8_0, 8, 256, 128),
+               Error);  // h's rows narrower than out / 2
 }
 
 // K cut into parts, each part's product in its own f32 block of n rows: the parts add up to the
