@@ -65,8 +65,9 @@ void BM_QuantProduct(benchmark::State& state, TensorType type, GemmShape shape, 
     }
   }
   const auto x_host = random_bf16(static_cast<size_t>(rows * shape.in), 3);
+  const bool swiglu = way == Way::WgmmaThenSwiglu || way == Way::WgmmaSwiglu;
   DeviceArray<bf16> x(x_host.size()), y(static_cast<size_t>(rows * shape.out)),
-      h(static_cast<size_t>(rows * shape.out / 2));
+      h(swiglu ? static_cast<size_t>(rows * shape.out / 2) : 0);
   check_cuda(cudaMemcpy(x.data(), x_host.data(), x_host.size() * 2, cudaMemcpyHostToDevice),
              "cudaMemcpy");
   DeviceArray<bf16> scratch(way == Way::Dequantize ? static_cast<size_t>(shape.out * shape.in) : 0);

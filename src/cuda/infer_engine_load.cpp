@@ -97,6 +97,12 @@ void CudaInferEngine::Impl::upload_linear(Linear* lin,
     return lin->dense_of<typename std::decay_t<decltype(o)>::Element>();
   };
   if (dense) with_operands([&](auto& o) { dense_matrix(o).reserve(elements); });
+  // A matrix of blocks, now on the device, as lin's part from row0.
+  auto own_blocks = [&](DeviceArray<uint8_t> blocks, TensorType type, int64_t row0, int64_t rows) {
+    lin->quantized.push_back({blocks.data(), type, row0, rows});
+    weight_bytes += blocks.bytes();
+    lin->owned.push_back(std::move(blocks));
+  };
   // The parts in [first, last) uploaded back to back as one matrix of blocks from row0.
   auto keep_blocks = [&](auto first, auto last, int64_t row0) {
     size_t bytes = 0;
@@ -111,9 +117,7 @@ void CudaInferEngine::Impl::upload_linear(Linear* lin,
       upload(blocks.data() + at, (*t)->data, (*t)->nbytes, stream);
       at += (*t)->nbytes;
     }
-    lin->quantized.push_back({blocks.data(), (*first)->type, row0, rows});
-    weight_bytes += bytes;
-    lin->owned.push_back(std::move(blocks));
+    own_blocks(std::move(blocks), (*first)->type, row0, rows);
   };
   // Parts of one block type (rows of the same stride) become one matrix, so a product over
   // q|k|v or gate|up is one launch, not one per part: WgmmaGemm's stream-K spreads 12288
@@ -122,11 +126,10 @@ void CudaInferEngine::Impl::upload_linear(Linear* lin,
   const bool one_type = std::all_of(parts.begin(), parts.end(),
                                     [&](const TensorView* t) { return t->type == first_type; });
   const TensorView* gate = *parts.begin();
-  if (!dense && one_type && gate_up && parts.size() == 2 && gate->rows() % kSwigluGroup == 0 &&
-      (*std::next(parts.begin()))->rows() == gate->rows()) {
+  const TensorView* up = gate_up && parts.size() == 2 ? *std::next(parts.begin()) : nullptr;
+  if (!dense && one_type && up && gate->rows() % kSwigluGroup == 0 && up->rows() == gate->rows()) {
     // Groups of 8 gate rows and 8 up rows alternate (two strided copies), so that each
     // accumulator thread of WgmmaGemm holds an output's gate and up values.
-    const TensorView* up = *std::next(parts.begin());
     const size_t group_bytes = gate->nbytes / static_cast<size_t>(gate->rows()) * kSwigluGroup;
     const auto groups = static_cast<size_t>(gate->rows() / kSwigluGroup);
     DeviceArray<uint8_t> blocks(gate->nbytes + up->nbytes);
@@ -135,10 +138,8 @@ void CudaInferEngine::Impl::upload_linear(Linear* lin,
                                    group_bytes, groups, cudaMemcpyHostToDevice, stream),
                  "cudaMemcpy2DAsync");
     }
-    lin->quantized.push_back({blocks.data(), first_type, 0, lin->out});
+    own_blocks(std::move(blocks), first_type, 0, lin->out);
     lin->swiglu_interleaved = true;
-    weight_bytes += blocks.bytes();
-    lin->owned.push_back(std::move(blocks));
   } else if (!dense && one_type) {
     keep_blocks(parts.begin(), parts.end(), 0);
   } else {

@@ -168,6 +168,12 @@ TEST_F(WgmmaGemm, RepeatsTheSameBits) {
   }
 }
 
+// How WgmmaGemm takes weights in blocks: wide tiles past 256 rows (all but Q4_K), and Q4_K / Q5_K
+// decoded by the consumers into registers or by a decoding warpgroup.
+struct Way {
+  bool wide, registers;
+};
+
 // Weights in GGUF blocks decode to the bf16 values the CPU's dequantization rounds to (what
 // dequantize_to_bf16 writes, which test_infer_kernels checks bit for bit), so the same bound holds
 // against an f64 product of those values. Past 256 rows the wide tiles (64 outputs × 512 rows in
@@ -193,9 +199,6 @@ TEST_F(WgmmaGemm, DecodesBlocksInsideTheTiles) {
   uint64_t seed = 5500;
   // Q4_K and Q5_K in tiles of up to 256 rows, decoded both ways: by the consumers into registers
   // and by the decoding warpgroup (the other types always take the latter).
-  struct Way {
-    bool wide, registers;
-  };
   for (const Way way : {Way{true, true}, Way{false, true}, Way{false, false}})
     for (const TensorType type : {TensorType::Q4_0, TensorType::Q8_0, TensorType::Q4_K,
                                   TensorType::Q5_K, TensorType::Q6_K}) {
@@ -249,9 +252,6 @@ TEST_F(WgmmaGemm, DecodesBlocksInsideTheTiles) {
 // silu(gate)·up of the f64 product within bf16 rounding.
 TEST_F(WgmmaGemm, AppliesSwigluToGateUpTiles) {
   cuda::WgmmaGemm gemm(nullptr);
-  struct Way {
-    bool wide, registers;
-  };
   uint64_t seed = 5900;
   for (const Way way : {Way{true, true}, Way{false, true}, Way{false, false}})
     for (const TensorType type : {TensorType::Q4_K, TensorType::Q5_K, TensorType::Q8_0}) {
